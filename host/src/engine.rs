@@ -1,0 +1,330 @@
+//! The engine: one configured wasmtime engine, its epoch ticker, its compiled-code
+//! cache; and the compiled, introspected components it produces.
+
+use crate::cache::{CacheOutcome, CompileCache};
+use crate::capability::Requested;
+use crate::error::{Error, Result};
+use crate::exports::{Export, FunctionInfo, exports};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy};
+
+/// How often the epoch advances: the granularity of deadlines.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide settings. Everything per plugin lives in [`crate::Limits`].
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// The secret that authenticates cache entries; by default a random key
+    /// kept in `cache_dir/cache.key`.
+    pub cache_key: Option<[u8; 32]>,
+    /// Maximum wasm stack of an invocation, in bytes. Engine-wide because
+    /// compiled code depends on it; deep recursion past it is a `stack_overflow`.
+    pub max_wasm_stack: usize,
+    /// The largest linear memory any plugin may be allowed; per-plugin
+    /// [`crate::Limits::memory_bytes`] must not exceed it.
+    pub max_memory_bytes: u64,
+    /// Pre-allocated slots for running instances (pooling allocator with
+    /// copy-on-write memory images); `None` allocates on demand.
+    pub pooled_instances: Option<u32>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cache_dir: None,
+            cache_key: None,
+            max_wasm_stack: 512 << 10,
+            max_memory_bytes: 1 << 30,
+            pooled_instances: Some(128),
+        }
+    }
+}
+
+/// A configured wasmtime engine shared by every plugin it loads. Cheap to clone.
+///
+/// It ticks an epoch every 10ms on a background thread (for deadlines) until
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    wasmtime: wasmtime::Engine,
+    config: EngineConfig,
+    cache: Option<CompileCache>,
+    fingerprint: String,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Engine {
+    /// Creates an engine.
+    pub fn new(config: EngineConfig) -> Result<Engine> {
+        let mut wasm = Config::new();
+        wasm.strategy(Strategy::Cranelift)
+            .cranelift_opt_level(OptLevel::Speed)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            // Room for host calls on top of the wasm stack.
+            .async_stack_size(config.max_wasm_stack + (1 << 20))
+            .wasm_component_model(true)
+            .wasm_relaxed_simd(false)
+            .wasm_wide_arithmetic(false)
+            .wasm_custom_page_sizes(false)
+            .parallel_compilation(true);
+        if let Some(slots) = config.pooled_instances {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots.saturating_mul(16))
+                .total_memories(slots.saturating_mul(2))
+                .total_tables(slots.saturating_mul(8))
+                .total_stacks(slots)
+                .max_core_instances_per_component(64)
+                .max_memories_per_component(8)
+                .max_tables_per_component(64)
+                .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
+                .table_elements(100_000)
+                .max_unused_warm_slots(slots.min(32));
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let wasmtime = wasmtime::Engine::new(&wasm).map_err(|e| Error::Config(format!("wasmtime engine: {e:#}")))?;
+
+        let fingerprint = {
+            let mut hasher = ShaHasher(Sha256::new());
+            "warden-host engine v1".hash(&mut hasher);
+            env!("CARGO_PKG_VERSION").hash(&mut hasher);
+            wasmtime.precompile_compatibility_hash().hash(&mut hasher);
+            config.max_wasm_stack.hash(&mut hasher);
+            hex::encode(&hasher.0.finalize()[..8])
+        };
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::open(dir, config.cache_key)?),
+            None => None,
+        };
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = wasmtime.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("warden-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| Error::io("starting the epoch thread", e))?;
+        }
+
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                wasmtime,
+                config,
+                cache,
+                fingerprint,
+                ticker_stop,
+            }),
+        })
+    }
+
+    pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.wasmtime
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Identifies the compiled-code format of this engine (wasmtime version,
+    /// settings); part of every cache key.
+    pub fn fingerprint(&self) -> &str {
+        &self.inner.fingerprint
+    }
+
+    /// Validates, compiles (or loads from the cache) and introspects a component.
+    ///
+    /// This is CPU-bound (seconds for large components on a cache miss); call it
+    /// from `spawn_blocking` in async code.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent> {
+        check_header(bytes)?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let (component, cache) = self.compile_or_load(bytes, &digest)?;
+        let exports = exports(&component);
+        let engine = self.wasmtime();
+        let requested = Requested::classify(component.component_type().imports(engine).map(|(name, _)| name));
+        Ok(CompiledComponent {
+            inner: Arc::new(CompiledInner {
+                component,
+                digest,
+                size: bytes.len() as u64,
+                exports,
+                requested,
+                cache,
+            }),
+        })
+    }
+
+    fn compile_or_load(&self, bytes: &[u8], digest: &str) -> Result<(Component, CacheOutcome)> {
+        let Some(cache) = &self.inner.cache else {
+            return Ok((self.compile_fresh(bytes)?, CacheOutcome::Disabled));
+        };
+        let fingerprint = self.fingerprint();
+        let mut outcome = CacheOutcome::Miss;
+        match cache.load(digest, fingerprint) {
+            Ok(Some(code)) => {
+                // SAFETY: `code` carries a valid HMAC under our secret key over
+                // (digest, fingerprint, code), so it was produced by
+                // `Component::serialize` of this engine configuration, from the
+                // component with this digest.
+                match unsafe { Component::deserialize(self.wasmtime(), &code) } {
+                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                    Err(e) => {
+                        tracing::warn!(digest, "cached component did not load ({e}); recompiling");
+                        outcome = CacheOutcome::Rejected;
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(()) => outcome = CacheOutcome::Rejected,
+        }
+        let component = self.compile_fresh(bytes)?;
+        match component.serialize() {
+            Ok(code) => {
+                if let Err(e) = cache.store(digest, fingerprint, &code) {
+                    tracing::warn!(digest, "could not cache the compiled component: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(digest, "could not serialize the compiled component: {e}"),
+        }
+        Ok((component, outcome))
+    }
+
+    fn compile_fresh(&self, bytes: &[u8]) -> Result<Component> {
+        Component::new(self.wasmtime(), bytes).map_err(|e| Error::InvalidComponent(format!("{e:#}")))
+    }
+}
+
+/// Refuses what is not a component before wasmtime sees it, with a precise reason.
+fn check_header(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(Error::NotWasm);
+    }
+    match [bytes[4], bytes[5], bytes[6], bytes[7]] {
+        [1, 0, 0, 0] => Err(Error::CoreModule),
+        [0x0d, 0, 1, 0] => Ok(()),
+        [a, b, c, d] => Err(Error::InvalidComponent(format!(
+            "unsupported binary version {:#x} (layer {:#x})",
+            u16::from_le_bytes([a, b]),
+            u16::from_le_bytes([c, d])
+        ))),
+    }
+}
+
+/// Feeds `Hash` into SHA-256 so that fingerprints are stable across builds.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        unreachable!("only the SHA-256 digest is used")
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// A validated, compiled component with what it exports and imports. Cheap to
+/// clone; independent of grants and limits (see [`crate::Plugin`]).
+#[derive(Clone)]
+pub struct CompiledComponent {
+    pub(crate) inner: Arc<CompiledInner>,
+}
+
+pub(crate) struct CompiledInner {
+    pub(crate) component: Component,
+    pub(crate) digest: String,
+    pub(crate) size: u64,
+    pub(crate) exports: Vec<Export>,
+    pub(crate) requested: Requested,
+    pub(crate) cache: CacheOutcome,
+}
+
+impl CompiledComponent {
+    /// `sha256` of the component bytes, lower-case hex.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// Every exported function, in export order.
+    pub fn functions(&self) -> impl ExactSizeIterator<Item = &FunctionInfo> {
+        self.inner.exports.iter().map(|e| &e.info)
+    }
+
+    /// The capabilities the component's imports request.
+    pub fn requested(&self) -> &Requested {
+        &self.inner.requested
+    }
+
+    /// Whether this came from the compiled-code cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.inner.cache
+    }
+
+    pub(crate) fn find(&self, name: &str) -> Result<&Export> {
+        let exports = &self.inner.exports;
+        exports
+            .iter()
+            .find(|e| e.info.name == name)
+            // Also accept the full `interface#function` form.
+            .or_else(|| {
+                let (interface, function) = name.split_once('#')?;
+                exports.iter().find(|e| {
+                    e.info.interface.as_deref() == Some(interface) && e.info.name.ends_with(&format!(".{function}"))
+                })
+            })
+            .ok_or_else(|| Error::UnknownFunction {
+                name: name.to_owned(),
+                available: exports
+                    .iter()
+                    .filter(|e| e.info.not_invocable.is_none())
+                    .map(|e| e.info.name.clone())
+                    .collect(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_checked_before_compiling() {
+        assert!(matches!(check_header(b""), Err(Error::NotWasm)));
+        assert!(matches!(check_header(b"#!/bin/sh\necho hi"), Err(Error::NotWasm)));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(Error::CoreModule)));
+        assert!(matches!(check_header(b"\0asm\x0d\0\x01\0"), Ok(())));
+        assert!(matches!(check_header(b"\0asm\x0c\0\x01\0"), Err(Error::InvalidComponent(_))));
+    }
+}

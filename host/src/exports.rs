@@ -1,0 +1,259 @@
+//! Introspection of a component's exports: every function, top-level or inside an
+//! exported interface, with its WIT signature, whether it can be invoked over JSON,
+//! and its JSON Schema.
+
+use crate::schema;
+use serde::{Deserialize, Serialize};
+use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
+use wasmtime::component::{Component, ComponentExportIndex};
+
+/// One exported function, as the catalog and `warden inspect` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    /// The name callers use: `greet` for a top-level function, `text.count` for
+    /// function `count` of exported interface `…/text@…`.
+    pub name: String,
+    /// The exported interface, if any, e.g. `acme:tools/text@1.0.0`.
+    pub interface: Option<String>,
+    /// The parameters, in order.
+    pub params: Vec<ParamInfo>,
+    /// The result type in WIT syntax, if the function returns something.
+    pub result: Option<String>,
+    /// The whole signature in WIT syntax.
+    pub signature: String,
+    /// Why the function cannot be invoked over JSON (resources, streams,
+    /// futures), or `None` if it can.
+    pub not_invocable: Option<String>,
+    /// `{"params": <schema of the arguments object>, "result": <schema>}`
+    /// (JSON Schema 2020-12); absent for functions that are not invocable.
+    pub schema: Option<serde_json::Value>,
+}
+
+/// One parameter of a function.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamInfo {
+    /// Its name.
+    pub name: String,
+    /// Its type in WIT syntax.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// An exported function with what the host needs to call it.
+#[derive(Clone)]
+pub(crate) struct Export {
+    pub(crate) info: FunctionInfo,
+    pub(crate) index: ComponentExportIndex,
+    pub(crate) ty: ComponentFunc,
+}
+
+impl Export {
+    pub(crate) fn param_types(&self) -> Vec<(String, Type)> {
+        self.ty
+            .params()
+            .map(|(name, ty)| (name.to_owned(), ty))
+            .collect()
+    }
+
+    pub(crate) fn result_type(&self) -> Option<Type> {
+        self.ty.results().next()
+    }
+}
+
+/// Lists every exported function of `component`.
+pub(crate) fn exports(component: &Component) -> Vec<Export> {
+    let engine = component.engine();
+    let ty = component.component_type();
+    let mut found = Vec::new();
+    for (name, item) in ty.exports(engine) {
+        match item.ty {
+            ComponentItem::ComponentFunc(func) => {
+                if let Some(index) = component.get_export_index(None, name) {
+                    found.push((None, name.to_owned(), func, index));
+                }
+            }
+            ComponentItem::ComponentInstance(instance) => {
+                let Some(instance_index) = component.get_export_index(None, name) else {
+                    continue;
+                };
+                for (func_name, item) in instance.exports(engine) {
+                    if let ComponentItem::ComponentFunc(func) = item.ty
+                        && let Some(index) = component.get_export_index(Some(&instance_index), func_name)
+                    {
+                        found.push((Some(name.to_owned()), func_name.to_owned(), func, index));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // `text.count` unless two exported interfaces share the short name `text`,
+    // in which case the full `pkg:ns/text@1.0.0#count` keeps them apart.
+    let short = |interface: &str| -> String {
+        let unversioned = interface.split('@').next().unwrap_or(interface);
+        unversioned
+            .rsplit_once('/')
+            .map_or(unversioned, |(_, name)| name)
+            .to_owned()
+    };
+    let mut interfaces: Vec<&String> = found.iter().filter_map(|(i, ..)| i.as_ref()).collect();
+    interfaces.sort();
+    interfaces.dedup();
+    let ambiguous = |interface: &str| {
+        interfaces
+            .iter()
+            .filter(|other| short(other) == short(interface))
+            .count()
+            > 1
+    };
+
+    found
+        .iter()
+        .map(|(interface, func_name, func, index)| {
+            let name = match interface {
+                None => func_name.clone(),
+                Some(interface) if ambiguous(interface) => format!("{interface}#{func_name}"),
+                Some(interface) => format!("{}.{func_name}", short(interface)),
+            };
+            Export {
+                info: describe(name, interface.clone(), func),
+                index: *index,
+                ty: func.clone(),
+            }
+        })
+        .collect()
+}
+
+fn describe(name: String, interface: Option<String>, func: &ComponentFunc) -> FunctionInfo {
+    let params: Vec<ParamInfo> = func
+        .params()
+        .map(|(name, ty)| ParamInfo {
+            name: name.to_owned(),
+            ty: wit_type(&ty),
+        })
+        .collect();
+    let result_ty = func.results().next();
+    let result = result_ty.as_ref().map(wit_type);
+    let signature = format!(
+        "func({}){}",
+        params
+            .iter()
+            .map(|p| format!("{}: {}", p.name, p.ty))
+            .collect::<Vec<_>>()
+            .join(", "),
+        result.as_ref().map(|r| format!(" -> {r}")).unwrap_or_default()
+    );
+    let not_invocable = func
+        .params()
+        .find_map(|(name, ty)| opaque_part(&ty).map(|why| format!("parameter `{name}` contains {why}")))
+        .or_else(|| {
+            result_ty
+                .as_ref()
+                .and_then(opaque_part)
+                .map(|why| format!("the result contains {why}"))
+        });
+    let schema = not_invocable
+        .is_none()
+        .then(|| schema::function(func.params(), result_ty.as_ref()));
+    FunctionInfo {
+        name,
+        interface,
+        params,
+        result,
+        signature,
+        not_invocable,
+        schema,
+    }
+}
+
+/// The first part of `ty` that cannot cross JSON, described.
+fn opaque_part(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Own(_) => Some("a resource".into()),
+        Type::Borrow(_) => Some("a borrowed resource".into()),
+        Type::Future(_) => Some("a future".into()),
+        Type::Stream(_) => Some("a stream".into()),
+        Type::ErrorContext => Some("an error-context".into()),
+        Type::List(list) => opaque_part(&list.ty()),
+        Type::FixedLengthList(list) => opaque_part(&list.ty()),
+        Type::Map(map) => opaque_part(&map.key()).or_else(|| opaque_part(&map.value())),
+        Type::Option(option) => opaque_part(&option.ty()),
+        Type::Result(result) => result
+            .ok()
+            .and_then(|t| opaque_part(&t))
+            .or_else(|| result.err().and_then(|t| opaque_part(&t))),
+        Type::Record(record) => record.fields().find_map(|f| opaque_part(&f.ty)),
+        Type::Tuple(tuple) => tuple.types().find_map(|t| opaque_part(&t)),
+        Type::Variant(variant) => variant
+            .cases()
+            .find_map(|c| c.ty.as_ref().and_then(opaque_part)),
+        _ => None,
+    }
+}
+
+/// `ty` in WIT syntax. Named types are anonymous once compiled, so records,
+/// variants, enums and flags are written out structurally.
+pub(crate) fn wit_type(ty: &Type) -> String {
+    match ty {
+        Type::Bool => "bool".into(),
+        Type::S8 => "s8".into(),
+        Type::U8 => "u8".into(),
+        Type::S16 => "s16".into(),
+        Type::U16 => "u16".into(),
+        Type::S32 => "s32".into(),
+        Type::U32 => "u32".into(),
+        Type::S64 => "s64".into(),
+        Type::U64 => "u64".into(),
+        Type::Float32 => "f32".into(),
+        Type::Float64 => "f64".into(),
+        Type::Char => "char".into(),
+        Type::String => "string".into(),
+        Type::List(list) => format!("list<{}>", wit_type(&list.ty())),
+        Type::FixedLengthList(list) => format!("list<{}, {}>", wit_type(&list.ty()), list.len()),
+        Type::Map(map) => format!("map<{}, {}>", wit_type(&map.key()), wit_type(&map.value())),
+        Type::Record(record) => format!(
+            "record {{ {} }}",
+            record
+                .fields()
+                .map(|f| format!("{}: {}", f.name, wit_type(&f.ty)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Type::Tuple(tuple) => format!(
+            "tuple<{}>",
+            tuple.types().map(|t| wit_type(&t)).collect::<Vec<_>>().join(", ")
+        ),
+        Type::Variant(variant) => format!(
+            "variant {{ {} }}",
+            variant
+                .cases()
+                .map(|c| match &c.ty {
+                    Some(ty) => format!("{}({})", c.name, wit_type(ty)),
+                    None => c.name.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Type::Enum(e) => format!("enum {{ {} }}", e.names().collect::<Vec<_>>().join(", ")),
+        Type::Flags(flags) => format!("flags {{ {} }}", flags.names().collect::<Vec<_>>().join(", ")),
+        Type::Option(option) => format!("option<{}>", wit_type(&option.ty())),
+        Type::Result(result) => match (result.ok(), result.err()) {
+            (None, None) => "result".into(),
+            (Some(ok), None) => format!("result<{}>", wit_type(&ok)),
+            (None, Some(err)) => format!("result<_, {}>", wit_type(&err)),
+            (Some(ok), Some(err)) => format!("result<{}, {}>", wit_type(&ok), wit_type(&err)),
+        },
+        Type::Own(_) => "resource".into(),
+        Type::Borrow(_) => "borrow<resource>".into(),
+        Type::Future(future) => match future.ty() {
+            Some(ty) => format!("future<{}>", wit_type(&ty)),
+            None => "future".into(),
+        },
+        Type::Stream(stream) => match stream.ty() {
+            Some(ty) => format!("stream<{}>", wit_type(&ty)),
+            None => "stream".into(),
+        },
+        Type::ErrorContext => "error-context".into(),
+    }
+}

@@ -1,0 +1,234 @@
+//! Outgoing HTTP policy: which requests a plugin's `wasi:http` calls may make.
+//!
+//! A request goes out only if its host is on the plugin's allow-list and every
+//! address the host resolves to is public, unless the allow-list names that
+//! address (or its network) explicitly. Plain-HTTP requests are then sent to
+//! the very address that was checked, so a DNS answer that changes between the
+//! check and the connection (DNS rebinding) cannot redirect them; HTTPS requests
+//! are protected by certificate validation against the requested host name.
+
+use crate::capability::HttpRule;
+use crate::transcript::Transcript;
+use http_body_util::BodyExt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Denial {
+    /// The host is not on the allow-list.
+    NotAllowed(String),
+    /// The host resolves to an address that is not public and not listed.
+    Prohibited { host: String, address: IpAddr },
+    /// The host name does not resolve.
+    Unresolvable(String),
+}
+
+impl Denial {
+    fn error_code(&self) -> HttpError {
+        match self {
+            Denial::NotAllowed(_) => HttpError::HttpRequestDenied,
+            Denial::Prohibited { .. } => HttpError::DestinationIpProhibited,
+            Denial::Unresolvable(_) => HttpError::DestinationNotFound,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Denial::NotAllowed(host) => format!("http request to {host} denied: not on the allow-list"),
+            Denial::Prohibited { host, address } => format!(
+                "http request to {host} denied: it resolves to {address}, which is not a public \
+                 address (grant that address explicitly to allow it)"
+            ),
+            Denial::Unresolvable(host) => format!("http request to {host} failed: name does not resolve"),
+        }
+    }
+}
+
+/// Checks `host:port` against `rules` and returns the address to connect to.
+pub(crate) async fn authorize(rules: &[HttpRule], host: &str, port: u16) -> Result<SocketAddr, Denial> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let matching: Vec<&HttpRule> = rules.iter().filter(|r| r.matches(bare, port)).collect();
+    if matching.is_empty() {
+        return Err(Denial::NotAllowed(format!("{host}:{port}")));
+    }
+    let addresses: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|_| Denial::Unresolvable(host.to_owned()))?
+            .collect(),
+    };
+    if addresses.is_empty() {
+        return Err(Denial::Unresolvable(host.to_owned()));
+    }
+    // Every address must pass: a name that resolves to one public and one private
+    // address could otherwise be steered to the private one.
+    for address in &addresses {
+        let ip = canonical(address.ip());
+        if !is_public(ip) && !matching.iter().any(|r| r.lists_address(ip)) {
+            return Err(Denial::Prohibited {
+                host: host.to_owned(),
+                address: ip,
+            });
+        }
+    }
+    Ok(addresses[0])
+}
+
+/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether `ip` is a globally routable unicast address.
+pub(crate) fn is_public(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || a >= 240
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19))) // benchmarking
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
+        || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64 (embeds IPv4)
+        || first == 0x2002 // 6to4 (embeds IPv4)
+        || ip.to_ipv4().is_some()) // IPv4-compatible
+}
+
+/// The `wasi:http` hooks of one invocation: the allow-list check in front of the
+/// standard sender.
+pub(crate) struct HttpPolicy {
+    pub(crate) rules: Vec<HttpRule>,
+    pub(crate) transcript: Transcript,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+)>;
+
+impl WasiHttpHooks for HttpPolicy {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let rules = self.rules.clone();
+        let transcript = self.transcript.clone();
+        Box::new(async move {
+            let uri = request.uri().clone();
+            let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+            let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?.to_owned();
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let address = match authorize(&rules, &host, port).await {
+                Ok(address) => address,
+                Err(denial) => {
+                    tracing::info!(target: "warden::http", "{}", denial.describe());
+                    transcript.note(denial.describe());
+                    return Err(denial.error_code());
+                }
+            };
+            if !https {
+                // Connect to the checked address, not to whatever the name
+                // resolves to next time; the Host header keeps the name.
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                *request.uri_mut() = http::Uri::builder()
+                    .scheme("http")
+                    .authority(address.to_string())
+                    .path_and_query(path)
+                    .build()
+                    .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            }
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(list: &[&str]) -> Vec<HttpRule> {
+        list.iter().map(|r| r.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
+            "100.64.0.1", "255.255.255.255", "224.0.0.1", "::1", "fe80::1", "fd00::1", "::",
+            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a00:1", "2002:a00:1::",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} must not count as public");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_and_metadata_are_refused_unless_listed() {
+        let any = rules(&["*"]);
+        assert!(matches!(authorize(&any, "127.0.0.1", 80).await, Err(Denial::Prohibited { .. })));
+        assert!(matches!(
+            authorize(&any, "169.254.169.254", 80).await,
+            Err(Denial::Prohibited { .. })
+        ));
+        assert!(matches!(authorize(&any, "localhost", 80).await, Err(Denial::Prohibited { .. })));
+        assert!(matches!(authorize(&any, "[::1]", 80).await, Err(Denial::Prohibited { .. })));
+
+        let listed = rules(&["127.0.0.1:8080"]);
+        assert_eq!(
+            authorize(&listed, "127.0.0.1", 8080).await,
+            Ok("127.0.0.1:8080".parse().unwrap())
+        );
+        assert!(matches!(authorize(&listed, "127.0.0.1", 8081).await, Err(Denial::NotAllowed(_))));
+        // Listing a name does not open the private addresses it resolves to.
+        let by_name = rules(&["localhost"]);
+        assert!(matches!(
+            authorize(&by_name, "localhost", 8080).await,
+            Err(Denial::Prohibited { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn hosts_off_the_list_are_refused_before_any_lookup() {
+        let list = rules(&["api.example.com"]);
+        assert_eq!(
+            authorize(&list, "evil.example.net", 443).await,
+            Err(Denial::NotAllowed("evil.example.net:443".into()))
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! `warden-host`: runs untrusted WebAssembly components safely.
+//!
+//! The host takes a component a plugin author compiled for `wasm32-wasip2`,
+//! checks its imports against the capabilities an admin granted, and runs its
+//! exported functions with JSON in and JSON out, each call in a fresh instance
+//! under fuel, memory, time, stack, table, instance, log, result, host-call and
+//! concurrency limits. A misbehaving plugin ends its own invocation with a typed
+//! [`Error`]; the [`Engine`], other plugins and later calls are unaffected.
+//!
+//! ```no_run
+//! use warden_host::{Engine, EngineConfig, Grants, Plugin, PluginSettings};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::new(EngineConfig::default())?;
+//! let component = engine.compile(&std::fs::read("hello.wasm")?)?;
+//! let plugin = Plugin::new(&engine, &component, PluginSettings {
+//!     grants: Grants::parse(["http:api.example.com"])?,
+//!     ..PluginSettings::default()
+//! })?;
+//! let call = plugin.invoke("greet", &serde_json::json!(["world"])).await?;
+//! println!("{:?} using {} fuel", call.output, call.metering.fuel_used);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The host never touches SQL or HTTP routing: storage comes in through
+//! [`KvStore`], and serving is the registry's job.
+#![deny(missing_docs)]
+
+mod cache;
+mod capability;
+mod engine;
+mod error;
+mod exports;
+mod http;
+mod json;
+mod kv;
+mod limits;
+mod plugin;
+mod schema;
+mod state;
+mod transcript;
+
+pub use cache::CacheOutcome;
+pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
+pub use engine::{CompiledComponent, Engine, EngineConfig};
+pub use error::{Error, Result};
+pub use exports::{FunctionInfo, ParamInfo};
+pub use kv::{KvError, KvStore, MemoryKvStore};
+pub use limits::{LimitKind, Limits, format_bytes, format_duration, parse_bytes, parse_duration};
+pub use plugin::{Failure, Invocation, Metering, Output, Plugin, PluginSettings};
+pub use transcript::{LogEntry, LogLevel, LogSource};

@@ -1,0 +1,239 @@
+//! The limits of one invocation: one type, its defaults, and the parsing of sizes
+//! and durations that users type (`64MiB`, `2s`).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// Per-invocation limits. Every field has a default; admins override them per
+/// plugin. Each limit, when hit, ends the invocation with
+/// [`Error::LimitExceeded`](crate::Error::LimitExceeded) naming its [`LimitKind`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel: roughly, WebAssembly instructions executed.
+    pub fuel: u64,
+    /// Linear memory, summed over the component's memories, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock time of one invocation, host calls included.
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// Elements of all tables together.
+    pub table_elements: u64,
+    /// Core instances one invocation may create.
+    pub instances: u32,
+    /// Tables one invocation may create.
+    pub tables: u32,
+    /// Linear memories one invocation may create.
+    pub memories: u32,
+    /// Bytes of log messages plus stdout and stderr.
+    pub log_bytes: u64,
+    /// Size of the result, counted as the bytes of its JSON encoding.
+    pub result_bytes: u64,
+    /// Size of one argument of a host call (a log message, a kv value, ...).
+    pub host_call_bytes: u64,
+    /// Invocations of one plugin running at the same time.
+    pub concurrency: u32,
+    /// Keys in the plugin's key-value namespace.
+    pub kv_keys: u64,
+    /// Size of one value in the key-value namespace.
+    pub kv_value_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 2_000_000_000,
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(5),
+            table_elements: 100_000,
+            instances: 32,
+            tables: 32,
+            memories: 8,
+            log_bytes: 1 << 20,
+            result_bytes: 4 << 20,
+            host_call_bytes: 1 << 20,
+            concurrency: 16,
+            kv_keys: 10_000,
+            kv_value_bytes: 256 << 10,
+        }
+    }
+}
+
+/// Which limit stopped an invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// [`Limits::fuel`].
+    Fuel,
+    /// [`Limits::memory_bytes`].
+    Memory,
+    /// [`Limits::timeout`].
+    Deadline,
+    /// The engine's wasm stack size.
+    Stack,
+    /// [`Limits::table_elements`] or [`Limits::tables`].
+    Tables,
+    /// [`Limits::instances`] or [`Limits::memories`].
+    Instances,
+    /// [`Limits::log_bytes`].
+    Log,
+    /// [`Limits::result_bytes`].
+    Result,
+    /// [`Limits::host_call_bytes`].
+    HostCall,
+}
+
+impl LimitKind {
+    /// The stable error code of this limit, e.g. `out_of_fuel`.
+    pub fn code(self) -> &'static str {
+        match self {
+            LimitKind::Fuel => "out_of_fuel",
+            LimitKind::Memory => "memory_limit",
+            LimitKind::Deadline => "deadline_exceeded",
+            LimitKind::Stack => "stack_overflow",
+            LimitKind::Tables => "table_limit",
+            LimitKind::Instances => "instance_limit",
+            LimitKind::Log => "log_limit",
+            LimitKind::Result => "result_too_large",
+            LimitKind::HostCall => "host_call_too_large",
+        }
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitKind::Fuel => "fuel",
+            LimitKind::Memory => "memory",
+            LimitKind::Deadline => "time",
+            LimitKind::Stack => "stack",
+            LimitKind::Tables => "table",
+            LimitKind::Instances => "instance",
+            LimitKind::Log => "log",
+            LimitKind::Result => "result size",
+            LimitKind::HostCall => "host call argument",
+        })
+    }
+}
+
+/// Parses a byte size: `65536`, `64KiB`, `64MiB`, `1GiB`, `10MB` (decimal units
+/// are accepted too).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 64MiB)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1_000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} in {text:?} (try KiB, MiB, GiB)")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Parses a duration: `250ms`, `2s`, `1m`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 2s or 500ms)"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(number)),
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "m" | "min" => Ok(Duration::from_secs(number.saturating_mul(60))),
+        other => Err(format!("unknown duration unit {other:?} in {text:?} (try ms, s, m)")),
+    }
+}
+
+/// `1.5s`, `250ms`.
+pub fn format_duration(duration: Duration) -> String {
+    if duration.as_millis() < 1_000 {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{}s", duration.as_secs_f64())
+    }
+}
+
+/// `64 MiB`, `512 KiB`, `100 bytes`.
+pub fn format_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)).replace(".0 ", " "),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0).replace(".0 ", " "),
+        b => format!("{b} bytes"),
+    }
+}
+
+mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(duration.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(deserializer)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64 mib"), Ok(64 << 20));
+        assert_eq!(parse_bytes("10MB"), Ok(10_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("3 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("2h").unwrap_err().contains("unknown duration unit"));
+    }
+
+    #[test]
+    fn limits_deserialize_strictly_with_defaults_for_missing_fields() {
+        let limits: Limits = serde_json::from_str(r#"{"fuel": 5, "timeout": 1500}"#).unwrap();
+        assert_eq!(limits.fuel, 5);
+        assert_eq!(limits.timeout, Duration::from_millis(1500));
+        assert_eq!(limits.memory_bytes, Limits::default().memory_bytes);
+        let error = serde_json::from_str::<Limits>(r#"{"fuell": 5}"#).unwrap_err();
+        assert!(error.to_string().contains("unknown field `fuell`"), "{error}");
+    }
+
+    #[test]
+    fn sizes_format_readably() {
+        assert_eq!(format_bytes(64 << 20), "64 MiB");
+        assert_eq!(format_bytes(1 << 30), "1 GiB");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(12), "12 bytes");
+    }
+}

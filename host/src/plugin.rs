@@ -1,0 +1,416 @@
+//! A plugin ready to run: a compiled component bound to its grants, limits,
+//! configuration and key-value namespace; and the invocation of its functions.
+
+use crate::capability::{Capability, Grants};
+use crate::engine::{CompiledComponent, Engine};
+use crate::error::{Error, Result};
+use crate::exports::{Export, FunctionInfo};
+use crate::http::HttpPolicy;
+use crate::json;
+use crate::kv::KvStore;
+use crate::limits::{LimitKind, Limits, format_bytes};
+use crate::state::{HostState, Limiter, bindings};
+use crate::transcript::{CapturedStream, LogEntry, LogSource, Transcript};
+use serde::Serialize;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, InstancePre, Linker, Val};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// What a plugin runs with, as an admin approved it.
+#[derive(Clone, Default)]
+pub struct PluginSettings {
+    /// The plugin's name, for logs and errors (e.g. `acme/greeter@1.2.0`).
+    pub name: String,
+    /// The granted capabilities.
+    pub grants: Grants,
+    /// The limits of each invocation.
+    pub limits: Limits,
+    /// The configuration values `warden:plugin/config` reads.
+    pub config: BTreeMap<String, String>,
+    /// The key-value store and the plugin's namespace in it; required if `kv`
+    /// is granted.
+    pub kv: Option<(Arc<dyn KvStore>, String)>,
+}
+
+/// A component bound to its settings, ready to invoke. Cheap to clone; clones
+/// share the concurrency limit.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    engine: Engine,
+    component: CompiledComponent,
+    pre: InstancePre<HostState>,
+    settings: PluginSettings,
+    config: Arc<BTreeMap<String, String>>,
+    running: Arc<Semaphore>,
+}
+
+/// What the function returned.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    /// The result (for a function returning `result<T, E>`: the `ok` value).
+    Value(Json),
+    /// The `err` value of a function returning `result<T, E>`: the plugin's own,
+    /// typed error.
+    PluginError(Json),
+}
+
+/// Resources one invocation used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Metering {
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// Wall-clock time, instantiation included.
+    #[serde(serialize_with = "as_micros")]
+    pub duration: Duration,
+}
+
+fn as_micros<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_micros() as u64)
+}
+
+/// A finished invocation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Invocation {
+    /// What the function returned.
+    pub output: Output,
+    /// Fuel and time used.
+    pub metering: Metering,
+    /// Log messages and stdout/stderr.
+    pub logs: Vec<LogEntry>,
+}
+
+/// A failed invocation: the error, and what was used and logged until then.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failure {
+    /// Why it failed.
+    #[source]
+    pub error: Error,
+    /// Fuel and time used, if the plugin started running.
+    pub metering: Option<Metering>,
+    /// Log messages and stdout/stderr written before the failure.
+    pub logs: Vec<LogEntry>,
+}
+
+impl From<Error> for Box<Failure> {
+    fn from(error: Error) -> Self {
+        Box::new(Failure {
+            error,
+            metering: None,
+            logs: Vec::new(),
+        })
+    }
+}
+
+impl Plugin {
+    /// Binds `component` to `settings`. Refuses, before any of its code runs, a
+    /// component that imports a capability that was not granted (naming every
+    /// missing one) or an interface Warden does not provide.
+    pub fn new(engine: &Engine, component: &CompiledComponent, settings: PluginSettings) -> Result<Plugin> {
+        component.requested().check(&settings.grants)?;
+        let limits = &settings.limits;
+        if limits.memory_bytes > engine.config().max_memory_bytes {
+            return Err(Error::Config(format!(
+                "memory limit {} exceeds the engine's maximum of {}",
+                format_bytes(limits.memory_bytes),
+                format_bytes(engine.config().max_memory_bytes)
+            )));
+        }
+        if limits.concurrency == 0 {
+            return Err(Error::Config("the concurrency limit must be at least 1".into()));
+        }
+        if settings.grants.kv && settings.kv.is_none() {
+            return Err(Error::Config("kv is granted but no key-value store was given".into()));
+        }
+
+        let linker = linker(engine, &settings.grants).map_err(|e| Error::Host(format!("linking: {e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component.inner.component)
+            .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                engine: engine.clone(),
+                component: component.clone(),
+                pre,
+                config: Arc::new(settings.config.clone()),
+                running: Arc::new(Semaphore::new(limits.concurrency as usize)),
+                settings,
+            }),
+        })
+    }
+
+    /// The compiled component.
+    pub fn component(&self) -> &CompiledComponent {
+        &self.inner.component
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &PluginSettings {
+        &self.inner.settings
+    }
+
+    /// Every exported function.
+    pub fn functions(&self) -> impl ExactSizeIterator<Item = &FunctionInfo> {
+        self.inner.component.functions()
+    }
+
+    /// Calls `function` with JSON `args` (an array by position, an object by
+    /// parameter name, or the bare value for a one-parameter function) in a fresh
+    /// instance.
+    pub async fn invoke(&self, function: &str, args: &Json) -> Result<Invocation, Box<Failure>> {
+        let export = self.inner.component.find(function)?;
+        if let Some(reason) = &export.info.not_invocable {
+            return Err(Error::NotInvocable {
+                name: export.info.name.clone(),
+                reason: reason.clone(),
+            }
+            .into());
+        }
+        let params = json::arguments(args, &export.param_types())?;
+        let limits = &self.inner.settings.limits;
+        let Ok(_permit) = self.inner.running.clone().try_acquire_owned() else {
+            tracing::info!(plugin = %self.inner.settings.name, "concurrency limit refused an invocation");
+            return Err(Error::TooManyConcurrent {
+                limit: limits.concurrency,
+            }
+            .into());
+        };
+
+        let transcript = Transcript::new(limits.log_bytes);
+        let mut store = self.store(transcript.clone());
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(limits.timeout, call(&self.inner.pre, &mut store, export, &params)).await;
+        let duration = started.elapsed();
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let metering = Metering {
+            fuel_used: limits.fuel.saturating_sub(fuel_left),
+            duration,
+        };
+
+        let result = match outcome {
+            Err(_elapsed) => Err(Error::deadline(limits.timeout)),
+            Ok(Err(error)) => Err(classify(error, store.data_mut(), &transcript, limits)),
+            Ok(Ok(value)) => self.output(export, value),
+        };
+        if let Err(error) = &result
+            && error.is_plugin_fault()
+        {
+            tracing::info!(plugin = %self.inner.settings.name, function, code = error.code(), "{error}");
+        }
+        drop(store);
+        let logs = transcript.take();
+        match result {
+            Ok(output) => Ok(Invocation {
+                output,
+                metering,
+                logs,
+            }),
+            Err(error) => Err(Box::new(Failure {
+                error,
+                metering: Some(metering),
+                logs,
+            })),
+        }
+    }
+
+    fn store(&self, transcript: Transcript) -> Store<HostState> {
+        let settings = &self.inner.settings;
+        let limits = &settings.limits;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(CapturedStream {
+            transcript: transcript.clone(),
+            source: LogSource::Stdout,
+        })
+        .stderr(CapturedStream {
+            transcript: transcript.clone(),
+            source: LogSource::Stderr,
+        })
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+        for name in &settings.grants.env {
+            if let Ok(value) = std::env::var(name) {
+                wasi.env(name, value);
+            }
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            table: Default::default(),
+            http_ctx: WasiHttpCtx::new(),
+            http: HttpPolicy {
+                rules: settings.grants.http.clone(),
+                transcript: transcript.clone(),
+            },
+            limiter: Limiter {
+                limits: limits.clone(),
+                hit: None,
+            },
+            transcript,
+            kv: settings.kv.clone(),
+            config: self.inner.config.clone(),
+            limits: limits.clone(),
+            fault: None,
+        };
+        let mut store = Store::new(self.inner.engine.wasmtime(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_fuel(limits.fuel).expect("fuel is enabled on every Warden engine");
+        // Check the deadline on every epoch tick and yield to the executor, so a
+        // spinning plugin neither overruns nor starves other tasks on the thread.
+        let deadline = Instant::now() + limits.timeout;
+        let timeout = limits.timeout;
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(Error::deadline(timeout)))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    fn output(&self, export: &Export, value: Option<Val>) -> Result<Output> {
+        let limit = self.inner.settings.limits.result_bytes;
+        let output = match (export.result_type(), value) {
+            (_, None) => Output::Value(Json::Null),
+            (Some(wasmtime::component::types::Type::Result(_)), Some(Val::Result(result))) => match result {
+                Ok(ok) => Output::Value(ok.as_deref().map_or(Json::Null, json::from_val)),
+                Err(err) => Output::PluginError(err.as_deref().map_or(Json::Null, json::from_val)),
+            },
+            (_, Some(value)) => Output::Value(json::from_val(&value)),
+        };
+        let size = match &output {
+            Output::Value(json) | Output::PluginError(json) => json_size(json),
+        };
+        if size > limit {
+            return Err(Error::limit(
+                LimitKind::Result,
+                format!(
+                    "the result is {} as JSON; the limit is {}",
+                    format_bytes(size),
+                    format_bytes(limit)
+                ),
+            ));
+        }
+        Ok(output)
+    }
+}
+
+async fn call(
+    pre: &InstancePre<HostState>,
+    store: &mut Store<HostState>,
+    export: &Export,
+    params: &[Val],
+) -> wasmtime::Result<Option<Val>> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let func = instance
+        .get_func(&mut *store, export.index)
+        .ok_or_else(|| wasmtime::Error::msg(format!("export `{}` vanished", export.info.name)))?;
+    let mut results = vec![Val::Bool(false); export.ty.results().len()];
+    func.call_async(&mut *store, params, &mut results).await?;
+    Ok(results.pop())
+}
+
+/// Why the call failed, most specific cause first.
+fn classify(error: wasmtime::Error, state: &mut HostState, transcript: &Transcript, limits: &Limits) -> Error {
+    if let Some(fault) = state.fault.take() {
+        return fault;
+    }
+    if let Some((kind, detail)) = state.limiter.hit.take() {
+        return Error::limit(kind, detail);
+    }
+    if let Some(error) = error.downcast_ref::<Error>() {
+        return match error {
+            Error::LimitExceeded { kind, detail } => Error::limit(*kind, detail.clone()),
+            other => Error::Host(other.to_string()),
+        };
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        match trap {
+            Trap::OutOfFuel => {
+                return Error::limit(LimitKind::Fuel, format!("used all {} units of fuel", limits.fuel));
+            }
+            Trap::Interrupt => return Error::deadline(limits.timeout),
+            Trap::StackOverflow => {
+                return Error::limit(LimitKind::Stack, "the plugin exhausted its wasm stack (runaway recursion?)");
+            }
+            _ => {}
+        }
+    }
+    let message = format!("{error:#}");
+    for (needle, kind) in [
+        ("instance count too high", LimitKind::Instances),
+        ("memory count too high", LimitKind::Instances),
+        ("table count too high", LimitKind::Tables),
+    ] {
+        if message.contains(needle) {
+            return Error::limit(kind, format!("{message}; the limits are {} instances, {} memories, {} tables", limits.instances, limits.memories, limits.tables));
+        }
+    }
+    if message.contains("maximum concurrent") || message.contains("pooling allocator") {
+        return Error::Capacity(message);
+    }
+    let message = match transcript.panic_message() {
+        Some(panic) => format!("{panic}\n{message}"),
+        None => message,
+    };
+    Error::Trap { message }
+}
+
+/// The length of `json` serialized, without building the string.
+fn json_size(json: &Json) -> u64 {
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, json).expect("counting cannot fail");
+    counter.0
+}
+
+/// The linker for one set of grants: WASI always (it reaches nothing unless
+/// granted), `wasi:http` only with an allow-list, `config` and `kv` only if granted.
+fn linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine.wasmtime());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    bindings::warden::plugin::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    if grants.allows(&Capability::Http) {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    }
+    if grants.config {
+        bindings::warden::plugin::config::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    }
+    if grants.kv {
+        bindings::warden::plugin::kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    }
+    Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_size_matches_serialization() {
+        let value = serde_json::json!({"a": [1, 2, "three"], "b": null, "c": "\u{e9}\n"});
+        assert_eq!(json_size(&value), serde_json::to_vec(&value).unwrap().len() as u64);
+    }
+}
