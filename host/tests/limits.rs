@@ -1,0 +1,119 @@
+//! Every limit on both sides: within it the call works, past it the call fails
+//! with that limit's error.
+
+mod common;
+
+use common::{failure, plugin, value};
+use serde_json::json;
+use std::time::Duration;
+use warden_host::Limits;
+
+const HOSTILE: &str = warden_test_programs::HOSTILE;
+
+fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
+    let mut limits = Limits::default();
+    change(&mut limits);
+    limits
+}
+
+async fn past(limits: Limits, function: &str, args: serde_json::Value, code: &str) {
+    let plugin = plugin(HOSTILE, &[], limits);
+    let failure = failure(&plugin, function, args).await;
+    assert_eq!(failure.error.code(), code, "{function}: {}", failure.error);
+}
+
+#[tokio::test]
+async fn fuel() {
+    let tight = limits(|l| l.fuel = 20_000_000);
+    let plugin = plugin(HOSTILE, &[], tight.clone());
+    let call = plugin.invoke("burn", &json!([100_000])).await.unwrap();
+    assert!(call.metering.fuel_used > 100_000, "{:?}", call.metering);
+    assert!(call.metering.fuel_used < 20_000_000, "{:?}", call.metering);
+    past(tight, "burn", json!([1_000_000_000u64]), "out_of_fuel").await;
+}
+
+#[tokio::test]
+async fn memory() {
+    let tight = limits(|l| l.memory_bytes = 32 << 20);
+    let plugin = plugin(HOSTILE, &[], tight.clone());
+    assert_eq!(value(&plugin, "allocate", json!([8])).await, json!(7 * 2048));
+    past(tight, "allocate", json!([40]), "memory_limit").await;
+}
+
+#[tokio::test]
+async fn deadline() {
+    let tight = limits(|l| l.timeout = Duration::from_millis(500));
+    let plugin = plugin(HOSTILE, &[], tight.clone());
+    value(&plugin, "sleep", json!([20])).await;
+    past(tight, "sleep", json!([2_000]), "deadline_exceeded").await;
+}
+
+#[tokio::test]
+async fn stack() {
+    let plugin = plugin(HOSTILE, &[], Limits::default());
+    assert_eq!(value(&plugin, "recurse", json!([1_000])).await, json!(2_000));
+    past(Limits::default(), "recurse", json!([10_000_000]), "stack_overflow").await;
+}
+
+#[tokio::test]
+async fn tables() {
+    let plugin = plugin(HOSTILE, &[], Limits::default());
+    value(&plugin, "ping", json!([])).await;
+    past(limits(|l| l.table_elements = 1), "ping", json!([]), "table_limit").await;
+    past(limits(|l| l.tables = 0), "ping", json!([]), "table_limit").await;
+}
+
+#[tokio::test]
+async fn instances_and_memories() {
+    past(limits(|l| l.instances = 1), "ping", json!([]), "instance_limit").await;
+    past(limits(|l| l.memories = 0), "ping", json!([]), "instance_limit").await;
+}
+
+#[tokio::test]
+async fn log_bytes() {
+    let tight = limits(|l| l.log_bytes = 16 << 10);
+    let plugin = plugin(HOSTILE, &[], tight.clone());
+    let call = plugin.invoke("log-flood", &json!([8 << 10])).await.unwrap();
+    assert_eq!(call.logs.len(), 8);
+    past(tight, "log-flood", json!([32 << 10]), "log_limit").await;
+}
+
+#[tokio::test]
+async fn result_bytes() {
+    let tight = limits(|l| l.result_bytes = 2 << 20);
+    let plugin = plugin(HOSTILE, &[], tight.clone());
+    let result = value(&plugin, "big-result", json!([1])).await;
+    assert_eq!(result.as_str().unwrap().len(), 1 << 20);
+    past(tight, "big-result", json!([3]), "result_too_large").await;
+}
+
+#[tokio::test]
+async fn host_call_bytes() {
+    let tight = limits(|l| {
+        l.host_call_bytes = 64 << 10;
+        l.log_bytes = 8 << 20;
+    });
+    let plugin = plugin(HOSTILE, &[], tight.clone());
+    value(&plugin, "log-message", json!([60 << 10])).await;
+    past(tight, "log-message", json!([100 << 10]), "host_call_too_large").await;
+}
+
+#[tokio::test]
+async fn concurrency() {
+    let plugin = plugin(HOSTILE, &[], limits(|l| l.concurrency = 1));
+    let slow = {
+        let plugin = plugin.clone();
+        tokio::spawn(async move { plugin.invoke("sleep", &json!([400])).await.map(drop).map_err(|f| f.error.to_string()) })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = failure(&plugin, "ping", json!([])).await;
+    assert_eq!(refused.error.code(), "too_many_concurrent");
+    slow.await.unwrap().unwrap();
+    assert_eq!(value(&plugin, "ping", json!([])).await, json!("pong"));
+
+    // Two slots: two calls run side by side.
+    let plugin = common::plugin(HOSTILE, &[], limits(|l| l.concurrency = 2));
+    let args = json!([200]);
+    let (a, b) = tokio::join!(plugin.invoke("sleep", &args), plugin.invoke("sleep", &args));
+    assert!(a.is_ok() && b.is_ok());
+}
