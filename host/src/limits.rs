@@ -170,12 +170,17 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
-/// `64 MiB`, `512 KiB`, `100 bytes`.
+/// `64 MiB`, `512 KiB`, `1536 bytes`, `100.5 MiB`: exact where it matters.
 pub fn format_bytes(bytes: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
     match bytes {
-        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)).replace(".0 ", " "),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0).replace(".0 ", " "),
+        b if b >= GIB && b % GIB == 0 => format!("{} GiB", b / GIB),
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= MIB => format!("{:.1} MiB", b as f64 / MIB as f64),
+        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b if b >= 10 * KIB => format!("{:.1} KiB", b as f64 / KIB as f64),
         b => format!("{b} bytes"),
     }
 }
@@ -233,7 +238,9 @@ mod tests {
     fn sizes_format_readably() {
         assert_eq!(format_bytes(64 << 20), "64 MiB");
         assert_eq!(format_bytes(1 << 30), "1 GiB");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(1536), "1536 bytes");
+        assert_eq!(format_bytes(1025), "1025 bytes");
+        assert_eq!(format_bytes((100 << 20) + (1 << 19)), "100.5 MiB");
         assert_eq!(format_bytes(12), "12 bytes");
     }
 }
