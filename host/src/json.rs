@@ -114,7 +114,7 @@ fn integer<T: TryFrom<i128>>(value: &Json, name: &str, path: &str) -> Result<T, 
         _ => None,
     };
     let whole = whole.ok_or_else(|| expected(path, name, value))?;
-    T::try_from(whole).map_err(|_| bad(path, format!("expected {name}, got {whole} (out of range)")))
+    T::try_from(whole).map_err(|_| bad(path, format!("expected {name}, got {whole}")))
 }
 
 fn float(value: &Json, name: &str, path: &str) -> Result<f64, Error> {
@@ -143,7 +143,7 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
             let wide = float(value, "f32", path)?;
             let narrow = wide as f32;
             if wide.is_finite() && !narrow.is_finite() {
-                return Err(bad(path, format!("expected f32, got {wide} (out of range)")));
+                return Err(bad(path, format!("expected f32, got {} (out of range)", kind(value))));
             }
             Val::Float32(narrow)
         }

@@ -5,7 +5,9 @@
 use serde_json::{Value as Json, json};
 use wasmtime::component::types::Type;
 
-/// `{"params": <arguments object>, "result": <result>}` for one function.
+/// `{"params": <arguments object>, "result": <result>}` for one function; for a
+/// function returning `result<T, E>`, `"result"` describes `T` and `"error"`
+/// describes `E` (the plugin's own error), as the invocation returns them apart.
 pub(crate) fn function<'a>(params: impl Iterator<Item = (&'a str, Type)>, result: Option<&Type>) -> Json {
     let mut properties = serde_json::Map::new();
     let mut required = Vec::new();
@@ -15,15 +17,21 @@ pub(crate) fn function<'a>(params: impl Iterator<Item = (&'a str, Type)>, result
         }
         properties.insert(name.to_owned(), of(&ty));
     }
-    json!({
-        "params": {
-            "type": "object",
-            "properties": properties,
-            "required": required,
-            "additionalProperties": false,
-        },
-        "result": result.map_or(json!({"type": "null"}), of),
-    })
+    let params = json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    });
+    let payload = |ty: Option<Type>| ty.as_ref().map_or(json!({"type": "null"}), of);
+    match result {
+        Some(Type::Result(result)) => json!({
+            "params": params,
+            "result": payload(result.ok()),
+            "error": payload(result.err()),
+        }),
+        other => json!({"params": params, "result": payload(other.cloned())}),
+    }
 }
 
 fn integer(min: i128, max: i128) -> Json {
