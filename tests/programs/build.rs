@@ -10,6 +10,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("HOSTILE", "warden-guest-hostile"),
     ("CAPABILITIES", "warden-guest-capabilities"),
     ("TYPES", "warden-guest-types"),
+    ("FOREIGN", "warden-guest-foreign"),
     ("HELLO", "warden-example-hello"),
     ("TEXT_TOOLS", "warden-example-text-tools"),
     ("COUNTER", "warden-example-counter"),
@@ -48,6 +49,10 @@ fn main() {
     ] {
         command.env_remove(var);
     }
+    // Small, release-built guests regardless of the workspace's release profile.
+    command
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     let status = command.status().expect("failed to run cargo for the guests");
     assert!(status.success(), "building the wasm32-wasip2 guests failed");
 
