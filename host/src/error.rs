@@ -76,8 +76,10 @@ pub enum Error {
     /// The plugin trapped or panicked.
     #[error("plugin trapped: {message}")]
     Trap {
-        /// The trap message and the guest's backtrace, if any.
+        /// One line: the trap and, for a Rust panic, the panic message.
         message: String,
+        /// The guest's wasm backtrace, for the plugin's author.
+        backtrace: Option<String>,
     },
     /// The configuration given to the host is not valid.
     #[error("invalid configuration: {0}")]

@@ -70,8 +70,8 @@ pub enum Output {
 pub struct Metering {
     /// Fuel consumed.
     pub fuel_used: u64,
-    /// Wall-clock time, instantiation included.
-    #[serde(serialize_with = "as_micros")]
+    /// Wall-clock time, instantiation included (in JSON: `duration_us`).
+    #[serde(rename = "duration_us", serialize_with = "as_micros")]
     pub duration: Duration,
 }
 
@@ -356,17 +356,30 @@ fn classify(error: wasmtime::Error, state: &mut HostState, transcript: &Transcri
         ("table count too high", LimitKind::Tables),
     ] {
         if message.contains(needle) {
-            return Error::limit(kind, format!("{message}; the limits are {} instances, {} memories, {} tables", limits.instances, limits.memories, limits.tables));
+            return Error::limit(
+                kind,
+                format!(
+                    "{}; the limits are {} instances, {} memories, {} tables",
+                    error, limits.instances, limits.memories, limits.tables
+                ),
+            );
         }
     }
     if message.contains("maximum concurrent") || message.contains("pooling allocator") {
-        return Error::Capacity(message);
+        return Error::Capacity(error.to_string());
     }
-    let message = match transcript.panic_message() {
-        Some(panic) => format!("{panic}\n{message}"),
-        None => message,
+    let trap = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string().trim_start_matches("wasm trap: ").to_owned(),
+        None => error.to_string().lines().next().unwrap_or_default().to_owned(),
     };
-    Error::Trap { message }
+    let message = match transcript.panic_message() {
+        Some(panic) => format!("{trap} ({panic})"),
+        None => trap,
+    };
+    Error::Trap {
+        message,
+        backtrace: error.downcast_ref::<wasmtime::WasmBacktrace>().map(ToString::to_string),
+    }
 }
 
 /// The length of `json` serialized, without building the string.

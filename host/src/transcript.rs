@@ -148,8 +148,11 @@ impl Transcript {
             .map(|e| e.message.as_str())
             .collect();
         let start = stderr.rfind("panicked at")?;
-        let message = stderr[start..].trim_end();
-        Some(message.chars().take(1024).collect())
+        let message = &stderr[start..];
+        // Rust prints `panicked at FILE:LINE:COL:\nMESSAGE\nnote: ...`: keep one line.
+        let message = message.split("\nnote: ").next().unwrap_or(message);
+        let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        Some(one_line.chars().take(512).collect())
     }
 }
 

@@ -1,0 +1,80 @@
+//! `warden inspect`: what a component exports and what it asks for.
+
+use crate::exit::{Failure, read_component};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use warden_host::{Engine, EngineConfig, format_bytes};
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The component (.wasm built for wasm32-wasip2).
+    component: PathBuf,
+    /// Print JSON: functions with their JSON Schemas, and capabilities.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn inspect(args: InspectArgs) -> Result<u8, Failure> {
+    let bytes = read_component(&args.component)?;
+    let engine = Engine::new(EngineConfig {
+        pooled_instances: None,
+        ..EngineConfig::default()
+    })?;
+    let component = engine.compile(&bytes)?;
+    let requested = component.requested();
+
+    if args.json {
+        let capabilities: Vec<_> = requested
+            .capabilities
+            .iter()
+            .map(|(capability, imports)| {
+                json!({
+                    "capability": capability.to_string(),
+                    "needs_grant": capability.needs_grant(),
+                    "description": capability.description(),
+                    "imports": imports,
+                })
+            })
+            .collect();
+        let report = json!({
+            "digest": format!("sha256:{}", component.digest()),
+            "size": component.size(),
+            "functions": component.functions().collect::<Vec<_>>(),
+            "capabilities": capabilities,
+            "unsupported_imports": requested.unsupported,
+        });
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        return Ok(crate::exit::OK);
+    }
+
+    println!("{}", args.component.display());
+    println!("  digest  sha256:{}", component.digest());
+    println!("  size    {}", format_bytes(component.size()));
+    println!();
+    println!("functions");
+    let width = component.functions().map(|f| f.name.len()).max().unwrap_or(0);
+    for function in component.functions() {
+        println!("  {:width$}  {}", function.name, function.signature);
+        if let Some(reason) = &function.not_invocable {
+            println!("  {:width$}  (not invocable over JSON: {reason})", "");
+        }
+    }
+    println!();
+    println!("capabilities");
+    for (capability, imports) in &requested.capabilities {
+        let grant = if capability.needs_grant() { "needs a grant" } else { "always linked" };
+        println!("  {:<10}  {grant}: {}", capability.to_string(), capability.description());
+        for import in imports {
+            println!("  {:<10}    {import}", "");
+        }
+    }
+    if !requested.unsupported.is_empty() {
+        println!();
+        println!("unsupported imports (this component cannot run on Warden)");
+        for import in &requested.unsupported {
+            println!("  {import}");
+        }
+    }
+    Ok(crate::exit::OK)
+}

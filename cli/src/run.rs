@@ -1,0 +1,212 @@
+//! `warden run`: one sandboxed invocation of a local component, no registry.
+
+use crate::exit::{self, Failure, read_component};
+use clap::Args;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use warden_host::{
+    Engine, EngineConfig, Grants, Invocation, KvStore, Limits, LogEntry, LogSource, MemoryKvStore, Output, Plugin,
+    PluginSettings, parse_bytes, parse_duration,
+};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The component (.wasm built for wasm32-wasip2).
+    component: PathBuf,
+    /// The function: `greet`, or `interface.function` for an exported interface.
+    function: String,
+    /// JSON arguments: an array (by position), an object (by name), or the bare value of a one-parameter function.
+    #[arg(default_value = "null")]
+    args: String,
+    /// Grant a capability: kv, config, http:HOST[:PORT], http:*.DOMAIN, http:CIDR, env:NAME. Repeatable.
+    #[arg(long = "grant", value_name = "GRANT")]
+    grants: Vec<String>,
+    /// A configuration value the plugin can read (grants `config`). Repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Fuel (roughly, instructions) the invocation may use.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Linear memory limit, e.g. 64MiB.
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// Wall-clock limit, e.g. 2s or 500ms.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Wasm stack limit, e.g. 512KiB.
+    #[arg(long, value_parser = parse_bytes)]
+    stack: Option<u64>,
+    /// Limit on log messages plus stdout/stderr, e.g. 1MiB.
+    #[arg(long, value_parser = parse_bytes)]
+    log_limit: Option<u64>,
+    /// Limit on the size of the JSON result, e.g. 4MiB.
+    #[arg(long, value_parser = parse_bytes)]
+    result_limit: Option<u64>,
+    /// Limit on one host-call argument (log message, kv value), e.g. 1MiB.
+    #[arg(long, value_parser = parse_bytes)]
+    host_call_limit: Option<u64>,
+    /// Print fuel used and duration on stderr.
+    #[arg(long)]
+    stats: bool,
+    /// Print the whole outcome (result or error, metering, logs) as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Where compiled components are cached.
+    #[arg(long, env = "WARDEN_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile without the on-disk cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("warden").join("compiled"))
+}
+
+impl RunArgs {
+    fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        if let Some(fuel) = self.fuel {
+            limits.fuel = fuel;
+        }
+        if let Some(memory) = self.memory {
+            limits.memory_bytes = memory;
+        }
+        if let Some(timeout) = self.timeout {
+            limits.timeout = timeout;
+        }
+        if let Some(bytes) = self.log_limit {
+            limits.log_bytes = bytes;
+        }
+        if let Some(bytes) = self.result_limit {
+            limits.result_bytes = bytes;
+        }
+        if let Some(bytes) = self.host_call_limit {
+            limits.host_call_bytes = bytes;
+        }
+        limits
+    }
+
+    fn settings(&self) -> Result<PluginSettings, Failure> {
+        let mut grants = Grants::parse(self.grants.iter().map(String::as_str))?;
+        let mut config = BTreeMap::new();
+        for pair in &self.config {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| Failure::invalid(format!("--config {pair:?}: expected KEY=VALUE")))?;
+            config.insert(key.to_owned(), value.to_owned());
+            grants.config = true;
+        }
+        let kv = grants
+            .kv
+            .then(|| (Arc::new(MemoryKvStore::new()) as Arc<dyn KvStore>, "local".to_owned()));
+        Ok(PluginSettings {
+            name: self.component.display().to_string(),
+            grants,
+            limits: self.limits(),
+            config,
+            kv,
+        })
+    }
+
+    fn engine(&self) -> Result<Engine, Failure> {
+        let mut config = EngineConfig {
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir.clone().or_else(default_cache_dir)
+            },
+            // One invocation: no pool to pre-allocate.
+            pooled_instances: None,
+            ..EngineConfig::default()
+        };
+        if let Some(stack) = self.stack {
+            config.max_wasm_stack = usize::try_from(stack).map_err(|_| Failure::invalid("--stack is too large"))?;
+        }
+        Ok(Engine::new(config)?)
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<u8, Failure> {
+    let call_args: Json = serde_json::from_str(&args.args)
+        .map_err(|e| Failure::invalid(format!("the arguments are not valid JSON: {e}")))?;
+    let bytes = read_component(&args.component)?;
+    let settings = args.settings()?;
+    let engine = args.engine()?;
+    let component = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || engine.compile(&bytes))
+            .await
+            .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("compiling: {e}")))??
+    };
+    let plugin = Plugin::new(&engine, &component, settings)?;
+    match plugin.invoke(&args.function, &call_args).await {
+        Ok(call) => Ok(report_success(&args, &call)),
+        Err(failure) => {
+            if args.json {
+                let outcome = json!({
+                    "error": {"code": failure.error.code(), "message": failure.error.to_string()},
+                    "metering": failure.metering,
+                    "logs": failure.logs,
+                });
+                println!("{outcome}");
+            } else {
+                print_logs(&failure.logs);
+                if let (true, Some(metering)) = (args.stats, failure.metering) {
+                    eprintln!("fuel used: {}, duration: {:?}", metering.fuel_used, metering.duration);
+                }
+            }
+            Err(failure.error.into())
+        }
+    }
+}
+
+fn report_success(args: &RunArgs, call: &Invocation) -> u8 {
+    if args.json {
+        let (key, value, code) = match &call.output {
+            Output::Value(value) => ("result", value, exit::OK),
+            Output::PluginError(error) => ("plugin_error", error, exit::PLUGIN_ERROR),
+        };
+        println!(
+            "{}",
+            json!({key: value, "metering": call.metering, "logs": call.logs})
+        );
+        return code;
+    }
+    print_logs(&call.logs);
+    if args.stats {
+        eprintln!(
+            "fuel used: {}, duration: {:?}",
+            call.metering.fuel_used, call.metering.duration
+        );
+    }
+    match &call.output {
+        Output::Value(value) => {
+            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            exit::OK
+        }
+        Output::PluginError(error) => {
+            println!("{}", serde_json::to_string_pretty(error).unwrap_or_default());
+            eprintln!("the plugin returned an error");
+            exit::PLUGIN_ERROR
+        }
+    }
+}
+
+fn print_logs(logs: &[LogEntry]) {
+    for entry in logs {
+        let message = entry.message.trim_end_matches('\n');
+        match entry.source {
+            LogSource::Log(level) => eprintln!("[{}] {message}", format!("{level:?}").to_lowercase()),
+            LogSource::Stdout => eprintln!("[stdout] {message}"),
+            LogSource::Stderr => eprintln!("[stderr] {message}"),
+            LogSource::Host => eprintln!("[warden] {message}"),
+        }
+    }
+}
