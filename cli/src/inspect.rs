@@ -44,7 +44,10 @@ pub fn inspect(args: InspectArgs) -> Result<u8, Failure> {
             "capabilities": capabilities,
             "unsupported_imports": requested.unsupported,
         });
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
         return Ok(crate::exit::OK);
     }
 
@@ -53,7 +56,11 @@ pub fn inspect(args: InspectArgs) -> Result<u8, Failure> {
     println!("  size    {}", format_bytes(component.size()));
     println!();
     println!("functions");
-    let width = component.functions().map(|f| f.name.len()).max().unwrap_or(0);
+    let width = component
+        .functions()
+        .map(|f| f.name.len())
+        .max()
+        .unwrap_or(0);
     for function in component.functions() {
         println!("  {:width$}  {}", function.name, function.signature);
         if let Some(reason) = &function.not_invocable {
@@ -63,8 +70,16 @@ pub fn inspect(args: InspectArgs) -> Result<u8, Failure> {
     println!();
     println!("capabilities");
     for (capability, imports) in &requested.capabilities {
-        let grant = if capability.needs_grant() { "needs a grant" } else { "always linked" };
-        println!("  {:<10}  {grant}: {}", capability.to_string(), capability.description());
+        let grant = if capability.needs_grant() {
+            "needs a grant"
+        } else {
+            "always linked"
+        };
+        println!(
+            "  {:<10}  {grant}: {}",
+            capability.to_string(),
+            capability.description()
+        );
         for import in imports {
             println!("  {:<10}    {import}", "");
         }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use warden_host::{
-    Engine, EngineConfig, Grants, Invocation, KvStore, Limits, LogEntry, LogSource, MemoryKvStore, Output, Plugin,
-    PluginSettings, parse_bytes, parse_duration,
+    Engine, EngineConfig, Grants, Invocation, KvStore, Limits, LogEntry, LogSource, MemoryKvStore,
+    Output, Plugin, PluginSettings, parse_bytes, parse_duration,
 };
 
 #[derive(Args)]
@@ -97,15 +97,18 @@ impl RunArgs {
         let mut grants = Grants::parse(self.grants.iter().map(String::as_str))?;
         let mut config = BTreeMap::new();
         for pair in &self.config {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| Failure::invalid(format!("--config {pair:?}: expected KEY=VALUE")))?;
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                Failure::invalid(format!("--config {pair:?}: expected KEY=VALUE"))
+            })?;
             config.insert(key.to_owned(), value.to_owned());
             grants.config = true;
         }
-        let kv = grants
-            .kv
-            .then(|| (Arc::new(MemoryKvStore::new()) as Arc<dyn KvStore>, "local".to_owned()));
+        let kv = grants.kv.then(|| {
+            (
+                Arc::new(MemoryKvStore::new()) as Arc<dyn KvStore>,
+                "local".to_owned(),
+            )
+        });
         Ok(PluginSettings {
             name: self.component.display().to_string(),
             grants,
@@ -127,7 +130,8 @@ impl RunArgs {
             ..EngineConfig::default()
         };
         if let Some(stack) = self.stack {
-            config.max_wasm_stack = usize::try_from(stack).map_err(|_| Failure::invalid("--stack is too large"))?;
+            config.max_wasm_stack =
+                usize::try_from(stack).map_err(|_| Failure::invalid("--stack is too large"))?;
         }
         Ok(Engine::new(config)?)
     }
@@ -159,7 +163,10 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             } else {
                 print_logs(&failure.logs);
                 if let (true, Some(metering)) = (args.stats, failure.metering) {
-                    eprintln!("fuel used: {}, duration: {:?}", metering.fuel_used, metering.duration);
+                    eprintln!(
+                        "fuel used: {}, duration: {:?}",
+                        metering.fuel_used, metering.duration
+                    );
                 }
             }
             Err(failure.error.into())
@@ -188,11 +195,17 @@ fn report_success(args: &RunArgs, call: &Invocation) -> u8 {
     }
     match &call.output {
         Output::Value(value) => {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
             exit::OK
         }
         Output::PluginError(error) => {
-            println!("{}", serde_json::to_string_pretty(error).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(error).unwrap_or_default()
+            );
             eprintln!("the plugin returned an error");
             exit::PLUGIN_ERROR
         }
@@ -203,7 +216,9 @@ fn print_logs(logs: &[LogEntry]) {
     for entry in logs {
         let message = entry.message.trim_end_matches('\n');
         match entry.source {
-            LogSource::Log(level) => eprintln!("[{}] {message}", format!("{level:?}").to_lowercase()),
+            LogSource::Log(level) => {
+                eprintln!("[{}] {message}", format!("{level:?}").to_lowercase())
+            }
             LogSource::Stdout => eprintln!("[stdout] {message}"),
             LogSource::Stderr => eprintln!("[stderr] {message}"),
             LogSource::Host => eprintln!("[warden] {message}"),

@@ -25,15 +25,29 @@ fn run_prints_the_json_result() {
     let output = warden(&["run", guests::HELLO, "greet", "\"world\""]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "\"Hello, world!\"");
-    assert!(stderr(&output).contains("[info] greeting world"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("[info] greeting world"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn run_with_stats_reports_fuel_and_duration() {
-    let output = warden(&["run", guests::TEXT_TOOLS, "text.convert-case", r#"["hello big world", "kebab"]"#, "--stats"]);
+    let output = warden(&[
+        "run",
+        guests::TEXT_TOOLS,
+        "text.convert-case",
+        r#"["hello big world", "kebab"]"#,
+        "--stats",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "\"hello-big-world\"");
-    assert!(stderr(&output).contains("fuel used: "), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("fuel used: "),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -49,48 +63,135 @@ fn run_json_gives_one_object_with_metering_and_logs() {
 fn exit_codes_mean_something() {
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         // The plugin's own error.
-        (vec!["run", guests::TEXT_TOOLS, "text.slugify", r#"["!!!", {}]"#], 1, "the plugin returned an error"),
+        (
+            vec!["run", guests::TEXT_TOOLS, "text.slugify", r#"["!!!", {}]"#],
+            1,
+            "the plugin returned an error",
+        ),
         // Usage.
         (vec!["run"], 2, "Usage"),
         // Invalid input of every kind.
-        (vec!["run", "/no/such/file.wasm", "greet"], 3, "reading /no/such/file.wasm"),
-        (vec!["run", "Cargo.toml", "greet"], 3, "not a WebAssembly file"),
-        (vec!["run", guests::HELLO, "greet", "{not json"], 3, "not valid JSON"),
-        (vec!["run", guests::HELLO, "wave", "[]"], 3, "no function `wave`; available: greet"),
-        (vec!["run", guests::HELLO, "greet", "[1]"], 3, "args.name: expected string, got 1"),
-        (vec!["run", guests::COUNTER, "increment", r#"["a", 1]"#], 3, "capabilities not granted: kv"),
-        (vec!["run", guests::HELLO, "greet", "\"x\"", "--grant", "files"], 3, "grant \"files\""),
+        (
+            vec!["run", "/no/such/file.wasm", "greet"],
+            3,
+            "reading /no/such/file.wasm",
+        ),
+        (
+            vec!["run", "Cargo.toml", "greet"],
+            3,
+            "not a WebAssembly file",
+        ),
+        (
+            vec!["run", guests::HELLO, "greet", "{not json"],
+            3,
+            "not valid JSON",
+        ),
+        (
+            vec!["run", guests::HELLO, "wave", "[]"],
+            3,
+            "no function `wave`; available: greet",
+        ),
+        (
+            vec!["run", guests::HELLO, "greet", "[1]"],
+            3,
+            "args.name: expected string, got 1",
+        ),
+        (
+            vec!["run", guests::COUNTER, "increment", r#"["a", 1]"#],
+            3,
+            "capabilities not granted: kv",
+        ),
+        (
+            vec!["run", guests::HELLO, "greet", "\"x\"", "--grant", "files"],
+            3,
+            "grant \"files\"",
+        ),
         // Limits.
-        (vec!["run", guests::HOSTILE, "spin", "--fuel", "1000000"], 4, "fuel limit exceeded"),
-        (vec!["run", guests::HOSTILE, "memory-bomb", "--memory", "16MiB"], 4, "memory limit exceeded"),
-        (vec!["run", guests::HOSTILE, "sleep", "[10000]", "--timeout", "200ms"], 4, "time limit exceeded"),
+        (
+            vec!["run", guests::HOSTILE, "spin", "--fuel", "1000000"],
+            4,
+            "fuel limit exceeded",
+        ),
+        (
+            vec!["run", guests::HOSTILE, "memory-bomb", "--memory", "16MiB"],
+            4,
+            "memory limit exceeded",
+        ),
+        (
+            vec![
+                "run",
+                guests::HOSTILE,
+                "sleep",
+                "[10000]",
+                "--timeout",
+                "200ms",
+            ],
+            4,
+            "time limit exceeded",
+        ),
         // Traps.
-        (vec!["run", guests::HOSTILE, "panic", "\"boom\""], 5, "panicked at"),
+        (
+            vec!["run", guests::HOSTILE, "panic", "\"boom\""],
+            5,
+            "panicked at",
+        ),
     ];
     for (args, code, message) in cases {
         let output = warden(&args);
-        assert_eq!(output.status.code(), Some(code), "{args:?}: {}", stderr(&output));
-        assert!(stderr(&output).contains(message), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
 }
 
 #[test]
 fn errors_are_one_line() {
     let output = warden(&["run", guests::HOSTILE, "panic", "\"boom\""]);
-    let errors: Vec<_> = stderr(&output).lines().filter(|l| l.starts_with("error:")).map(str::to_owned).collect();
+    let errors: Vec<_> = stderr(&output)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(str::to_owned)
+        .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("boom"), "{errors:?}");
-    assert!(!stderr(&output).contains("wasm backtrace"), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("wasm backtrace"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn grants_and_config_reach_the_plugin() {
-    let output = warden(&["run", guests::COUNTER, "increment", r#"["visits", 5]"#, "--grant", "kv"]);
+    let output = warden(&[
+        "run",
+        guests::COUNTER,
+        "increment",
+        r#"["visits", 5]"#,
+        "--grant",
+        "kv",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "5");
     let output = warden(&[
-        "run", guests::CAPABILITIES, "config-get", "\"color\"", "--grant", "kv", "--grant", "http:example.com",
-        "--config", "color=teal",
+        "run",
+        guests::CAPABILITIES,
+        "config-get",
+        "\"color\"",
+        "--grant",
+        "kv",
+        "--grant",
+        "http:example.com",
+        "--config",
+        "color=teal",
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "\"teal\"");
@@ -101,8 +202,14 @@ fn inspect_lists_functions_and_capabilities() {
     let output = warden(&["inspect", guests::COUNTER]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
-    let line = text.lines().find(|l| l.trim_start().starts_with("increment ")).expect(&text);
-    assert!(line.ends_with("func(name: string, by: s64) -> result<s64, string>"), "{line}");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("increment "))
+        .expect(&text);
+    assert!(
+        line.ends_with("func(name: string, by: s64) -> result<s64, string>"),
+        "{line}"
+    );
     assert!(text.contains("kv          needs a grant"), "{text}");
     assert!(text.contains("warden:plugin/kv@0.1.0"), "{text}");
 
@@ -111,8 +218,14 @@ fn inspect_lists_functions_and_capabilities() {
     assert!(report["digest"].as_str().unwrap().starts_with("sha256:"));
     let functions = report["functions"].as_array().unwrap();
     let add = functions.iter().find(|f| f["name"] == "add").unwrap();
-    assert_eq!(add["schema"]["params"]["required"], serde_json::json!(["a", "b"]));
-    let make = functions.iter().find(|f| f["name"] == "handles.make-counter").unwrap();
+    assert_eq!(
+        add["schema"]["params"]["required"],
+        serde_json::json!(["a", "b"])
+    );
+    let make = functions
+        .iter()
+        .find(|f| f["name"] == "handles.make-counter")
+        .unwrap();
     assert_eq!(make["not_invocable"], "the result contains a resource");
 
     let output = warden(&["inspect", "Cargo.toml"]);

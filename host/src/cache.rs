@@ -41,7 +41,8 @@ impl CompileCache {
     /// Opens (creating if needed) a cache in `dir`. The key is `key` if given,
     /// else read from (or created in) `dir/cache.key` with mode 0600.
     pub(crate) fn open(dir: &Path, key: Option<[u8; 32]>) -> Result<CompileCache> {
-        fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating cache directory {}", dir.display()), e))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating cache directory {}", dir.display()), e))?;
         let key = match key {
             Some(key) => key,
             None => load_or_create_key(&dir.join("cache.key"))?,
@@ -57,7 +58,8 @@ impl CompileCache {
     }
 
     fn mac(&self, digest: &str, fingerprint: &str, code: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key size");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key size");
         mac.update(digest.as_bytes());
         mac.update(b"\n");
         mac.update(fingerprint.as_bytes());
@@ -94,14 +96,16 @@ impl CompileCache {
         let path = self.path(digest, fingerprint);
         let tag = self.mac(digest, fingerprint, code).finalize().into_bytes();
         let context = || format!("writing compiled-code cache entry {}", path.display());
-        let mut file = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| Error::io(context(), e))?;
+        let mut file =
+            tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| Error::io(context(), e))?;
         file.write_all(MAGIC)
             .and_then(|()| file.write_all(&FORMAT.to_le_bytes()))
             .and_then(|()| file.write_all(&tag))
             .and_then(|()| file.write_all(code))
             .and_then(|()| file.as_file().sync_all())
             .map_err(|e| Error::io(context(), e))?;
-        file.persist(&path).map_err(|e| Error::io(context(), e.error))?;
+        file.persist(&path)
+            .map_err(|e| Error::io(context(), e.error))?;
         Ok(())
     }
 }
@@ -128,10 +132,16 @@ fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
                 Ok(()) => Ok(key),
                 // Another process created it first: use theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(path),
-                Err(e) => Err(Error::io(format!("creating cache key {}", path.display()), e)),
+                Err(e) => Err(Error::io(
+                    format!("creating cache key {}", path.display()),
+                    e,
+                )),
             }
         }
-        Err(e) => Err(Error::io(format!("reading cache key {}", path.display()), e)),
+        Err(e) => Err(Error::io(
+            format!("reading cache key {}", path.display()),
+            e,
+        )),
     }
 }
 
@@ -175,10 +185,16 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join("cache.key")).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join("cache.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         fs::write(dir.path().join("cache.key"), b"short").unwrap();
-        assert!(matches!(CompileCache::open(dir.path(), None), Err(Error::Config(_))));
+        assert!(matches!(
+            CompileCache::open(dir.path(), None),
+            Err(Error::Config(_))
+        ));
     }
 }

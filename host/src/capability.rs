@@ -127,7 +127,9 @@ impl Requested {
                         .find(|(c, _)| *c == capability)
                     {
                         Some((_, names)) => names.push(name.to_owned()),
-                        None => requested.capabilities.push((capability, vec![name.to_owned()])),
+                        None => requested
+                            .capabilities
+                            .push((capability, vec![name.to_owned()])),
                     }
                 }
                 None => requested.unsupported.push(name.to_owned()),
@@ -204,7 +206,9 @@ impl Grants {
             None if grant == "kv" => self.kv = true,
             None if grant == "config" => self.config = true,
             None if grant == "http" => {
-                return Err(bad("name the hosts, e.g. http:api.example.com (or http:* for any public host)"));
+                return Err(bad(
+                    "name the hosts, e.g. http:api.example.com (or http:* for any public host)",
+                ));
             }
             Some(("http", rule)) => self.http.push(rule.parse().map_err(|e: String| bad(&e))?),
             Some(("env", name)) => {
@@ -290,7 +294,9 @@ impl FromStr for HttpRule {
             return Err("empty host".into());
         }
         if text.contains("://") || text.contains('/') && text.parse::<IpNet>().is_err() {
-            return Err(format!("{text:?}: give a host (and optional port), not a URL"));
+            return Err(format!(
+                "{text:?}: give a host (and optional port), not a URL"
+            ));
         }
         // `[v6]:port`, `v6`, `v6/len`, `host:port`, `host`.
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
@@ -307,7 +313,10 @@ impl FromStr for HttpRule {
             }
         };
         let port = port
-            .map(|p| p.parse::<u16>().map_err(|_| format!("{text:?}: bad port {p:?}")))
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| format!("{text:?}: bad port {p:?}"))
+            })
             .transpose()?;
         let host = if host == "*" {
             HostPattern::Any
@@ -407,23 +416,43 @@ mod tests {
 
     #[test]
     fn missing_grants_are_all_named() {
-        let requested =
-            Requested::classify(["warden:plugin/kv@0.1.0", "warden:plugin/config@0.1.0", "wasi:http/types@0.2.0"]);
+        let requested = Requested::classify([
+            "warden:plugin/kv@0.1.0",
+            "warden:plugin/config@0.1.0",
+            "wasi:http/types@0.2.0",
+        ]);
         let error = requested.check(&Grants::none()).unwrap_err();
         assert!(matches!(&error, Error::MissingCapabilities(m)
             if *m == vec![Capability::Config, Capability::Kv, Capability::Http]));
-        assert_eq!(error.to_string(), "capabilities not granted: config, kv, http");
+        assert_eq!(
+            error.to_string(),
+            "capabilities not granted: config, kv, http"
+        );
         let grants = Grants::parse(["kv", "config", "http:example.com"]).unwrap();
         requested.check(&grants).unwrap();
     }
 
     #[test]
     fn grants_parse_and_reject_nonsense() {
-        let grants = Grants::parse(["kv", "env:HOME", "http:api.example.com:8443", "http:10.0.0.0/8"]).unwrap();
+        let grants = Grants::parse([
+            "kv",
+            "env:HOME",
+            "http:api.example.com:8443",
+            "http:10.0.0.0/8",
+        ])
+        .unwrap();
         assert!(grants.kv && !grants.config);
         assert!(grants.env.contains("HOME"));
         assert_eq!(grants.http.len(), 2);
-        for bad in ["http", "http:", "http:https://x.com", "files", "env:", "http:bad_host", "http:x.com:99999"] {
+        for bad in [
+            "http",
+            "http:",
+            "http:https://x.com",
+            "files",
+            "env:",
+            "http:bad_host",
+            "http:x.com:99999",
+        ] {
             let error = Grants::parse([bad]).unwrap_err();
             assert!(error.to_string().contains(bad), "{bad}: {error}");
         }
@@ -459,7 +488,13 @@ mod tests {
 
     #[test]
     fn http_rules_round_trip_through_text() {
-        for text in ["api.example.com", "*.example.com:8443", "10.0.0.0/8", "127.0.0.1:8080", "*"] {
+        for text in [
+            "api.example.com",
+            "*.example.com:8443",
+            "10.0.0.0/8",
+            "127.0.0.1:8080",
+            "*",
+        ] {
             let rule: HttpRule = text.parse().unwrap();
             assert_eq!(rule.to_string(), text);
             let json = serde_json::to_string(&rule).unwrap();

@@ -102,7 +102,8 @@ impl Engine {
                 .max_unused_warm_slots(slots.min(32));
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
-        let wasmtime = wasmtime::Engine::new(&wasm).map_err(|e| Error::Config(format!("wasmtime engine: {e:#}")))?;
+        let wasmtime = wasmtime::Engine::new(&wasm)
+            .map_err(|e| Error::Config(format!("wasmtime engine: {e:#}")))?;
 
         let fingerprint = {
             let mut hasher = ShaHasher(Sha256::new());
@@ -168,7 +169,12 @@ impl Engine {
         let (component, cache) = self.compile_or_load(bytes, &digest)?;
         let exports = exports(&component);
         let engine = self.wasmtime();
-        let requested = Requested::classify(component.component_type().imports(engine).map(|(name, _)| name));
+        let requested = Requested::classify(
+            component
+                .component_type()
+                .imports(engine)
+                .map(|(name, _)| name),
+        );
         Ok(CompiledComponent {
             inner: Arc::new(CompiledInner {
                 component,
@@ -217,7 +223,8 @@ impl Engine {
     }
 
     fn compile_fresh(&self, bytes: &[u8]) -> Result<Component> {
-        Component::new(self.wasmtime(), bytes).map_err(|e| Error::InvalidComponent(format!("{e:#}")))
+        Component::new(self.wasmtime(), bytes)
+            .map_err(|e| Error::InvalidComponent(format!("{e:#}")))
     }
 }
 
@@ -301,7 +308,8 @@ impl CompiledComponent {
             .or_else(|| {
                 let (interface, function) = name.split_once('#')?;
                 exports.iter().find(|e| {
-                    e.info.interface.as_deref() == Some(interface) && e.info.name.ends_with(&format!(".{function}"))
+                    e.info.interface.as_deref() == Some(interface)
+                        && e.info.name.ends_with(&format!(".{function}"))
                 })
             })
             .ok_or_else(|| Error::UnknownFunction {
@@ -322,9 +330,18 @@ mod tests {
     #[test]
     fn headers_are_checked_before_compiling() {
         assert!(matches!(check_header(b""), Err(Error::NotWasm)));
-        assert!(matches!(check_header(b"#!/bin/sh\necho hi"), Err(Error::NotWasm)));
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(Error::CoreModule)));
+        assert!(matches!(
+            check_header(b"#!/bin/sh\necho hi"),
+            Err(Error::NotWasm)
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(Error::CoreModule)
+        ));
         assert!(matches!(check_header(b"\0asm\x0d\0\x01\0"), Ok(())));
-        assert!(matches!(check_header(b"\0asm\x0c\0\x01\0"), Err(Error::InvalidComponent(_))));
+        assert!(matches!(
+            check_header(b"\0asm\x0c\0\x01\0"),
+            Err(Error::InvalidComponent(_))
+        ));
     }
 }

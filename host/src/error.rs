@@ -148,7 +148,10 @@ impl Error {
     pub(crate) fn deadline(timeout: Duration) -> Error {
         Error::limit(
             LimitKind::Deadline,
-            format!("ran longer than {}", crate::limits::format_duration(timeout)),
+            format!(
+                "ran longer than {}",
+                crate::limits::format_duration(timeout)
+            ),
         )
     }
 }

@@ -78,7 +78,8 @@ pub(crate) fn exports(component: &Component) -> Vec<Export> {
                 };
                 for (func_name, item) in instance.exports(engine) {
                     if let ComponentItem::ComponentFunc(func) = item.ty
-                        && let Some(index) = component.get_export_index(Some(&instance_index), func_name)
+                        && let Some(index) =
+                            component.get_export_index(Some(&instance_index), func_name)
                     {
                         found.push((Some(name.to_owned()), func_name.to_owned(), func, index));
                     }
@@ -142,11 +143,16 @@ fn describe(name: String, interface: Option<String>, func: &ComponentFunc) -> Fu
             .map(|p| format!("{}: {}", p.name, p.ty))
             .collect::<Vec<_>>()
             .join(", "),
-        result.as_ref().map(|r| format!(" -> {r}")).unwrap_or_default()
+        result
+            .as_ref()
+            .map(|r| format!(" -> {r}"))
+            .unwrap_or_default()
     );
     let not_invocable = func
         .params()
-        .find_map(|(name, ty)| opaque_part(&ty).map(|why| format!("parameter `{name}` contains {why}")))
+        .find_map(|(name, ty)| {
+            opaque_part(&ty).map(|why| format!("parameter `{name}` contains {why}"))
+        })
         .or_else(|| {
             result_ty
                 .as_ref()
@@ -222,7 +228,11 @@ pub(crate) fn wit_type(ty: &Type) -> String {
         ),
         Type::Tuple(tuple) => format!(
             "tuple<{}>",
-            tuple.types().map(|t| wit_type(&t)).collect::<Vec<_>>().join(", ")
+            tuple
+                .types()
+                .map(|t| wit_type(&t))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Type::Variant(variant) => format!(
             "variant {{ {} }}",
@@ -236,7 +246,10 @@ pub(crate) fn wit_type(ty: &Type) -> String {
                 .join(", ")
         ),
         Type::Enum(e) => format!("enum {{ {} }}", e.names().collect::<Vec<_>>().join(", ")),
-        Type::Flags(flags) => format!("flags {{ {} }}", flags.names().collect::<Vec<_>>().join(", ")),
+        Type::Flags(flags) => format!(
+            "flags {{ {} }}",
+            flags.names().collect::<Vec<_>>().join(", ")
+        ),
         Type::Option(option) => format!("option<{}>", wit_type(&option.ty())),
         Type::Result(result) => match (result.ok(), result.err()) {
             (None, None) => "result".into(),

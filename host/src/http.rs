@@ -35,18 +35,26 @@ impl Denial {
 
     fn describe(&self) -> String {
         match self {
-            Denial::NotAllowed(host) => format!("http request to {host} denied: not on the allow-list"),
+            Denial::NotAllowed(host) => {
+                format!("http request to {host} denied: not on the allow-list")
+            }
             Denial::Prohibited { host, address } => format!(
                 "http request to {host} denied: it resolves to {address}, which is not a public \
                  address (grant that address explicitly to allow it)"
             ),
-            Denial::Unresolvable(host) => format!("http request to {host} failed: name does not resolve"),
+            Denial::Unresolvable(host) => {
+                format!("http request to {host} failed: name does not resolve")
+            }
         }
     }
 }
 
 /// Checks `host:port` against `rules` and returns the address to connect to.
-pub(crate) async fn authorize(rules: &[HttpRule], host: &str, port: u16) -> Result<SocketAddr, Denial> {
+pub(crate) async fn authorize(
+    rules: &[HttpRule],
+    host: &str,
+    port: u16,
+) -> Result<SocketAddr, Denial> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let matching: Vec<&HttpRule> = rules.iter().filter(|r| r.matches(bare, port)).collect();
     if matching.is_empty() {
@@ -146,7 +154,10 @@ impl WasiHttpHooks for HttpPolicy {
         Box::new(async move {
             let uri = request.uri().clone();
             let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-            let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?.to_owned();
+            let host = uri
+                .host()
+                .ok_or(HttpError::HttpRequestUriInvalid)?
+                .to_owned();
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
             let address = match authorize(&rules, &host, port).await {
                 Ok(address) => address,
@@ -187,11 +198,28 @@ mod tests {
     #[test]
     fn private_and_special_addresses_are_not_public() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "255.255.255.255", "224.0.0.1", "::1", "fe80::1", "fd00::1", "::",
-            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a00:1", "2002:a00:1::",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+            "2002:a00:1::",
         ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip} must not count as public");
+            assert!(
+                !is_public(ip.parse().unwrap()),
+                "{ip} must not count as public"
+            );
         }
         for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
             assert!(is_public(ip.parse().unwrap()), "{ip} is public");
@@ -201,20 +229,32 @@ mod tests {
     #[tokio::test]
     async fn loopback_and_metadata_are_refused_unless_listed() {
         let any = rules(&["*"]);
-        assert!(matches!(authorize(&any, "127.0.0.1", 80).await, Err(Denial::Prohibited { .. })));
+        assert!(matches!(
+            authorize(&any, "127.0.0.1", 80).await,
+            Err(Denial::Prohibited { .. })
+        ));
         assert!(matches!(
             authorize(&any, "169.254.169.254", 80).await,
             Err(Denial::Prohibited { .. })
         ));
-        assert!(matches!(authorize(&any, "localhost", 80).await, Err(Denial::Prohibited { .. })));
-        assert!(matches!(authorize(&any, "[::1]", 80).await, Err(Denial::Prohibited { .. })));
+        assert!(matches!(
+            authorize(&any, "localhost", 80).await,
+            Err(Denial::Prohibited { .. })
+        ));
+        assert!(matches!(
+            authorize(&any, "[::1]", 80).await,
+            Err(Denial::Prohibited { .. })
+        ));
 
         let listed = rules(&["127.0.0.1:8080"]);
         assert_eq!(
             authorize(&listed, "127.0.0.1", 8080).await,
             Ok("127.0.0.1:8080".parse().unwrap())
         );
-        assert!(matches!(authorize(&listed, "127.0.0.1", 8081).await, Err(Denial::NotAllowed(_))));
+        assert!(matches!(
+            authorize(&listed, "127.0.0.1", 8081).await,
+            Err(Denial::NotAllowed(_))
+        ));
         // Listing a name does not open the private addresses it resolves to.
         let by_name = rules(&["localhost"]);
         assert!(matches!(

@@ -16,13 +16,18 @@ use wasmtime::component::types::Type;
 pub(crate) fn arguments(args: &Json, params: &[(String, Type)]) -> Result<Vec<Val>, Error> {
     match (args, params) {
         (Json::Null, []) => Ok(Vec::new()),
-        (Json::Array(items), _) if items.len() == params.len() && !bare_single(args, params) => items
-            .iter()
-            .zip(params)
-            .map(|(item, (name, ty))| to_val(item, ty, &format!("args.{name}")))
-            .collect(),
+        (Json::Array(items), _) if items.len() == params.len() && !bare_single(args, params) => {
+            items
+                .iter()
+                .zip(params)
+                .map(|(item, (name, ty))| to_val(item, ty, &format!("args.{name}")))
+                .collect()
+        }
         (Json::Object(map), _) if !bare_single(args, params) => {
-            if let Some(unknown) = map.keys().find(|k| !params.iter().any(|(name, _)| name == *k)) {
+            if let Some(unknown) = map
+                .keys()
+                .find(|k| !params.iter().any(|(name, _)| name == *k))
+            {
                 return Err(bad(
                     "args",
                     format!(
@@ -72,7 +77,10 @@ fn bare_single(args: &Json, params: &[(String, Type)]) -> bool {
     let [(name, ty)] = params else {
         return false;
     };
-    let sequence = matches!(ty, Type::List(_) | Type::Tuple(_) | Type::FixedLengthList(_) | Type::Flags(_));
+    let sequence = matches!(
+        ty,
+        Type::List(_) | Type::Tuple(_) | Type::FixedLengthList(_) | Type::Flags(_)
+    );
     match args {
         Json::Array(items) => items.len() != 1 || (sequence && !items[0].is_array()),
         Json::Object(map) => !(map.len() == 1 && map.contains_key(name)),
@@ -110,7 +118,10 @@ fn expected(path: &str, what: &str, value: &Json) -> Error {
 
 fn integer<T: TryFrom<i128>>(value: &Json, name: &str, path: &str) -> Result<T, Error> {
     let whole = match value {
-        Json::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
+        Json::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
         _ => None,
     };
     let whole = whole.ok_or_else(|| expected(path, name, value))?;
@@ -130,7 +141,11 @@ fn float(value: &Json, name: &str, path: &str) -> Result<f64, Error> {
 /// Converts `value` to a WIT value of type `ty`; errors name `path`.
 pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> {
     Ok(match ty {
-        Type::Bool => Val::Bool(value.as_bool().ok_or_else(|| expected(path, "bool", value))?),
+        Type::Bool => Val::Bool(
+            value
+                .as_bool()
+                .ok_or_else(|| expected(path, "bool", value))?,
+        ),
         Type::S8 => Val::S8(integer(value, "s8", path)?),
         Type::U8 => Val::U8(integer(value, "u8", path)?),
         Type::S16 => Val::S16(integer(value, "s16", path)?),
@@ -143,13 +158,18 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
             let wide = float(value, "f32", path)?;
             let narrow = wide as f32;
             if wide.is_finite() && !narrow.is_finite() {
-                return Err(bad(path, format!("expected f32, got {} (out of range)", kind(value))));
+                return Err(bad(
+                    path,
+                    format!("expected f32, got {} (out of range)", kind(value)),
+                ));
             }
             Val::Float32(narrow)
         }
         Type::Float64 => Val::Float64(float(value, "f64", path)?),
         Type::Char => {
-            let text = value.as_str().ok_or_else(|| expected(path, "char (a one-character string)", value))?;
+            let text = value
+                .as_str()
+                .ok_or_else(|| expected(path, "char (a one-character string)", value))?;
             let mut chars = text.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => Val::Char(c),
@@ -163,7 +183,9 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
                 .to_owned(),
         ),
         Type::List(list) => {
-            let items = value.as_array().ok_or_else(|| expected(path, "array", value))?;
+            let items = value
+                .as_array()
+                .ok_or_else(|| expected(path, "array", value))?;
             let item_ty = list.ty();
             Val::List(
                 items
@@ -174,9 +196,14 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
             )
         }
         Type::FixedLengthList(list) => {
-            let items = value.as_array().ok_or_else(|| expected(path, "array", value))?;
+            let items = value
+                .as_array()
+                .ok_or_else(|| expected(path, "array", value))?;
             if items.len() != list.len() as usize {
-                return Err(bad(path, format!("expected {} items, got {}", list.len(), items.len())));
+                return Err(bad(
+                    path,
+                    format!("expected {} items, got {}", list.len(), items.len()),
+                ));
             }
             let item_ty = list.ty();
             Val::FixedLengthList(
@@ -207,9 +234,14 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
             )
         }
         Type::Record(record) => {
-            let map = value.as_object().ok_or_else(|| expected(path, "object", value))?;
+            let map = value
+                .as_object()
+                .ok_or_else(|| expected(path, "object", value))?;
             let fields: Vec<_> = record.fields().collect();
-            if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|f| f.name == k.as_str())) {
+            if let Some(unknown) = map
+                .keys()
+                .find(|k| !fields.iter().any(|f| f.name == k.as_str()))
+            {
                 return Err(bad(
                     path,
                     format!(
@@ -234,12 +266,18 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
             )
         }
         Type::Tuple(tuple) => {
-            let items = value.as_array().ok_or_else(|| expected(path, "array", value))?;
+            let items = value
+                .as_array()
+                .ok_or_else(|| expected(path, "array", value))?;
             let types: Vec<Type> = tuple.types().collect();
             if items.len() != types.len() {
                 return Err(bad(
                     path,
-                    format!("expected a tuple of {} items, got {}", types.len(), items.len()),
+                    format!(
+                        "expected a tuple of {} items, got {}",
+                        types.len(),
+                        items.len()
+                    ),
                 ));
             }
             Val::Tuple(
@@ -255,22 +293,36 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
             let cases: Vec<_> = variant.cases().collect();
             let case_names = || names(cases.iter().map(|c| c.name));
             let (name, payload) = tagged(value, path, "variant")?;
-            let case = cases
-                .iter()
-                .find(|c| c.name == name)
-                .ok_or_else(|| bad(path, format!("unknown case `{name}` (cases: {})", case_names())))?;
+            let case = cases.iter().find(|c| c.name == name).ok_or_else(|| {
+                bad(
+                    path,
+                    format!("unknown case `{name}` (cases: {})", case_names()),
+                )
+            })?;
             let payload = match (&case.ty, payload) {
-                (Some(ty), Some(payload)) => Some(Box::new(to_val(payload, ty, &format!("{path}.{name}"))?)),
-                (Some(_), None) => return Err(bad(path, format!("case `{name}` needs a payload: {{\"{name}\": …}}"))),
+                (Some(ty), Some(payload)) => {
+                    Some(Box::new(to_val(payload, ty, &format!("{path}.{name}"))?))
+                }
+                (Some(_), None) => {
+                    return Err(bad(
+                        path,
+                        format!("case `{name}` needs a payload: {{\"{name}\": …}}"),
+                    ));
+                }
                 (None, None | Some(Json::Null)) => None,
                 (None, Some(other)) => {
-                    return Err(bad(path, format!("case `{name}` has no payload, got {}", kind(other))));
+                    return Err(bad(
+                        path,
+                        format!("case `{name}` has no payload, got {}", kind(other)),
+                    ));
                 }
             };
             Val::Variant(name.to_owned(), payload)
         }
         Type::Enum(e) => {
-            let name = value.as_str().ok_or_else(|| expected(path, "string (an enum case)", value))?;
+            let name = value
+                .as_str()
+                .ok_or_else(|| expected(path, "string (an enum case)", value))?;
             if !e.names().any(|n| n == name) {
                 return Err(bad(
                     path,
@@ -288,7 +340,11 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
                         .as_object()
                         .filter(|m| m.len() == 1 && m.contains_key("some"))
                         .ok_or_else(|| expected(path, "null or {\"some\": …}", value))?;
-                    Val::Option(Some(Box::new(to_val(&map["some"], &inner, &format!("{path}.some"))?)))
+                    Val::Option(Some(Box::new(to_val(
+                        &map["some"],
+                        &inner,
+                        &format!("{path}.some"),
+                    )?)))
                 }
                 _ => Val::Option(Some(Box::new(to_val(value, &inner, path)?))),
             }
@@ -298,13 +354,25 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
             let (ty, ok) = match name {
                 "ok" => (result.ok(), true),
                 "err" => (result.err(), false),
-                other => return Err(bad(path, format!("expected {{\"ok\": …}} or {{\"err\": …}}, got `{other}`"))),
+                other => {
+                    return Err(bad(
+                        path,
+                        format!("expected {{\"ok\": …}} or {{\"err\": …}}, got `{other}`"),
+                    ));
+                }
             };
             let payload = match (ty, payload) {
-                (Some(ty), Some(payload)) => Some(Box::new(to_val(payload, &ty, &format!("{path}.{name}"))?)),
+                (Some(ty), Some(payload)) => {
+                    Some(Box::new(to_val(payload, &ty, &format!("{path}.{name}"))?))
+                }
                 (Some(_), None) => return Err(bad(path, format!("`{name}` needs a value"))),
                 (None, None | Some(Json::Null)) => None,
-                (None, Some(other)) => return Err(bad(path, format!("`{name}` has no value, got {}", kind(other)))),
+                (None, Some(other)) => {
+                    return Err(bad(
+                        path,
+                        format!("`{name}` has no value, got {}", kind(other)),
+                    ));
+                }
             };
             Val::Result(if ok { Ok(payload) } else { Err(payload) })
         }
@@ -314,9 +382,9 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
                 .ok_or_else(|| expected(path, "array of flag names", value))?;
             let mut set = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                let name = item
-                    .as_str()
-                    .ok_or_else(|| expected(&format!("{path}[{i}]"), "string (a flag name)", item))?;
+                let name = item.as_str().ok_or_else(|| {
+                    expected(&format!("{path}[{i}]"), "string (a flag name)", item)
+                })?;
                 if !flags.names().any(|n| n == name) {
                     return Err(bad(
                         &format!("{path}[{i}]"),
@@ -336,20 +404,31 @@ pub(crate) fn to_val(value: &Json, ty: &Type, path: &str) -> Result<Val, Error> 
             Val::Flags(ordered)
         }
         Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
-            return Err(bad(path, format!("{} cannot be passed as JSON", crate::exports::wit_type(ty))));
+            return Err(bad(
+                path,
+                format!("{} cannot be passed as JSON", crate::exports::wit_type(ty)),
+            ));
         }
     })
 }
 
 /// `"name"` or `{"name": payload}`.
-fn tagged<'a>(value: &'a Json, path: &str, what: &str) -> Result<(&'a str, Option<&'a Json>), Error> {
+fn tagged<'a>(
+    value: &'a Json,
+    path: &str,
+    what: &str,
+) -> Result<(&'a str, Option<&'a Json>), Error> {
     match value {
         Json::String(name) => Ok((name, None)),
         Json::Object(map) if map.len() == 1 => {
             let (name, payload) = map.iter().next().expect("one entry");
             Ok((name, Some(payload)))
         }
-        _ => Err(expected(path, &format!("{what} (\"case\" or {{\"case\": payload}})"), value)),
+        _ => Err(expected(
+            path,
+            &format!("{what} (\"case\" or {{\"case\": payload}})"),
+            value,
+        )),
     }
 }
 

@@ -29,13 +29,24 @@ pub trait KvStore: Send + Sync + 'static {
 
     /// Stores `value` under `key`. Adding a new key to a namespace that already
     /// holds `max_keys` keys fails with [`KvError::QuotaExceeded`].
-    async fn set(&self, namespace: &str, key: &str, value: &[u8], max_keys: u64) -> Result<(), KvError>;
+    async fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        max_keys: u64,
+    ) -> Result<(), KvError>;
 
     /// Removes `key`; returns whether it was present.
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError>;
 
     /// Up to `limit` keys starting with `prefix`, in lexicographic order.
-    async fn list_keys(&self, namespace: &str, prefix: &str, limit: u64) -> Result<Vec<String>, KvError>;
+    async fn list_keys(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        limit: u64,
+    ) -> Result<Vec<String>, KvError>;
 }
 
 /// A [`KvStore`] in memory: for `warden run` and tests. Nothing survives the process.
@@ -60,10 +71,20 @@ impl MemoryKvStore {
 #[async_trait]
 impl KvStore for MemoryKvStore {
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.lock().get(namespace).and_then(|ns| ns.get(key)).cloned())
+        Ok(self
+            .lock()
+            .get(namespace)
+            .and_then(|ns| ns.get(key))
+            .cloned())
     }
 
-    async fn set(&self, namespace: &str, key: &str, value: &[u8], max_keys: u64) -> Result<(), KvError> {
+    async fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        max_keys: u64,
+    ) -> Result<(), KvError> {
         let mut namespaces = self.lock();
         let ns = namespaces.entry(namespace.to_owned()).or_default();
         if !ns.contains_key(key) && ns.len() as u64 >= max_keys {
@@ -82,7 +103,12 @@ impl KvStore for MemoryKvStore {
             .is_some_and(|ns| ns.remove(key).is_some()))
     }
 
-    async fn list_keys(&self, namespace: &str, prefix: &str, limit: u64) -> Result<Vec<String>, KvError> {
+    async fn list_keys(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        limit: u64,
+    ) -> Result<Vec<String>, KvError> {
         Ok(self
             .lock()
             .get(namespace)
@@ -107,11 +133,17 @@ mod tests {
         store.set("a", "k1", b"1", 2).await.unwrap();
         store.set("a", "k2", b"2", 2).await.unwrap();
         store.set("a", "k2", b"22", 2).await.unwrap();
-        assert!(matches!(store.set("a", "k3", b"3", 2).await, Err(KvError::QuotaExceeded(_))));
+        assert!(matches!(
+            store.set("a", "k3", b"3", 2).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
         store.set("b", "k1", b"other", 2).await.unwrap();
         assert_eq!(store.get("a", "k1").await.unwrap(), Some(b"1".to_vec()));
         assert_eq!(store.get("b", "k1").await.unwrap(), Some(b"other".to_vec()));
-        assert_eq!(store.list_keys("a", "k", 10).await.unwrap(), vec!["k1", "k2"]);
+        assert_eq!(
+            store.list_keys("a", "k", 10).await.unwrap(),
+            vec!["k1", "k2"]
+        );
         assert_eq!(store.list_keys("a", "k", 1).await.unwrap(), vec!["k1"]);
         assert!(store.delete("a", "k1").await.unwrap());
         assert!(!store.delete("a", "k1").await.unwrap());

@@ -136,7 +136,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "mb" => 1_000_000,
         "g" | "gib" => 1 << 30,
         "gb" => 1_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} in {text:?} (try KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?} (try KiB, MiB, GiB)"
+            ));
+        }
     };
     number
         .checked_mul(multiplier)
@@ -157,7 +161,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(number)),
         "" | "s" => Ok(Duration::from_secs(number)),
         "m" | "min" => Ok(Duration::from_secs(number.saturating_mul(60))),
-        other => Err(format!("unknown duration unit {other:?} in {text:?} (try ms, s, m)")),
+        other => Err(format!(
+            "unknown duration unit {other:?} in {text:?} (try ms, s, m)"
+        )),
     }
 }
 
@@ -210,7 +216,11 @@ mod tests {
         assert_eq!(parse_bytes("4096"), Ok(4096));
         assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
         assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
-        assert!(parse_bytes("3 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(
+            parse_bytes("3 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert!(parse_bytes("99999999999999999999GiB").is_err());
     }
 
@@ -221,7 +231,11 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("2h").unwrap_err().contains("unknown duration unit"));
+        assert!(
+            parse_duration("2h")
+                .unwrap_err()
+                .contains("unknown duration unit")
+        );
     }
 
     #[test]
@@ -231,7 +245,10 @@ mod tests {
         assert_eq!(limits.timeout, Duration::from_millis(1500));
         assert_eq!(limits.memory_bytes, Limits::default().memory_bytes);
         let error = serde_json::from_str::<Limits>(r#"{"fuell": 5}"#).unwrap_err();
-        assert!(error.to_string().contains("unknown field `fuell`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown field `fuell`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -117,7 +117,11 @@ impl Plugin {
     /// Binds `component` to `settings`. Refuses, before any of its code runs, a
     /// component that imports a capability that was not granted (naming every
     /// missing one) or an interface Warden does not provide.
-    pub fn new(engine: &Engine, component: &CompiledComponent, settings: PluginSettings) -> Result<Plugin> {
+    pub fn new(
+        engine: &Engine,
+        component: &CompiledComponent,
+        settings: PluginSettings,
+    ) -> Result<Plugin> {
         component.requested().check(&settings.grants)?;
         let limits = &settings.limits;
         if limits.memory_bytes > engine.config().max_memory_bytes {
@@ -128,13 +132,18 @@ impl Plugin {
             )));
         }
         if limits.concurrency == 0 {
-            return Err(Error::Config("the concurrency limit must be at least 1".into()));
+            return Err(Error::Config(
+                "the concurrency limit must be at least 1".into(),
+            ));
         }
         if settings.grants.kv && settings.kv.is_none() {
-            return Err(Error::Config("kv is granted but no key-value store was given".into()));
+            return Err(Error::Config(
+                "kv is granted but no key-value store was given".into(),
+            ));
         }
 
-        let linker = linker(engine, &settings.grants).map_err(|e| Error::Host(format!("linking: {e:#}")))?;
+        let linker =
+            linker(engine, &settings.grants).map_err(|e| Error::Host(format!("linking: {e:#}")))?;
         let pre = linker
             .instantiate_pre(&component.inner.component)
             .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
@@ -190,7 +199,11 @@ impl Plugin {
         let transcript = Transcript::new(limits.log_bytes);
         let mut store = self.store(transcript.clone());
         let started = Instant::now();
-        let outcome = tokio::time::timeout(limits.timeout, call(&self.inner.pre, &mut store, export, &params)).await;
+        let outcome = tokio::time::timeout(
+            limits.timeout,
+            call(&self.inner.pre, &mut store, export, &params),
+        )
+        .await;
         let duration = started.elapsed();
         let fuel_left = store.get_fuel().unwrap_or(0);
         let metering = Metering {
@@ -265,7 +278,9 @@ impl Plugin {
         };
         let mut store = Store::new(self.inner.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limiter);
-        store.set_fuel(limits.fuel).expect("fuel is enabled on every Warden engine");
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled on every Warden engine");
         // Check the deadline on every epoch tick and yield to the executor, so a
         // spinning plugin neither overruns nor starves other tasks on the thread.
         let deadline = Instant::now() + limits.timeout;
@@ -285,10 +300,14 @@ impl Plugin {
         let limit = self.inner.settings.limits.result_bytes;
         let output = match (export.result_type(), value) {
             (_, None) => Output::Value(Json::Null),
-            (Some(wasmtime::component::types::Type::Result(_)), Some(Val::Result(result))) => match result {
-                Ok(ok) => Output::Value(ok.as_deref().map_or(Json::Null, json::from_val)),
-                Err(err) => Output::PluginError(err.as_deref().map_or(Json::Null, json::from_val)),
-            },
+            (Some(wasmtime::component::types::Type::Result(_)), Some(Val::Result(result))) => {
+                match result {
+                    Ok(ok) => Output::Value(ok.as_deref().map_or(Json::Null, json::from_val)),
+                    Err(err) => {
+                        Output::PluginError(err.as_deref().map_or(Json::Null, json::from_val))
+                    }
+                }
+            }
             (_, Some(value)) => Output::Value(json::from_val(&value)),
         };
         let size = match &output {
@@ -324,7 +343,12 @@ async fn call(
 }
 
 /// Why the call failed, most specific cause first.
-fn classify(error: wasmtime::Error, state: &mut HostState, transcript: &Transcript, limits: &Limits) -> Error {
+fn classify(
+    error: wasmtime::Error,
+    state: &mut HostState,
+    transcript: &Transcript,
+    limits: &Limits,
+) -> Error {
     if let Some(fault) = state.fault.take() {
         return fault;
     }
@@ -340,11 +364,17 @@ fn classify(error: wasmtime::Error, state: &mut HostState, transcript: &Transcri
     if let Some(trap) = error.downcast_ref::<Trap>() {
         match trap {
             Trap::OutOfFuel => {
-                return Error::limit(LimitKind::Fuel, format!("used all {} units of fuel", limits.fuel));
+                return Error::limit(
+                    LimitKind::Fuel,
+                    format!("used all {} units of fuel", limits.fuel),
+                );
             }
             Trap::Interrupt => return Error::deadline(limits.timeout),
             Trap::StackOverflow => {
-                return Error::limit(LimitKind::Stack, "the plugin exhausted its wasm stack (runaway recursion?)");
+                return Error::limit(
+                    LimitKind::Stack,
+                    "the plugin exhausted its wasm stack (runaway recursion?)",
+                );
             }
             _ => {}
         }
@@ -369,8 +399,16 @@ fn classify(error: wasmtime::Error, state: &mut HostState, transcript: &Transcri
         return Error::Capacity(error.to_string());
     }
     let trap = match error.downcast_ref::<Trap>() {
-        Some(trap) => trap.to_string().trim_start_matches("wasm trap: ").to_owned(),
-        None => error.to_string().lines().next().unwrap_or_default().to_owned(),
+        Some(trap) => trap
+            .to_string()
+            .trim_start_matches("wasm trap: ")
+            .to_owned(),
+        None => error
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
     };
     let message = match transcript.panic_message() {
         Some(panic) => format!("{trap} ({panic})"),
@@ -378,7 +416,9 @@ fn classify(error: wasmtime::Error, state: &mut HostState, transcript: &Transcri
     };
     Error::Trap {
         message,
-        backtrace: error.downcast_ref::<wasmtime::WasmBacktrace>().map(ToString::to_string),
+        backtrace: error
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(ToString::to_string),
     }
 }
 
@@ -409,7 +449,10 @@ fn linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<HostState
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     }
     if grants.config {
-        bindings::warden::plugin::config::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::warden::plugin::config::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
     }
     if grants.kv {
         bindings::warden::plugin::kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
@@ -424,6 +467,9 @@ mod tests {
     #[test]
     fn json_size_matches_serialization() {
         let value = serde_json::json!({"a": [1, 2, "three"], "b": null, "c": "\u{e9}\n"});
-        assert_eq!(json_size(&value), serde_json::to_vec(&value).unwrap().len() as u64);
+        assert_eq!(
+            json_size(&value),
+            serde_json::to_vec(&value).unwrap().len() as u64
+        );
     }
 }

@@ -8,7 +8,10 @@ use wasmtime::component::types::Type;
 /// `{"params": <arguments object>, "result": <result>}` for one function; for a
 /// function returning `result<T, E>`, `"result"` describes `T` and `"error"`
 /// describes `E` (the plugin's own error), as the invocation returns them apart.
-pub(crate) fn function<'a>(params: impl Iterator<Item = (&'a str, Type)>, result: Option<&Type>) -> Json {
+pub(crate) fn function<'a>(
+    params: impl Iterator<Item = (&'a str, Type)>,
+    result: Option<&Type>,
+) -> Json {
     let mut properties = serde_json::Map::new();
     let mut required = Vec::new();
     for (name, ty) in params {
@@ -106,7 +109,10 @@ pub(crate) fn of(ty: &Type) -> Json {
                         .cases()
                         .flat_map(|case| match &case.ty {
                             Some(ty) => vec![tagged(case.name, of(ty))],
-                            None => vec![json!({"const": case.name}), tagged(case.name, json!({"type": "null"}))],
+                            None => vec![
+                                json!({"const": case.name}),
+                                tagged(case.name, json!({"type": "null"})),
+                            ],
                         })
                         .collect(),
                 ),

@@ -56,7 +56,11 @@ impl HostState {
         if bytes as u64 > limit {
             return Err(self.trap(Error::limit(
                 LimitKind::HostCall,
-                format!("{what} of {} exceeds {}", format_bytes(bytes as u64), format_bytes(limit)),
+                format!(
+                    "{what} of {} exceeds {}",
+                    format_bytes(bytes as u64),
+                    format_bytes(limit)
+                ),
             )));
         }
         Ok(())
@@ -65,7 +69,9 @@ impl HostState {
     fn kv(&mut self) -> wasmtime::Result<(Arc<dyn KvStore>, String)> {
         match &self.kv {
             Some((store, namespace)) => Ok((store.clone(), namespace.clone())),
-            None => Err(self.trap(Error::Host("kv is linked but no store is configured".into()))),
+            None => Err(self.trap(Error::Host(
+                "kv is linked but no store is configured".into(),
+            ))),
         }
     }
 
@@ -147,7 +153,11 @@ impl kv::Host for HostState {
         Ok(store.get(&namespace, &key).await.map_err(to_wit))
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), kv::Error>> {
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
         if let Err(e) = self.check_key(&key)? {
             return Ok(Err(e));
         }
@@ -162,7 +172,10 @@ impl kv::Host for HostState {
         }
         let (store, namespace) = self.kv()?;
         let max_keys = self.limits.kv_keys;
-        Ok(store.set(&namespace, &key, &value, max_keys).await.map_err(to_wit))
+        Ok(store
+            .set(&namespace, &key, &value, max_keys)
+            .await
+            .map_err(to_wit))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, kv::Error>> {
@@ -173,14 +186,19 @@ impl kv::Host for HostState {
         Ok(store.delete(&namespace, &key).await.map_err(to_wit))
     }
 
-    async fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
         self.check_argument("a kv prefix", prefix.len())?;
         let (store, namespace) = self.kv()?;
         let limit = self.limits.kv_keys;
-        Ok(store.list_keys(&namespace, &prefix, limit).await.map_err(to_wit))
+        Ok(store
+            .list_keys(&namespace, &prefix, limit)
+            .await
+            .map_err(to_wit))
     }
 }
-
 
 /// Enforces the memory, table and instance limits, recording which one refused.
 pub(crate) struct Limiter {
@@ -199,7 +217,12 @@ impl Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let limit = self.limits.memory_bytes;
         if desired as u64 > limit {
             return self.refuse(
@@ -215,12 +238,19 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let limit = self.limits.table_elements;
         if desired as u64 > limit {
             return self.refuse(
                 LimitKind::Tables,
-                format!("a table wants {desired} elements (it had {current}); the limit is {limit}"),
+                format!(
+                    "a table wants {desired} elements (it had {current}); the limit is {limit}"
+                ),
             );
         }
         Ok(true)

@@ -71,7 +71,9 @@ impl Transcript {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn charge(inner: &mut Inner, bytes: usize) -> Result<(), Error> {
@@ -201,7 +203,11 @@ impl OutputStream for CapturedStream {
 }
 
 impl tokio::io::AsyncWrite for CapturedStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(
             self.transcript
                 .write(self.source, buf)

@@ -16,26 +16,46 @@ const CAPABILITIES: &str = warden_test_programs::CAPABILITIES;
 #[test]
 fn ungranted_capabilities_are_refused_before_any_code_runs() {
     let component = compiled(CAPABILITIES);
-    let error = Plugin::new(engine(), &component, settings(&[], Limits::default())).err().unwrap();
+    let error = Plugin::new(engine(), &component, settings(&[], Limits::default()))
+        .err()
+        .unwrap();
     match &error {
         Error::MissingCapabilities(missing) => {
-            assert_eq!(missing, &vec![Capability::Config, Capability::Kv, Capability::Http]);
+            assert_eq!(
+                missing,
+                &vec![Capability::Config, Capability::Kv, Capability::Http]
+            );
         }
         other => panic!("expected missing capabilities, got {other}"),
     }
-    assert_eq!(error.to_string(), "capabilities not granted: config, kv, http");
+    assert_eq!(
+        error.to_string(),
+        "capabilities not granted: config, kv, http"
+    );
 
-    let error = Plugin::new(engine(), &component, settings(&["kv", "http:example.com"], Limits::default()))
-        .err()
-        .unwrap();
+    let error = Plugin::new(
+        engine(),
+        &component,
+        settings(&["kv", "http:example.com"], Limits::default()),
+    )
+    .err()
+    .unwrap();
     assert_eq!(error.to_string(), "capabilities not granted: config");
 }
 
 #[test]
 fn requested_capabilities_come_from_the_imports() {
     let requested = compiled(CAPABILITIES).requested().clone();
-    for capability in [Capability::Kv, Capability::Config, Capability::Http, Capability::Stdio] {
-        assert!(requested.contains(&capability), "{capability} missing from {requested:?}");
+    for capability in [
+        Capability::Kv,
+        Capability::Config,
+        Capability::Http,
+        Capability::Stdio,
+    ] {
+        assert!(
+            requested.contains(&capability),
+            "{capability} missing from {requested:?}"
+        );
     }
     let hello = compiled(warden_test_programs::HELLO).requested().clone();
     assert!(hello.contains(&Capability::Log));
@@ -43,7 +63,11 @@ fn requested_capabilities_come_from_the_imports() {
 }
 
 fn granted() -> Plugin {
-    plugin(CAPABILITIES, &["kv", "config", "http:example.com"], Limits::default())
+    plugin(
+        CAPABILITIES,
+        &["kv", "config", "http:example.com"],
+        Limits::default(),
+    )
 }
 
 #[tokio::test]
@@ -51,29 +75,46 @@ async fn kv_persists_across_invocations_in_the_plugins_own_namespace() {
     let store = Arc::new(MemoryKvStore::new());
     let with_namespace = |namespace: &str| {
         let mut s = settings(&["kv", "config", "http:example.com"], Limits::default());
-        s.kv = Some((store.clone() as Arc<dyn warden_host::KvStore>, namespace.to_owned()));
+        s.kv = Some((
+            store.clone() as Arc<dyn warden_host::KvStore>,
+            namespace.to_owned(),
+        ));
         Plugin::new(engine(), &compiled(CAPABILITIES), s).unwrap()
     };
     let a = with_namespace("plugin-a");
     let b = with_namespace("plugin-b");
     value(&a, "kv-set", json!(["greeting", "hello"])).await;
     value(&a, "kv-set", json!(["gone", "soon"])).await;
-    assert_eq!(value(&a, "kv-get", json!(["greeting"])).await, json!("hello"));
+    assert_eq!(
+        value(&a, "kv-get", json!(["greeting"])).await,
+        json!("hello")
+    );
     assert_eq!(value(&b, "kv-get", json!(["greeting"])).await, json!(null));
-    assert_eq!(value(&a, "kv-list", json!([""])).await, json!(["gone", "greeting"]));
+    assert_eq!(
+        value(&a, "kv-list", json!([""])).await,
+        json!(["gone", "greeting"])
+    );
     assert_eq!(value(&a, "kv-delete", json!(["gone"])).await, json!(true));
     assert_eq!(value(&a, "kv-delete", json!(["gone"])).await, json!(false));
-    assert_eq!(value(&a, "kv-list", json!(["g"])).await, json!(["greeting"]));
+    assert_eq!(
+        value(&a, "kv-list", json!(["g"])).await,
+        json!(["greeting"])
+    );
 }
 
 #[tokio::test]
 async fn kv_quotas_are_errors_the_plugin_sees() {
-    let mut limits = Limits::default();
-    limits.kv_keys = 2;
-    limits.kv_value_bytes = 1024;
+    let limits = Limits {
+        kv_keys: 2,
+        kv_value_bytes: 1024,
+        ..Limits::default()
+    };
     let plugin = plugin(CAPABILITIES, &["kv", "config", "http:example.com"], limits);
     value(&plugin, "kv-set-size", json!(["a", 1024])).await;
-    let call = plugin.invoke("kv-set-size", &json!(["b", 1025])).await.unwrap();
+    let call = plugin
+        .invoke("kv-set-size", &json!(["b", 1025]))
+        .await
+        .unwrap();
     assert!(
         matches!(&call.output, Output::PluginError(e) if e.as_str().unwrap().contains("TooLarge")),
         "{:?}",
@@ -88,8 +129,15 @@ async fn kv_quotas_are_errors_the_plugin_sees() {
     );
     // Overwriting an existing key is fine at the quota.
     value(&plugin, "kv-set", json!(["b", "y"])).await;
-    let call = plugin.invoke("kv-get", &json!(["k".repeat(513)])).await.unwrap();
-    assert!(matches!(call.output, Output::PluginError(_)), "{:?}", call.output);
+    let call = plugin
+        .invoke("kv-get", &json!(["k".repeat(513)]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(call.output, Output::PluginError(_)),
+        "{:?}",
+        call.output
+    );
 }
 
 #[tokio::test]
@@ -98,8 +146,14 @@ async fn config_reads_the_admin_set_values() {
     s.config.insert("greeting".into(), "Bonjour".into());
     s.config.insert("audience".into(), "world".into());
     let plugin = Plugin::new(engine(), &compiled(CAPABILITIES), s).unwrap();
-    assert_eq!(value(&plugin, "config-get", json!(["greeting"])).await, json!("Bonjour"));
-    assert_eq!(value(&plugin, "config-get", json!(["missing"])).await, json!(null));
+    assert_eq!(
+        value(&plugin, "config-get", json!(["greeting"])).await,
+        json!("Bonjour")
+    );
+    assert_eq!(
+        value(&plugin, "config-get", json!(["missing"])).await,
+        json!(null)
+    );
     assert_eq!(
         value(&plugin, "config-all", json!([])).await,
         json!([["audience", "world"], ["greeting", "Bonjour"]])
@@ -133,9 +187,16 @@ async fn plugin_error(plugin: &Plugin, function: &str, args: serde_json::Value) 
 #[tokio::test]
 async fn http_reaches_an_explicitly_listed_address() {
     let (address, hits) = server().await;
-    let plugin = plugin(CAPABILITIES, &["kv", "config", &format!("http:{address}")], Limits::default());
+    let plugin = plugin(
+        CAPABILITIES,
+        &["kv", "config", &format!("http:{address}")],
+        Limits::default(),
+    );
     let url = format!("http://{address}/hello");
-    assert_eq!(value(&plugin, "http-get", json!([url])).await, json!([200, "hi from loopback"]));
+    assert_eq!(
+        value(&plugin, "http-get", json!([url])).await,
+        json!([200, "hi from loopback"])
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
@@ -143,16 +204,31 @@ async fn http_reaches_an_explicitly_listed_address() {
 async fn http_to_hosts_off_the_allow_list_is_denied() {
     let (address, hits) = server().await;
     let plugin = granted();
-    let error = plugin_error(&plugin, "http-get", json!(["https://not-listed.example.org/"])).await;
+    let error = plugin_error(
+        &plugin,
+        "http-get",
+        json!(["https://not-listed.example.org/"]),
+    )
+    .await;
     assert!(error.contains("HttpRequestDenied"), "{error}");
     // Loopback is private: refused even though the plugin has an allow-list.
-    let error = plugin_error(&plugin, "http-get", json!([format!("http://{address}/hello")])).await;
+    let error = plugin_error(
+        &plugin,
+        "http-get",
+        json!([format!("http://{address}/hello")]),
+    )
+    .await;
     assert!(error.contains("HttpRequestDenied"), "{error}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 
-    let call = plugin.invoke("http-get", &json!(["http://127.0.0.1/"])).await.unwrap();
+    let call = plugin
+        .invoke("http-get", &json!(["http://127.0.0.1/"]))
+        .await
+        .unwrap();
     assert!(
-        call.logs.iter().any(|e| e.message.contains("not on the allow-list")),
+        call.logs
+            .iter()
+            .any(|e| e.message.contains("not on the allow-list")),
         "the refusal is in the transcript: {:?}",
         call.logs
     );
@@ -178,7 +254,11 @@ async fn private_and_metadata_addresses_are_refused_even_with_a_wildcard() {
 #[tokio::test]
 async fn the_http_fetch_example_works_through_the_allow_list() {
     let (address, _) = server().await;
-    let plugin = plugin(warden_test_programs::HTTP_FETCH, &[&format!("http:{address}")], Limits::default());
+    let plugin = plugin(
+        warden_test_programs::HTTP_FETCH,
+        &[&format!("http:{address}")],
+        Limits::default(),
+    );
     let response = value(&plugin, "fetch", json!([format!("http://{address}/hello")])).await;
     assert_eq!(response["status"], json!(200));
     assert_eq!(response["body"], json!("hi from loopback"));

@@ -39,7 +39,10 @@ async fn echo(plugin: &Plugin, function: &str, input: Value, output: Value) {
     );
     let got = value(plugin, function, json!({"value": input})).await;
     assert_eq!(got, output, "{function}({input})");
-    assert!(validates(&schema["result"], &got), "{function}: result schema rejects {got}");
+    assert!(
+        validates(&schema["result"], &got),
+        "{function}: result schema rejects {got}"
+    );
 }
 
 #[tokio::test]
@@ -55,18 +58,57 @@ async fn every_type_round_trips() {
         ("echo.echo-u32", vec![json!(u32::MAX)]),
         ("echo.echo-s64", vec![json!(i64::MIN), json!(i64::MAX)]),
         ("echo.echo-u64", vec![json!(u64::MAX)]),
-        ("echo.echo-f32", vec![json!(1.5), json!(0.1), json!(-3.25e10), json!("NaN"), json!("Infinity"), json!("-Infinity")]),
-        ("echo.echo-f64", vec![json!(0.1), json!(1e300), json!(-2.5), json!("NaN"), json!("-Infinity")]),
+        (
+            "echo.echo-f32",
+            vec![
+                json!(1.5),
+                json!(0.1),
+                json!(-3.25e10),
+                json!("NaN"),
+                json!("Infinity"),
+                json!("-Infinity"),
+            ],
+        ),
+        (
+            "echo.echo-f64",
+            vec![
+                json!(0.1),
+                json!(1e300),
+                json!(-2.5),
+                json!("NaN"),
+                json!("-Infinity"),
+            ],
+        ),
         ("echo.echo-char", vec![json!("a"), json!("é"), json!("🦀")]),
-        ("echo.echo-string", vec![json!(""), json!("héllo \"world\"\n")]),
+        (
+            "echo.echo-string",
+            vec![json!(""), json!("héllo \"world\"\n")],
+        ),
         ("echo.echo-list", vec![json!([]), json!([1, -2, 3])]),
         ("echo.echo-record", vec![json!({"x": 1, "y": -2})]),
         ("echo.echo-tuple", vec![json!([7, "seven", true])]),
-        ("echo.echo-variant", vec![json!({"circle": 2.5}), json!({"rectangle": {"x": 1, "y": 2}}), json!("empty")]),
+        (
+            "echo.echo-variant",
+            vec![
+                json!({"circle": 2.5}),
+                json!({"rectangle": {"x": 1, "y": 2}}),
+                json!("empty"),
+            ],
+        ),
         ("echo.echo-enum", vec![json!("red"), json!("blue")]),
         ("echo.echo-option", vec![json!(null), json!(5)]),
-        ("echo.echo-nested-option", vec![json!(null), json!({"some": null}), json!({"some": "x"})]),
-        ("echo.echo-flags", vec![json!([]), json!(["read", "execute"]), json!(["read", "write", "execute"])]),
+        (
+            "echo.echo-nested-option",
+            vec![json!(null), json!({"some": null}), json!({"some": "x"})],
+        ),
+        (
+            "echo.echo-flags",
+            vec![
+                json!([]),
+                json!(["read", "execute"]),
+                json!(["read", "write", "execute"]),
+            ],
+        ),
     ];
     for (function, values) in same {
         for input in values {
@@ -79,9 +121,21 @@ async fn every_type_round_trips() {
 async fn equivalent_inputs_are_normalised() {
     let plugin = types();
     // A payload-less case may be written as an object with null.
-    echo(&plugin, "echo.echo-variant", json!({"empty": null}), json!("empty")).await;
+    echo(
+        &plugin,
+        "echo.echo-variant",
+        json!({"empty": null}),
+        json!("empty"),
+    )
+    .await;
     // Flags come back in declaration order, once each.
-    echo(&plugin, "echo.echo-flags", json!(["execute", "read", "read"]), json!(["read", "execute"])).await;
+    echo(
+        &plugin,
+        "echo.echo-flags",
+        json!(["execute", "read", "read"]),
+        json!(["read", "execute"]),
+    )
+    .await;
     // 0.1 as f32 reads back as 0.1, not its binary expansion.
     echo(&plugin, "echo.echo-f32", json!(0.1), json!(0.1)).await;
 }
@@ -98,7 +152,13 @@ async fn a_record_with_every_type_round_trips_and_optional_fields_may_be_omitted
         "bare-outcome": {"ok": null}, "shape": {"rectangle": {"x": -1, "y": 1}},
         "color": "green", "perms": ["write"], "points": [{"x": 0, "y": 0}, {"x": 5, "y": -5}],
     });
-    echo(&plugin, "echo.echo-everything", everything.clone(), everything.clone()).await;
+    echo(
+        &plugin,
+        "echo.echo-everything",
+        everything.clone(),
+        everything.clone(),
+    )
+    .await;
 
     let mut sparse = everything.clone();
     sparse.as_object_mut().unwrap().remove("maybe");
@@ -112,23 +172,54 @@ async fn a_record_with_every_type_round_trips_and_optional_fields_may_be_omitted
 #[tokio::test]
 async fn arguments_by_position_by_name_and_bare() {
     let plugin = types();
-    let by_name = value(&plugin, "echo.describe", json!({"name": "Ada", "age": 36, "tags": ["math", "code"]})).await;
-    let by_position = value(&plugin, "echo.describe", json!(["Ada", 36, ["math", "code"]])).await;
+    let by_name = value(
+        &plugin,
+        "echo.describe",
+        json!({"name": "Ada", "age": 36, "tags": ["math", "code"]}),
+    )
+    .await;
+    let by_position = value(
+        &plugin,
+        "echo.describe",
+        json!(["Ada", 36, ["math", "code"]]),
+    )
+    .await;
     assert_eq!(by_name, json!("Ada (36) [math, code]"));
     assert_eq!(by_name, by_position);
     // A one-parameter function also takes its bare value, or a one-element list.
-    assert_eq!(value(&plugin, "echo.echo-string", json!("bare")).await, json!("bare"));
-    assert_eq!(value(&plugin, "echo.echo-string", json!(["listed"])).await, json!("listed"));
-    assert_eq!(value(&plugin, "echo.echo-list", json!([4, 5])).await, json!([4, 5]));
-    assert_eq!(value(&plugin, "echo.echo-list", json!([[4, 5]])).await, json!([4, 5]));
-    assert_eq!(value(&plugin, "echo.echo-list", json!([9])).await, json!([9]));
-    assert_eq!(value(&plugin, "echo.echo-record", json!({"x": 1, "y": 2})).await, json!({"x": 1, "y": 2}));
+    assert_eq!(
+        value(&plugin, "echo.echo-string", json!("bare")).await,
+        json!("bare")
+    );
+    assert_eq!(
+        value(&plugin, "echo.echo-string", json!(["listed"])).await,
+        json!("listed")
+    );
+    assert_eq!(
+        value(&plugin, "echo.echo-list", json!([4, 5])).await,
+        json!([4, 5])
+    );
+    assert_eq!(
+        value(&plugin, "echo.echo-list", json!([[4, 5]])).await,
+        json!([4, 5])
+    );
+    assert_eq!(
+        value(&plugin, "echo.echo-list", json!([9])).await,
+        json!([9])
+    );
+    assert_eq!(
+        value(&plugin, "echo.echo-record", json!({"x": 1, "y": 2})).await,
+        json!({"x": 1, "y": 2})
+    );
     // No parameters: nothing, null, [] or {}.
     for args in [json!(null), json!([]), json!({})] {
         assert_eq!(value(&plugin, "echo.nothing", args).await, json!(null));
     }
     assert_eq!(value(&plugin, "add", json!([2, 40])).await, json!(42));
-    assert_eq!(value(&plugin, "warden-tests:types/echo@0.1.0#echo-u8", json!([7])).await, json!(7));
+    assert_eq!(
+        value(&plugin, "warden-tests:types/echo@0.1.0#echo-u8", json!([7])).await,
+        json!(7)
+    );
 }
 
 async fn bad(plugin: &Plugin, function: &str, args: Value) -> String {
@@ -138,7 +229,10 @@ async fn bad(plugin: &Plugin, function: &str, args: Value) -> String {
         "{function}({args}): {}",
         failure.error
     );
-    assert!(failure.metering.is_none(), "bad arguments never reach the plugin");
+    assert!(
+        failure.metering.is_none(),
+        "bad arguments never reach the plugin"
+    );
     failure.error.to_string()
 }
 
@@ -146,31 +240,123 @@ async fn bad(plugin: &Plugin, function: &str, args: Value) -> String {
 async fn a_wrong_argument_names_its_path_and_the_expected_type() {
     let plugin = types();
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("echo.describe", json!({"name": "a", "age": -3, "tags": []}), "args.age: expected u8, got -3"),
-        ("echo.echo-u8", json!(300), "args.value: expected u8, got 300"),
-        ("echo.echo-u8", json!(1.5), "args.value: expected u8, got 1.5"),
-        ("echo.echo-u8", json!("3"), "args.value: expected u8, got \"3\""),
-        ("echo.echo-bool", json!("true"), "args.value: expected bool, got \"true\""),
-        ("echo.echo-char", json!("ab"), "args.value: expected char (a one-character string), got \"ab\""),
-        ("echo.echo-f32", json!(1e300), "args.value: expected f32, got 1e+300 (out of range)"),
-        ("echo.echo-record", json!({"x": 1}), "args.value.y: missing field"),
-        ("echo.echo-record", json!({"value": {"x": 1, "y": 2, "z": 3}}), "args.value: unknown field `z` (fields: x, y)"),
-        ("echo.echo-variant", json!({"hexagon": 1}), "args.value: unknown case `hexagon` (cases: circle, rectangle, empty)"),
-        ("echo.echo-variant", json!("circle"), "args.value: case `circle` needs a payload: {\"circle\": …}"),
-        ("echo.echo-variant", json!({"empty": 3}), "args.value: case `empty` has no payload, got 3"),
-        ("echo.echo-enum", json!("purple"), "args.value: unknown case `purple` (cases: red, green, blue)"),
-        ("echo.echo-flags", json!(["read", "fly"]), "args.value[1]: unknown flag `fly` (flags: read, write, execute)"),
-        ("echo.echo-tuple", json!([[1, "x"]]), "args.value: expected a tuple of 3 items, got 2"),
-        ("echo.echo-nested-option", json!("x"), "args.value: expected null or {\"some\": …}, got \"x\""),
-        ("echo.echo-result", json!({"maybe": 1}), "args.value: expected {\"ok\": …} or {\"err\": …}, got `maybe`"),
-        ("echo.echo-list", json!([1, "two"]), "args.value[1]: expected s32, got \"two\""),
-        ("echo.describe", json!({"name": "a", "tags": []}), "args.age: missing argument"),
-        ("echo.describe", json!({"name": "a", "age": 1, "tags": [], "extra": 1}), "args: unknown parameter `extra` (parameters: name, age, tags)"),
-        ("echo.describe", json!(["a", 1]), "args: expected 3 arguments (name, age, tags), got 2"),
-        ("echo.describe", json!("a"), "args: expected an array or an object of arguments (name, age, tags), got \"a\""),
+        (
+            "echo.describe",
+            json!({"name": "a", "age": -3, "tags": []}),
+            "args.age: expected u8, got -3",
+        ),
+        (
+            "echo.echo-u8",
+            json!(300),
+            "args.value: expected u8, got 300",
+        ),
+        (
+            "echo.echo-u8",
+            json!(1.5),
+            "args.value: expected u8, got 1.5",
+        ),
+        (
+            "echo.echo-u8",
+            json!("3"),
+            "args.value: expected u8, got \"3\"",
+        ),
+        (
+            "echo.echo-bool",
+            json!("true"),
+            "args.value: expected bool, got \"true\"",
+        ),
+        (
+            "echo.echo-char",
+            json!("ab"),
+            "args.value: expected char (a one-character string), got \"ab\"",
+        ),
+        (
+            "echo.echo-f32",
+            json!(1e300),
+            "args.value: expected f32, got 1e+300 (out of range)",
+        ),
+        (
+            "echo.echo-record",
+            json!({"x": 1}),
+            "args.value.y: missing field",
+        ),
+        (
+            "echo.echo-record",
+            json!({"value": {"x": 1, "y": 2, "z": 3}}),
+            "args.value: unknown field `z` (fields: x, y)",
+        ),
+        (
+            "echo.echo-variant",
+            json!({"hexagon": 1}),
+            "args.value: unknown case `hexagon` (cases: circle, rectangle, empty)",
+        ),
+        (
+            "echo.echo-variant",
+            json!("circle"),
+            "args.value: case `circle` needs a payload: {\"circle\": …}",
+        ),
+        (
+            "echo.echo-variant",
+            json!({"empty": 3}),
+            "args.value: case `empty` has no payload, got 3",
+        ),
+        (
+            "echo.echo-enum",
+            json!("purple"),
+            "args.value: unknown case `purple` (cases: red, green, blue)",
+        ),
+        (
+            "echo.echo-flags",
+            json!(["read", "fly"]),
+            "args.value[1]: unknown flag `fly` (flags: read, write, execute)",
+        ),
+        (
+            "echo.echo-tuple",
+            json!([[1, "x"]]),
+            "args.value: expected a tuple of 3 items, got 2",
+        ),
+        (
+            "echo.echo-nested-option",
+            json!("x"),
+            "args.value: expected null or {\"some\": …}, got \"x\"",
+        ),
+        (
+            "echo.echo-result",
+            json!({"maybe": 1}),
+            "args.value: expected {\"ok\": …} or {\"err\": …}, got `maybe`",
+        ),
+        (
+            "echo.echo-list",
+            json!([1, "two"]),
+            "args.value[1]: expected s32, got \"two\"",
+        ),
+        (
+            "echo.describe",
+            json!({"name": "a", "tags": []}),
+            "args.age: missing argument",
+        ),
+        (
+            "echo.describe",
+            json!({"name": "a", "age": 1, "tags": [], "extra": 1}),
+            "args: unknown parameter `extra` (parameters: name, age, tags)",
+        ),
+        (
+            "echo.describe",
+            json!(["a", 1]),
+            "args: expected 3 arguments (name, age, tags), got 2",
+        ),
+        (
+            "echo.describe",
+            json!("a"),
+            "args: expected an array or an object of arguments (name, age, tags), got \"a\"",
+        ),
     ];
     for (function, args, message) in cases {
-        assert_eq!(bad(&plugin, function, args.clone()).await, message, "{function}({args})");
+        assert_eq!(
+            bad(&plugin, function, args.clone()).await,
+            message,
+            "{function}({args})"
+        );
     }
     let deep = json!({"value": {
         "flag": true, "tiny": 0, "byte": 0, "short": 0, "ushort": 0, "int": 0, "uint": 0,
@@ -215,17 +401,26 @@ async fn schemas_reject_what_the_mapping_rejects() {
 #[tokio::test]
 async fn a_top_level_result_splits_into_value_and_plugin_error() {
     let plugin = types();
-    let call = plugin.invoke("echo.fail", &json!(["not today"])).await.unwrap();
+    let call = plugin
+        .invoke("echo.fail", &json!(["not today"]))
+        .await
+        .unwrap();
     assert_eq!(call.output, Output::PluginError(json!("not today")));
     let fail = schema("echo.fail");
     assert!(validates(&fail["error"], &json!("not today")));
     assert!(validates(&fail["result"], &json!(3)));
 
     let schema = schema("echo.echo-result");
-    let ok = plugin.invoke("echo.echo-result", &json!({"value": {"ok": "fine"}})).await.unwrap();
+    let ok = plugin
+        .invoke("echo.echo-result", &json!({"value": {"ok": "fine"}}))
+        .await
+        .unwrap();
     assert_eq!(ok.output, Output::Value(json!("fine")));
     assert!(validates(&schema["result"], &json!("fine")));
-    let err = plugin.invoke("echo.echo-result", &json!({"value": {"err": 7}})).await.unwrap();
+    let err = plugin
+        .invoke("echo.echo-result", &json!({"value": {"err": 7}}))
+        .await
+        .unwrap();
     assert_eq!(err.output, Output::PluginError(json!(7)));
     assert!(validates(&schema["error"], &json!(7)));
     assert!(!validates(&schema["error"], &json!("seven")));
@@ -236,35 +431,67 @@ async fn unknown_and_uninvocable_functions_are_clear_errors() {
     let plugin = types();
     let unknown = failure(&plugin, "echo.nope", json!([])).await;
     assert_eq!(unknown.error.code(), "unknown_function");
-    assert!(unknown.error.to_string().contains("echo.echo-u8"), "{}", unknown.error);
-    assert!(!unknown.error.to_string().contains("make-counter"), "{}", unknown.error);
+    assert!(
+        unknown.error.to_string().contains("echo.echo-u8"),
+        "{}",
+        unknown.error
+    );
+    assert!(
+        !unknown.error.to_string().contains("make-counter"),
+        "{}",
+        unknown.error
+    );
 
     let opaque = failure(&plugin, "handles.make-counter", json!([1])).await;
     assert_eq!(opaque.error.code(), "not_invocable");
-    assert!(opaque.error.to_string().contains("resource"), "{}", opaque.error);
+    assert!(
+        opaque.error.to_string().contains("resource"),
+        "{}",
+        opaque.error
+    );
 }
 
 #[test]
 fn functions_are_listed_with_signatures_and_invocability() {
     let component = compiled(TYPES);
     let functions: Vec<_> = component.functions().collect();
-    let find = |name: &str| functions.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name}"));
+    let find = |name: &str| {
+        functions
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
 
     let add = find("add");
     assert_eq!(add.interface, None);
     assert_eq!(add.signature, "func(a: s32, b: s32) -> s32");
 
     let record = find("echo.echo-record");
-    assert_eq!(record.interface.as_deref(), Some("warden-tests:types/echo@0.1.0"));
-    assert_eq!(record.signature, "func(value: record { x: s32, y: s32 }) -> record { x: s32, y: s32 }");
-    assert_eq!(find("echo.fail").result.as_deref(), Some("result<u32, string>"));
+    assert_eq!(
+        record.interface.as_deref(),
+        Some("warden-tests:types/echo@0.1.0")
+    );
+    assert_eq!(
+        record.signature,
+        "func(value: record { x: s32, y: s32 }) -> record { x: s32, y: s32 }"
+    );
+    assert_eq!(
+        find("echo.fail").result.as_deref(),
+        Some("result<u32, string>")
+    );
     assert_eq!(find("echo.nothing").signature, "func()");
 
     let make = find("handles.make-counter");
-    assert_eq!(make.not_invocable.as_deref(), Some("the result contains a resource"));
+    assert_eq!(
+        make.not_invocable.as_deref(),
+        Some("the result contains a resource")
+    );
     assert!(make.schema.is_none());
     let read = find("handles.read-counter");
-    assert_eq!(read.not_invocable.as_deref(), Some("parameter `c` contains a borrowed resource"));
+    assert_eq!(
+        read.not_invocable.as_deref(),
+        Some("parameter `c` contains a borrowed resource")
+    );
     // Resource methods and constructors are exported functions too; none can cross JSON.
     assert!(
         functions
@@ -272,5 +499,10 @@ fn functions_are_listed_with_signatures_and_invocability() {
             .filter(|f| f.name.starts_with("handles."))
             .all(|f| f.not_invocable.is_some())
     );
-    assert!(functions.iter().filter(|f| f.name.starts_with("echo.")).all(|f| f.not_invocable.is_none()));
+    assert!(
+        functions
+            .iter()
+            .filter(|f| f.name.starts_with("echo."))
+            .all(|f| f.not_invocable.is_none())
+    );
 }

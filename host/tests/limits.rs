@@ -36,7 +36,10 @@ async fn fuel() {
 async fn memory() {
     let tight = limits(|l| l.memory_bytes = 32 << 20);
     let plugin = plugin(HOSTILE, &[], tight.clone());
-    assert_eq!(value(&plugin, "allocate", json!([8])).await, json!(7 * 2048));
+    assert_eq!(
+        value(&plugin, "allocate", json!([8])).await,
+        json!(7 * 2048)
+    );
     past(tight, "allocate", json!([40]), "memory_limit").await;
 }
 
@@ -51,22 +54,49 @@ async fn deadline() {
 #[tokio::test]
 async fn stack() {
     let plugin = plugin(HOSTILE, &[], Limits::default());
-    assert_eq!(value(&plugin, "recurse", json!([1_000])).await, json!(2_000));
-    past(Limits::default(), "recurse", json!([10_000_000]), "stack_overflow").await;
+    assert_eq!(
+        value(&plugin, "recurse", json!([1_000])).await,
+        json!(2_000)
+    );
+    past(
+        Limits::default(),
+        "recurse",
+        json!([10_000_000]),
+        "stack_overflow",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn tables() {
     let plugin = plugin(HOSTILE, &[], Limits::default());
     value(&plugin, "ping", json!([])).await;
-    past(limits(|l| l.table_elements = 1), "ping", json!([]), "table_limit").await;
+    past(
+        limits(|l| l.table_elements = 1),
+        "ping",
+        json!([]),
+        "table_limit",
+    )
+    .await;
     past(limits(|l| l.tables = 0), "ping", json!([]), "table_limit").await;
 }
 
 #[tokio::test]
 async fn instances_and_memories() {
-    past(limits(|l| l.instances = 1), "ping", json!([]), "instance_limit").await;
-    past(limits(|l| l.memories = 0), "ping", json!([]), "instance_limit").await;
+    past(
+        limits(|l| l.instances = 1),
+        "ping",
+        json!([]),
+        "instance_limit",
+    )
+    .await;
+    past(
+        limits(|l| l.memories = 0),
+        "ping",
+        json!([]),
+        "instance_limit",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -95,7 +125,13 @@ async fn host_call_bytes() {
     });
     let plugin = plugin(HOSTILE, &[], tight.clone());
     value(&plugin, "log-message", json!([60 << 10])).await;
-    past(tight, "log-message", json!([100 << 10]), "host_call_too_large").await;
+    past(
+        tight,
+        "log-message",
+        json!([100 << 10]),
+        "host_call_too_large",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -103,7 +139,13 @@ async fn concurrency() {
     let plugin = plugin(HOSTILE, &[], limits(|l| l.concurrency = 1));
     let slow = {
         let plugin = plugin.clone();
-        tokio::spawn(async move { plugin.invoke("sleep", &json!([400])).await.map(drop).map_err(|f| f.error.to_string()) })
+        tokio::spawn(async move {
+            plugin
+                .invoke("sleep", &json!([400]))
+                .await
+                .map(drop)
+                .map_err(|f| f.error.to_string())
+        })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let refused = failure(&plugin, "ping", json!([])).await;

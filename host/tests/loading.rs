@@ -17,8 +17,14 @@ fn compile_error(bytes: &[u8]) -> Error {
 #[test]
 fn a_file_that_is_not_wasm_is_refused() {
     assert!(matches!(compile_error(b""), Error::NotWasm));
-    assert!(matches!(compile_error(b"#!/bin/sh\necho pwned\n"), Error::NotWasm));
-    assert!(matches!(compile_error(b"{\"not\": \"wasm\"}"), Error::NotWasm));
+    assert!(matches!(
+        compile_error(b"#!/bin/sh\necho pwned\n"),
+        Error::NotWasm
+    ));
+    assert!(matches!(
+        compile_error(b"{\"not\": \"wasm\"}"),
+        Error::NotWasm
+    ));
     assert_eq!(compile_error(b"").code(), "invalid_component");
 }
 
@@ -34,24 +40,38 @@ fn a_truncated_or_corrupted_component_is_refused() {
     let hello = warden_test_programs::read(warden_test_programs::HELLO);
     for cut in [9, hello.len() / 3, hello.len() - 1] {
         let error = compile_error(&hello[..cut]);
-        assert!(matches!(error, Error::InvalidComponent(_)), "cut at {cut}: {error}");
+        assert!(
+            matches!(error, Error::InvalidComponent(_)),
+            "cut at {cut}: {error}"
+        );
     }
     let mut corrupted = hello.clone();
     for byte in corrupted.iter_mut().skip(8).take(64) {
         *byte = 0xff;
     }
-    assert!(matches!(compile_error(&corrupted), Error::InvalidComponent(_)));
+    assert!(matches!(
+        compile_error(&corrupted),
+        Error::InvalidComponent(_)
+    ));
 }
 
 #[test]
 fn an_import_no_host_provides_is_refused_by_name() {
     let component = common::compiled(warden_test_programs::FOREIGN);
-    assert_eq!(component.requested().unsupported, vec!["warden-tests:foreign/backdoor@0.1.0"]);
+    assert_eq!(
+        component.requested().unsupported,
+        vec!["warden-tests:foreign/backdoor@0.1.0"]
+    );
     let error = Plugin::new(common::engine(), &component, PluginSettings::default())
         .err()
         .expect("refused");
     assert!(matches!(&error, Error::UnsupportedImports(_)), "{error}");
-    assert!(error.to_string().contains("warden-tests:foreign/backdoor@0.1.0"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("warden-tests:foreign/backdoor@0.1.0"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -59,11 +79,16 @@ fn limits_beyond_the_engine_are_configuration_errors() {
     let component = common::compiled(warden_test_programs::HELLO);
     let mut settings = PluginSettings::default();
     settings.limits.memory_bytes = 64 << 30;
-    let error = Plugin::new(common::engine(), &component, settings).err().unwrap();
+    let error = Plugin::new(common::engine(), &component, settings)
+        .err()
+        .unwrap();
     assert!(matches!(error, Error::Config(_)), "{error}");
     let mut settings = PluginSettings::default();
     settings.limits.concurrency = 0;
-    assert!(matches!(Plugin::new(common::engine(), &component, settings), Err(Error::Config(_))));
+    assert!(matches!(
+        Plugin::new(common::engine(), &component, settings),
+        Err(Error::Config(_))
+    ));
 }
 
 fn cached_engine(dir: &std::path::Path) -> Engine {
@@ -79,7 +104,10 @@ async fn greets(engine: &Engine, bytes: &[u8]) -> CacheOutcome {
     let component = engine.compile(bytes).unwrap();
     let plugin = Plugin::new(engine, &component, PluginSettings::default()).unwrap();
     let call = plugin.invoke("greet", &json!(["cache"])).await.unwrap();
-    assert_eq!(call.output, warden_host::Output::Value(json!("Hello, cache!")));
+    assert_eq!(
+        call.output,
+        warden_host::Output::Value(json!("Hello, cache!"))
+    );
     component.cache_outcome()
 }
 
@@ -97,10 +125,16 @@ fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn compiled_components_are_cached_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let hello = warden_test_programs::read(warden_test_programs::HELLO);
-    assert_eq!(greets(&cached_engine(dir.path()), &hello).await, CacheOutcome::Miss);
+    assert_eq!(
+        greets(&cached_engine(dir.path()), &hello).await,
+        CacheOutcome::Miss
+    );
     assert_eq!(entries(dir.path()).len(), 1);
     // A new engine (a restarted host) loads it from disk.
-    assert_eq!(greets(&cached_engine(dir.path()), &hello).await, CacheOutcome::Hit);
+    assert_eq!(
+        greets(&cached_engine(dir.path()), &hello).await,
+        CacheOutcome::Hit
+    );
     // Another engine configuration has its own entries.
     let other = Engine::new(EngineConfig {
         cache_dir: Some(dir.path().to_owned()),
@@ -127,30 +161,62 @@ async fn a_tampered_cache_file_is_detected_and_recompiled() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x20;
     fs::write(&entry, &bytes).unwrap();
-    assert_eq!(greets(&cached_engine(dir.path()), &hello).await, CacheOutcome::Rejected);
-    assert_eq!(greets(&cached_engine(dir.path()), &hello).await, CacheOutcome::Hit);
+    assert_eq!(
+        greets(&cached_engine(dir.path()), &hello).await,
+        CacheOutcome::Rejected
+    );
+    assert_eq!(
+        greets(&cached_engine(dir.path()), &hello).await,
+        CacheOutcome::Hit
+    );
 
     // Another component's (validly signed) entry swapped in under this digest.
     engine.compile(&types).unwrap();
-    let types_entry = entries(dir.path()).into_iter().find(|p| *p != entry).unwrap();
+    let types_entry = entries(dir.path())
+        .into_iter()
+        .find(|p| *p != entry)
+        .unwrap();
     fs::copy(&types_entry, &entry).unwrap();
-    assert_eq!(greets(&cached_engine(dir.path()), &hello).await, CacheOutcome::Rejected);
+    assert_eq!(
+        greets(&cached_engine(dir.path()), &hello).await,
+        CacheOutcome::Rejected
+    );
 
     // A file that was never produced by Warden.
-    fs::write(&entry, b"WRDNCODE\x01\0\0\0not compiled code at all, and no valid tag either").unwrap();
-    assert_eq!(greets(&cached_engine(dir.path()), &hello).await, CacheOutcome::Rejected);
+    fs::write(
+        &entry,
+        b"WRDNCODE\x01\0\0\0not compiled code at all, and no valid tag either",
+    )
+    .unwrap();
+    assert_eq!(
+        greets(&cached_engine(dir.path()), &hello).await,
+        CacheOutcome::Rejected
+    );
 
     // A replaced key invalidates every entry it did not sign.
     fs::write(dir.path().join("cache.key"), [9u8; 32]).unwrap();
-    assert_eq!(greets(&cached_engine(dir.path()), &hello).await, CacheOutcome::Rejected);
-    assert_eq!(greets(&cached_engine(dir.path()), &hello).await, CacheOutcome::Hit);
+    assert_eq!(
+        greets(&cached_engine(dir.path()), &hello).await,
+        CacheOutcome::Rejected
+    );
+    assert_eq!(
+        greets(&cached_engine(dir.path()), &hello).await,
+        CacheOutcome::Hit
+    );
 }
 
 #[tokio::test]
 async fn the_engine_keeps_serving_after_every_kind_of_bad_input() {
-    for bad in [&b"junk"[..], b"\0asm\x01\0\0\0", b"\0asm\x0d\0\x01\0garbage"] {
+    for bad in [
+        &b"junk"[..],
+        b"\0asm\x01\0\0\0",
+        b"\0asm\x0d\0\x01\0garbage",
+    ] {
         assert!(common::engine().compile(bad).is_err());
     }
     let plugin = common::plugin(warden_test_programs::HELLO, &[], Limits::default());
-    assert_eq!(common::value(&plugin, "greet", json!("after")).await, json!("Hello, after!"));
+    assert_eq!(
+        common::value(&plugin, "greet", json!("after")).await,
+        json!("Hello, after!")
+    );
 }

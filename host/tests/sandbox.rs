@@ -17,7 +17,12 @@ async fn still_serves(plugin: &Plugin) {
     assert_eq!(value(&fresh, "ping", json!([])).await, json!("pong"));
 }
 
-async fn expect_code(plugin: &Plugin, function: &str, args: serde_json::Value, code: &str) -> Box<warden_host::Failure> {
+async fn expect_code(
+    plugin: &Plugin,
+    function: &str,
+    args: serde_json::Value,
+    code: &str,
+) -> Box<warden_host::Failure> {
     let failure = failure(plugin, function, args).await;
     assert_eq!(failure.error.code(), code, "{function}: {}", failure.error);
     still_serves(plugin).await;
@@ -32,10 +37,14 @@ fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
 
 #[tokio::test]
 async fn infinite_loop_without_host_calls_runs_out_of_fuel() {
-    let plugin = plugin(HOSTILE, &[], limits(|l| {
-        l.fuel = 50_000_000;
-        l.timeout = Duration::from_secs(30);
-    }));
+    let plugin = plugin(
+        HOSTILE,
+        &[],
+        limits(|l| {
+            l.fuel = 50_000_000;
+            l.timeout = Duration::from_secs(30);
+        }),
+    );
     let failure = expect_code(&plugin, "spin", json!([]), "out_of_fuel").await;
     let metering = failure.metering.expect("the plugin ran");
     assert_eq!(metering.fuel_used, 50_000_000);
@@ -43,27 +52,42 @@ async fn infinite_loop_without_host_calls_runs_out_of_fuel() {
 
 #[tokio::test]
 async fn infinite_loop_without_host_calls_hits_the_deadline() {
-    let plugin = plugin(HOSTILE, &[], limits(|l| {
-        l.fuel = u64::MAX / 2;
-        l.timeout = Duration::from_millis(300);
-    }));
+    let plugin = plugin(
+        HOSTILE,
+        &[],
+        limits(|l| {
+            l.fuel = u64::MAX / 2;
+            l.timeout = Duration::from_millis(300);
+        }),
+    );
     let failure = expect_code(&plugin, "spin", json!([]), "deadline_exceeded").await;
     let took = failure.metering.unwrap().duration;
-    assert!(took >= Duration::from_millis(300), "stopped early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "stopped early: {took:?}"
+    );
 }
 
 #[tokio::test]
 async fn loop_calling_the_host_hits_the_deadline() {
-    let plugin = plugin(HOSTILE, &[], limits(|l| {
-        l.fuel = u64::MAX / 2;
-        l.timeout = Duration::from_millis(300);
-    }));
+    let plugin = plugin(
+        HOSTILE,
+        &[],
+        limits(|l| {
+            l.fuel = u64::MAX / 2;
+            l.timeout = Duration::from_millis(300);
+        }),
+    );
     expect_code(&plugin, "spin-logging", json!([]), "deadline_exceeded").await;
 }
 
 #[tokio::test]
 async fn waiting_in_the_host_hits_the_deadline() {
-    let plugin = plugin(HOSTILE, &[], limits(|l| l.timeout = Duration::from_millis(200)));
+    let plugin = plugin(
+        HOSTILE,
+        &[],
+        limits(|l| l.timeout = Duration::from_millis(200)),
+    );
     expect_code(&plugin, "sleep", json!([60_000]), "deadline_exceeded").await;
 }
 
@@ -71,7 +95,11 @@ async fn waiting_in_the_host_hits_the_deadline() {
 async fn memory_bomb_is_stopped_at_the_limit() {
     let plugin = plugin(HOSTILE, &[], limits(|l| l.memory_bytes = 32 << 20));
     let failure = expect_code(&plugin, "memory-bomb", json!([]), "memory_limit").await;
-    assert!(failure.error.to_string().contains("32 MiB"), "{}", failure.error);
+    assert!(
+        failure.error.to_string().contains("32 MiB"),
+        "{}",
+        failure.error
+    );
 }
 
 #[tokio::test]
@@ -84,14 +112,22 @@ async fn unbounded_recursion_overflows_the_stack() {
 async fn a_panic_is_a_trap_with_the_panic_message() {
     let plugin = plugin(HOSTILE, &[], Limits::default());
     let failure = expect_code(&plugin, "panic", json!(["the plugin gave up"]), "trap").await;
-    assert!(failure.error.to_string().contains("the plugin gave up"), "{}", failure.error);
+    assert!(
+        failure.error.to_string().contains("the plugin gave up"),
+        "{}",
+        failure.error
+    );
 }
 
 #[tokio::test]
 async fn unreachable_is_a_trap() {
     let plugin = plugin(HOSTILE, &[], Limits::default());
     let failure = expect_code(&plugin, "trap", json!([]), "trap").await;
-    assert!(failure.error.to_string().contains("unreachable"), "{}", failure.error);
+    assert!(
+        failure.error.to_string().contains("unreachable"),
+        "{}",
+        failure.error
+    );
 }
 
 #[tokio::test]
@@ -99,7 +135,11 @@ async fn a_100_mib_result_is_refused() {
     // With room to build it, the result itself is too large...
     let roomy = plugin(HOSTILE, &[], limits(|l| l.memory_bytes = 512 << 20));
     let failure = expect_code(&roomy, "big-result", json!([100]), "result_too_large").await;
-    assert!(failure.error.to_string().contains("100 MiB"), "{}", failure.error);
+    assert!(
+        failure.error.to_string().contains("100 MiB"),
+        "{}",
+        failure.error
+    );
     // ...and with the default memory it cannot even be built.
     let default = plugin(HOSTILE, &[], Limits::default());
     expect_code(&default, "big-result", json!([100]), "memory_limit").await;
@@ -131,7 +171,11 @@ async fn files_are_out_of_reach() {
         }
     }
     let call = plugin.invoke("list-dir", &json!(["/"])).await.unwrap();
-    assert!(matches!(call.output, Output::PluginError(_)), "{:?}", call.output);
+    assert!(
+        matches!(call.output, Output::PluginError(_)),
+        "{:?}",
+        call.output
+    );
     still_serves(&plugin).await;
 }
 
@@ -140,8 +184,15 @@ async fn sockets_are_refused() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let plugin = plugin(HOSTILE, &[], Limits::default());
-    let call = plugin.invoke("open-socket", &json!([address])).await.unwrap();
-    assert!(matches!(call.output, Output::PluginError(_)), "{:?}", call.output);
+    let call = plugin
+        .invoke("open-socket", &json!([address]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(call.output, Output::PluginError(_)),
+        "{:?}",
+        call.output
+    );
     let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
     assert!(accepted.is_err(), "the plugin reached the listener");
     still_serves(&plugin).await;
@@ -151,8 +202,17 @@ async fn sockets_are_refused() {
 async fn only_granted_environment_variables_are_visible() {
     let path = std::env::var("PATH").expect("tests run with PATH set");
     let denied = plugin(HOSTILE, &[], Limits::default());
-    assert_eq!(value(&denied, "env-var", json!(["PATH"])).await, json!(null));
+    assert_eq!(
+        value(&denied, "env-var", json!(["PATH"])).await,
+        json!(null)
+    );
     let granted = plugin(HOSTILE, &["env:PATH"], Limits::default());
-    assert_eq!(value(&granted, "env-var", json!(["PATH"])).await, json!(path));
-    assert_eq!(value(&granted, "env-var", json!(["HOME"])).await, json!(null));
+    assert_eq!(
+        value(&granted, "env-var", json!(["PATH"])).await,
+        json!(path)
+    );
+    assert_eq!(
+        value(&granted, "env-var", json!(["HOME"])).await,
+        json!(null)
+    );
 }

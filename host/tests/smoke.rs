@@ -6,5 +6,8 @@ use warden_host::Limits;
 #[tokio::test]
 async fn hello_greets() {
     let plugin = common::plugin(warden_test_programs::HELLO, &[], Limits::default());
-    assert_eq!(common::value(&plugin, "greet", json!("world")).await, json!("Hello, world!"));
+    assert_eq!(
+        common::value(&plugin, "greet", json!("world")).await,
+        json!("Hello, world!")
+    );
 }

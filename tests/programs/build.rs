@@ -53,7 +53,9 @@ fn main() {
     command
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
-    let status = command.status().expect("failed to run cargo for the guests");
+    let status = command
+        .status()
+        .expect("failed to run cargo for the guests");
     assert!(status.success(), "building the wasm32-wasip2 guests failed");
 
     let release = target_dir.join("wasm32-wasip2/release");

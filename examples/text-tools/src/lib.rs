@@ -23,14 +23,23 @@ impl Guest for TextTools {
                 .map(|word| {
                     let mut chars = word.chars();
                     match chars.next() {
-                        Some(first) => first.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect(),
+                        Some(first) => first
+                            .to_uppercase()
+                            .chain(chars.flat_map(char::to_lowercase))
+                            .collect(),
                         None => String::new(),
                     }
                 })
                 .collect::<Vec<String>>()
                 .join(" "),
-            CaseStyle::Snake => words(&text).map(str::to_lowercase).collect::<Vec<_>>().join("_"),
-            CaseStyle::Kebab => words(&text).map(str::to_lowercase).collect::<Vec<_>>().join("-"),
+            CaseStyle::Snake => words(&text)
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+                .join("_"),
+            CaseStyle::Kebab => words(&text)
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+                .join("-"),
         }
     }
 

@@ -23,15 +23,21 @@ pub fn compiled(path: &str) -> CompiledComponent {
     let component = engine()
         .compile(&warden_test_programs::read(path))
         .unwrap_or_else(|e| panic!("compiling {path}: {e}"));
-    cache.lock().unwrap().insert(path.to_owned(), component.clone());
+    cache
+        .lock()
+        .unwrap()
+        .insert(path.to_owned(), component.clone());
     component
 }
 
 pub fn settings(grants: &[&str], limits: Limits) -> PluginSettings {
     let grants = Grants::parse(grants.iter().copied()).unwrap();
-    let kv = grants
-        .kv
-        .then(|| (Arc::new(MemoryKvStore::new()) as Arc<dyn warden_host::KvStore>, "test".to_owned()));
+    let kv = grants.kv.then(|| {
+        (
+            Arc::new(MemoryKvStore::new()) as Arc<dyn warden_host::KvStore>,
+            "test".to_owned(),
+        )
+    });
     PluginSettings {
         name: "test".into(),
         grants,
@@ -42,7 +48,8 @@ pub fn settings(grants: &[&str], limits: Limits) -> PluginSettings {
 }
 
 pub fn plugin(path: &str, grants: &[&str], limits: Limits) -> Plugin {
-    Plugin::new(engine(), &compiled(path), settings(grants, limits)).unwrap_or_else(|e| panic!("loading {path}: {e}"))
+    Plugin::new(engine(), &compiled(path), settings(grants, limits))
+        .unwrap_or_else(|e| panic!("loading {path}: {e}"))
 }
 
 /// Invokes and expects success, returning the output value.
@@ -52,15 +59,24 @@ pub async fn value(plugin: &Plugin, function: &str, args: serde_json::Value) -> 
             output: Output::Value(value),
             ..
         }) => value,
-        Ok(other) => panic!("{function}({args}) returned a plugin error: {:?}", other.output),
-        Err(failure) => panic!("{function}({args}) failed: {} (logs: {:?})", failure.error, failure.logs),
+        Ok(other) => panic!(
+            "{function}({args}) returned a plugin error: {:?}",
+            other.output
+        ),
+        Err(failure) => panic!(
+            "{function}({args}) failed: {} (logs: {:?})",
+            failure.error, failure.logs
+        ),
     }
 }
 
 /// Invokes and expects a failure.
 pub async fn failure(plugin: &Plugin, function: &str, args: serde_json::Value) -> Box<Failure> {
     match plugin.invoke(function, &args).await {
-        Ok(call) => panic!("{function}({args}) should have failed but returned {:?}", call.output),
+        Ok(call) => panic!(
+            "{function}({args}) should have failed but returned {:?}",
+            call.output
+        ),
         Err(failure) => failure,
     }
 }

@@ -20,7 +20,7 @@ impl Guest for Hostile {
         let mut turn: u64 = 0;
         loop {
             turn += 1;
-            if turn % 1_000_000 == 0 {
+            if turn.is_multiple_of(1_000_000) {
                 warden_sdk::trace!("turn {turn}");
             }
             black_box(turn);
