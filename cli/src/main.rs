@@ -2,6 +2,7 @@
 
 mod exit;
 mod inspect;
+mod kv_file;
 mod run;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,7 @@
 //! `warden run`: one sandboxed invocation of a local component, no registry.
 
 use crate::exit::{self, Failure, read_component};
+use crate::kv_file::SqliteKvStore;
 use clap::Args;
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -48,6 +49,10 @@ pub struct RunArgs {
     /// Limit on one host-call argument (log message, kv value), e.g. 1MiB.
     #[arg(long, value_parser = parse_bytes)]
     host_call_limit: Option<u64>,
+    /// Keep the plugin's key-value data in this SQLite file (grants `kv`); by default
+    /// a granted kv lives in memory for this one run.
+    #[arg(long, value_name = "PATH")]
+    kv_file: Option<PathBuf>,
     /// Print fuel used and duration on stderr.
     #[arg(long)]
     stats: bool,
@@ -93,7 +98,7 @@ impl RunArgs {
         limits
     }
 
-    fn settings(&self) -> Result<PluginSettings, Failure> {
+    async fn settings(&self) -> Result<PluginSettings, Failure> {
         let mut grants = Grants::parse(self.grants.iter().map(String::as_str))?;
         let mut config = BTreeMap::new();
         for pair in &self.config {
@@ -103,12 +108,18 @@ impl RunArgs {
             config.insert(key.to_owned(), value.to_owned());
             grants.config = true;
         }
-        let kv = grants.kv.then(|| {
-            (
-                Arc::new(MemoryKvStore::new()) as Arc<dyn KvStore>,
-                "local".to_owned(),
-            )
-        });
+        let store: Option<Arc<dyn KvStore>> = match &self.kv_file {
+            Some(path) => {
+                grants.kv = true;
+                let store = SqliteKvStore::open(path).await.map_err(|e| {
+                    Failure::invalid(format!("opening the kv file {}: {e}", path.display()))
+                })?;
+                Some(Arc::new(store))
+            }
+            None if grants.kv => Some(Arc::new(MemoryKvStore::new())),
+            None => None,
+        };
+        let kv = store.map(|store| (store, "local".to_owned()));
         Ok(PluginSettings {
             name: self.component.display().to_string(),
             grants,
@@ -141,7 +152,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let call_args: Json = serde_json::from_str(&args.args)
         .map_err(|e| Failure::invalid(format!("the arguments are not valid JSON: {e}")))?;
     let bytes = read_component(&args.component)?;
-    let settings = args.settings()?;
+    let settings = args.settings().await?;
     let engine = args.engine()?;
     let component = {
         let engine = engine.clone();

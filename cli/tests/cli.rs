@@ -231,3 +231,36 @@ fn inspect_lists_functions_and_capabilities() {
     let output = warden(&["inspect", "Cargo.toml"]);
     assert_eq!(output.status.code(), Some(3));
 }
+
+#[test]
+fn a_kv_file_keeps_state_between_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("counter.db");
+    let file = file.to_str().unwrap();
+    for expected in ["2", "4"] {
+        let output = warden(&[
+            "run",
+            guests::COUNTER,
+            "increment",
+            r#"["runs", 2]"#,
+            "--kv-file",
+            file,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert_eq!(stdout(&output).trim(), expected);
+    }
+    let output = warden(&[
+        "run",
+        guests::COUNTER,
+        "increment",
+        "[\"runs\", 1]",
+        "--kv-file",
+        "/nonexistent/dir/kv.db",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("opening the kv file"),
+        "{}",
+        stderr(&output)
+    );
+}

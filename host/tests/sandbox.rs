@@ -136,7 +136,10 @@ async fn a_100_mib_result_is_refused() {
     let roomy = plugin(HOSTILE, &[], limits(|l| l.memory_bytes = 512 << 20));
     let failure = expect_code(&roomy, "big-result", json!([100]), "result_too_large").await;
     assert!(
-        failure.error.to_string().contains("the result is 100.0 MiB"),
+        failure
+            .error
+            .to_string()
+            .contains("the result is 100.0 MiB"),
         "{}",
         failure.error
     );
