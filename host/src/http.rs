@@ -38,6 +38,13 @@ impl Denial {
             Denial::NotAllowed(host) => {
                 format!("http request to {host} denied: not on the allow-list")
             }
+            Denial::Prohibited { host, address }
+                if host.trim_matches(['[', ']']) == address.to_string() =>
+            {
+                format!(
+                    "http request to {host} denied: not a public address (grant that address explicitly to allow it)"
+                )
+            }
             Denial::Prohibited { host, address } => format!(
                 "http request to {host} denied: it resolves to {address}, which is not a public \
                  address (grant that address explicitly to allow it)"
