@@ -266,10 +266,7 @@ impl Plugin {
                 rules: settings.grants.http.clone(),
                 transcript: transcript.clone(),
             },
-            limiter: Limiter {
-                limits: limits.clone(),
-                hit: None,
-            },
+            limiter: Limiter::new(limits.clone()),
             transcript,
             kv: settings.kv.clone(),
             config: self.inner.config.clone(),

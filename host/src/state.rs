@@ -204,6 +204,21 @@ impl kv::Host for HostState {
 pub(crate) struct Limiter {
     pub(crate) limits: Limits,
     pub(crate) hit: Option<(LimitKind, String)>,
+    /// Bytes of all linear memories together (initial sizes count as growth from 0).
+    pub(crate) memory_bytes: u64,
+    /// Elements of all tables together.
+    pub(crate) table_elements: u64,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: Limits) -> Limiter {
+        Limiter {
+            limits,
+            hit: None,
+            memory_bytes: 0,
+            table_elements: 0,
+        }
+    }
 }
 
 impl Limiter {
@@ -224,17 +239,20 @@ impl wasmtime::ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let limit = self.limits.memory_bytes;
-        if desired as u64 > limit {
+        let total = (self.memory_bytes + desired as u64).saturating_sub(current as u64);
+        if total > limit {
             return self.refuse(
                 LimitKind::Memory,
                 format!(
-                    "the plugin asked for {} of linear memory (it had {}); the limit is {}",
-                    format_bytes(desired as u64),
+                    "the plugin asked for {} of linear memory in all (a memory growing from {} to {}); the limit is {}",
+                    format_bytes(total),
                     format_bytes(current as u64),
+                    format_bytes(desired as u64),
                     format_bytes(limit)
                 ),
             );
         }
+        self.memory_bytes = total;
         Ok(true)
     }
 
@@ -245,14 +263,16 @@ impl wasmtime::ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let limit = self.limits.table_elements;
-        if desired as u64 > limit {
+        let total = (self.table_elements + desired as u64).saturating_sub(current as u64);
+        if total > limit {
             return self.refuse(
                 LimitKind::Tables,
                 format!(
-                    "a table wants {desired} elements (it had {current}); the limit is {limit}"
+                    "the tables would hold {total} elements in all (one growing from {current} to {desired}); the limit is {limit}"
                 ),
             );
         }
+        self.table_elements = total;
         Ok(true)
     }
 
@@ -266,5 +286,34 @@ impl wasmtime::ResourceLimiter for Limiter {
 
     fn memories(&self) -> usize {
         self.limits.memories as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memory_and_tables_are_limited_in_total_across_all_of_them() {
+        let limits = Limits {
+            memory_bytes: 10 << 20,
+            table_elements: 100,
+            ..Limits::default()
+        };
+        let mut limiter = Limiter::new(limits);
+        assert!(limiter.memory_growing(0, 6 << 20, None).unwrap());
+        assert!(limiter.memory_growing(6 << 20, 8 << 20, None).unwrap());
+        // A second memory: 8 + 3 MiB > 10 MiB.
+        assert!(!limiter.memory_growing(0, 3 << 20, None).unwrap());
+        assert_eq!(
+            limiter.hit.as_ref().map(|(kind, _)| *kind),
+            Some(LimitKind::Memory)
+        );
+        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap());
+
+        assert!(limiter.table_growing(0, 60, None).unwrap());
+        assert!(!limiter.table_growing(0, 41, None).unwrap());
+        assert!(limiter.table_growing(0, 40, None).unwrap());
     }
 }

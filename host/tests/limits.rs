@@ -159,3 +159,41 @@ async fn concurrency() {
     let (a, b) = tokio::join!(plugin.invoke("sleep", &args), plugin.invoke("sleep", &args));
     assert!(a.is_ok() && b.is_ok());
 }
+
+#[tokio::test]
+async fn the_engine_pool_refuses_past_its_slots() {
+    let engine = warden_host::Engine::new(warden_host::EngineConfig {
+        pooled_instances: Some(1),
+        ..warden_host::EngineConfig::default()
+    })
+    .unwrap();
+    let component = engine
+        .compile(&warden_test_programs::read(HOSTILE))
+        .unwrap();
+    let plugin = warden_host::Plugin::new(
+        &engine,
+        &component,
+        common::settings(&[], Limits::default()),
+    )
+    .unwrap();
+    // Within: one slot, one call at a time, as often as we like.
+    for _ in 0..3 {
+        assert_eq!(value(&plugin, "ping", json!([])).await, json!("pong"));
+    }
+    // Past: a second call while the first holds the only slot.
+    let slow = {
+        let plugin = plugin.clone();
+        tokio::spawn(async move {
+            plugin
+                .invoke("sleep", &json!([400]))
+                .await
+                .map(drop)
+                .map_err(|f| f.error.to_string())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = failure(&plugin, "ping", json!([])).await;
+    assert_eq!(refused.error.code(), "capacity", "{}", refused.error);
+    slow.await.unwrap().unwrap();
+    assert_eq!(value(&plugin, "ping", json!([])).await, json!("pong"));
+}
