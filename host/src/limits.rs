@@ -117,18 +117,25 @@ impl fmt::Display for LimitKind {
     }
 }
 
-/// Parses a byte size: `65536`, `64KiB`, `64MiB`, `1GiB`, `10MB` (decimal units
-/// are accepted too).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+/// Splits `64 MiB` into `(64, "MiB")`; `what` words the error.
+fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(u64, &'a str), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
+    let number = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a size (try 64MiB)"))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        .map_err(|_| format!("{text:?} is not {what}"))?;
+    Ok((number, unit.trim()))
+}
+
+/// Parses a byte size: `65536`, `64KiB`, `64MiB`, `1GiB`, `10MB` (decimal units
+/// are accepted too).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (number, unit) = number_and_unit(text, "a size (try 64MiB)")?;
+    let text = text.trim();
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
         "kb" => 1_000,
@@ -149,15 +156,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 
 /// Parses a duration: `250ms`, `2s`, `1m`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = number_and_unit(text, "a duration (try 2s or 500ms)")?;
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 2s or 500ms)"))?;
-    match unit.trim() {
+    match unit {
         "ms" => Ok(Duration::from_millis(number)),
         "" | "s" => Ok(Duration::from_secs(number)),
         "m" | "min" => Ok(Duration::from_secs(number.saturating_mul(60))),

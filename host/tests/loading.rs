@@ -111,6 +111,11 @@ async fn greets(engine: &Engine, bytes: &[u8]) -> CacheOutcome {
     component.cache_outcome()
 }
 
+/// What a restarted host finds in the cache (the component works either way).
+async fn restart(dir: &std::path::Path, hello: &[u8]) -> CacheOutcome {
+    greets(&cached_engine(dir), hello).await
+}
+
 fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found: Vec<_> = fs::read_dir(dir)
         .unwrap()
@@ -131,10 +136,7 @@ async fn compiled_components_are_cached_and_reused() {
     );
     assert_eq!(entries(dir.path()).len(), 1);
     // A new engine (a restarted host) loads it from disk.
-    assert_eq!(
-        greets(&cached_engine(dir.path()), &hello).await,
-        CacheOutcome::Hit
-    );
+    assert_eq!(restart(dir.path(), &hello).await, CacheOutcome::Hit);
     // Another engine configuration has its own entries.
     let other = Engine::new(EngineConfig {
         cache_dir: Some(dir.path().to_owned()),
@@ -161,14 +163,8 @@ async fn a_tampered_cache_file_is_detected_and_recompiled() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x20;
     fs::write(&entry, &bytes).unwrap();
-    assert_eq!(
-        greets(&cached_engine(dir.path()), &hello).await,
-        CacheOutcome::Rejected
-    );
-    assert_eq!(
-        greets(&cached_engine(dir.path()), &hello).await,
-        CacheOutcome::Hit
-    );
+    assert_eq!(restart(dir.path(), &hello).await, CacheOutcome::Rejected);
+    assert_eq!(restart(dir.path(), &hello).await, CacheOutcome::Hit);
 
     // Another component's (validly signed) entry swapped in under this digest.
     engine.compile(&types).unwrap();
@@ -177,10 +173,7 @@ async fn a_tampered_cache_file_is_detected_and_recompiled() {
         .find(|p| *p != entry)
         .unwrap();
     fs::copy(&types_entry, &entry).unwrap();
-    assert_eq!(
-        greets(&cached_engine(dir.path()), &hello).await,
-        CacheOutcome::Rejected
-    );
+    assert_eq!(restart(dir.path(), &hello).await, CacheOutcome::Rejected);
 
     // A file that was never produced by Warden.
     fs::write(
@@ -188,21 +181,12 @@ async fn a_tampered_cache_file_is_detected_and_recompiled() {
         b"WRDNCODE\x01\0\0\0not compiled code at all, and no valid tag either",
     )
     .unwrap();
-    assert_eq!(
-        greets(&cached_engine(dir.path()), &hello).await,
-        CacheOutcome::Rejected
-    );
+    assert_eq!(restart(dir.path(), &hello).await, CacheOutcome::Rejected);
 
     // A replaced key invalidates every entry it did not sign.
     fs::write(dir.path().join("cache.key"), [9u8; 32]).unwrap();
-    assert_eq!(
-        greets(&cached_engine(dir.path()), &hello).await,
-        CacheOutcome::Rejected
-    );
-    assert_eq!(
-        greets(&cached_engine(dir.path()), &hello).await,
-        CacheOutcome::Hit
-    );
+    assert_eq!(restart(dir.path(), &hello).await, CacheOutcome::Rejected);
+    assert_eq!(restart(dir.path(), &hello).await, CacheOutcome::Hit);
 }
 
 #[tokio::test]
