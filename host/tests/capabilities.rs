@@ -232,6 +232,10 @@ async fn http_to_hosts_off_the_allow_list_is_denied() {
         "the refusal is in the transcript: {:?}",
         call.logs
     );
+    assert_eq!(
+        value(&plugin, "config-get", json!(["x"])).await,
+        json!(null)
+    );
 }
 
 #[tokio::test]
@@ -249,6 +253,11 @@ async fn private_and_metadata_addresses_are_refused_even_with_a_wildcard() {
         assert!(error.contains("DestinationIpProhibited"), "{url}: {error}");
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0);
+    // The refusals ended nothing: the plugin keeps serving.
+    assert_eq!(
+        value(&plugin, "config-get", json!(["x"])).await,
+        json!(null)
+    );
 }
 
 #[tokio::test]
