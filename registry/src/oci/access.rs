@@ -1,0 +1,115 @@
+//! Who may pull and push: a trait the control plane implements with its tokens,
+//! and a fixed token table for tests and simple setups.
+
+use super::error::OciError;
+use super::types::RepositoryName;
+use async_trait::async_trait;
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use base64::Engine as _;
+use std::collections::HashMap;
+
+/// What a request wants to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Read manifests, blobs, tags, referrers.
+    Pull,
+    /// Write blobs and manifests.
+    Push,
+}
+
+/// The token a client presented: `Authorization: Bearer <token>`, or Basic with
+/// the token as the password (any user name).
+pub fn token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (_user, password) = decoded.split_once(':')?;
+        return Some(password.to_owned());
+    }
+    None
+}
+
+/// Decides whether a request may do `action` on `repository` (`None`: the
+/// `/v2/` version check, which only needs valid credentials).
+#[async_trait]
+pub trait OciAccess: Send + Sync + 'static {
+    /// `Ok` to allow; [`OciError::Unauthorized`] without (valid) credentials;
+    /// [`OciError::Denied`] with credentials that lack the right.
+    async fn check(
+        &self,
+        token: Option<&str>,
+        repository: Option<&RepositoryName>,
+        action: Action,
+    ) -> Result<(), OciError>;
+}
+
+/// Everyone may do everything. For tests of the protocol only.
+pub struct Anonymous;
+
+#[async_trait]
+impl OciAccess for Anonymous {
+    async fn check(
+        &self,
+        _: Option<&str>,
+        _: Option<&RepositoryName>,
+        _: Action,
+    ) -> Result<(), OciError> {
+        Ok(())
+    }
+}
+
+/// What one token may do.
+#[derive(Clone, Debug)]
+pub struct TokenGrant {
+    /// The organization (first path component of a repository) it is scoped to.
+    pub org: String,
+    /// Whether it may push (otherwise pull only).
+    pub push: bool,
+}
+
+/// A fixed table of tokens.
+#[derive(Default)]
+pub struct StaticTokens {
+    tokens: HashMap<String, TokenGrant>,
+}
+
+impl StaticTokens {
+    /// An empty table: every request is unauthorized.
+    pub fn new() -> StaticTokens {
+        StaticTokens::default()
+    }
+
+    /// Adds a token.
+    pub fn with(mut self, token: &str, grant: TokenGrant) -> StaticTokens {
+        self.tokens.insert(token.to_owned(), grant);
+        self
+    }
+}
+
+#[async_trait]
+impl OciAccess for StaticTokens {
+    async fn check(
+        &self,
+        token: Option<&str>,
+        repository: Option<&RepositoryName>,
+        action: Action,
+    ) -> Result<(), OciError> {
+        let grant = token
+            .and_then(|t| self.tokens.get(t))
+            .ok_or(OciError::Unauthorized)?;
+        match repository {
+            None => Ok(()),
+            Some(repo) if repo.org() != grant.org => Err(OciError::Denied),
+            Some(_) if action == Action::Push && !grant.push => Err(OciError::Denied),
+            Some(_) => Ok(()),
+        }
+    }
+}

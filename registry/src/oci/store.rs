@@ -1,0 +1,493 @@
+//! The content-addressed store on disk behind the embedded registry.
+//!
+//! ```text
+//! root/blobs/sha256/<hex>                      every blob and manifest, once
+//! root/uploads/<id>                            upload sessions in progress
+//! root/repos/<name with / as +>/blobs/<hex>    blobs linked to a repository
+//! root/repos/<…>/manifests/<hex>               manifests of a repository (content: media type)
+//! root/repos/<…>/tags/<tag>                    tag -> digest
+//! root/repos/<…>/referrers/<subject>/<hex>     referrer descriptors (JSON)
+//! root/tmp/                                    staging for atomic writes
+//! ```
+//!
+//! Every write goes to a temporary file, is fsynced, then renamed into place, so
+//! a crash never leaves a half-written blob or tag. Upload content is hashed as
+//! it arrives and only becomes a blob if it matches the digest the client names.
+
+use super::error::OciError;
+use super::types::{
+    Descriptor, Digest, INDEX_V1, MANIFEST_MEDIA_TYPES, ManifestDocument, Reference, RepositoryName,
+};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::fs;
+use tokio::io::AsyncWriteExt;
+
+/// Manifests larger than this are refused.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// Where an upload stands.
+struct Upload {
+    repo: RepositoryName,
+    hasher: Sha256,
+    size: u64,
+}
+
+/// The on-disk OCI store.
+pub struct OciStore {
+    root: PathBuf,
+    max_blob_bytes: u64,
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
+}
+
+fn not_found_is_none<T>(result: std::io::Result<T>) -> Result<Option<T>, OciError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl OciStore {
+    /// Opens (creating) a store under `root`; blobs larger than `max_blob_bytes`
+    /// are refused.
+    pub async fn open(root: &Path, max_blob_bytes: u64) -> std::io::Result<OciStore> {
+        for dir in ["blobs/sha256", "uploads", "repos", "tmp"] {
+            fs::create_dir_all(root.join(dir)).await?;
+        }
+        // Uploads do not survive a restart (their hash state was in memory).
+        let mut stale = fs::read_dir(root.join("uploads")).await?;
+        while let Some(entry) = stale.next_entry().await? {
+            let _ = fs::remove_file(entry.path()).await;
+        }
+        Ok(OciStore {
+            root: root.to_owned(),
+            max_blob_bytes,
+            uploads: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    fn repo_dir(&self, repo: &RepositoryName) -> PathBuf {
+        // `+` cannot occur in a repository name, so this is one-to-one.
+        self.root
+            .join("repos")
+            .join(repo.as_str().replace('/', "+"))
+    }
+
+    /// Writes `bytes` to `path` atomically.
+    async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let staging = self
+            .root
+            .join("tmp")
+            .join(format!("{:032x}", rand::random::<u128>()));
+        let mut file = fs::File::create(&staging).await?;
+        file.write_all(bytes).await?;
+        file.sync_all().await?;
+        drop(file);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).await?;
+        }
+        fs::rename(&staging, path).await
+    }
+
+    /// Whether the repository exists (has anything pushed to it).
+    pub async fn repository_exists(&self, repo: &RepositoryName) -> bool {
+        fs::metadata(self.repo_dir(repo)).await.is_ok()
+    }
+
+    /// The size of a blob linked to `repo`.
+    pub async fn blob_size(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, OciError> {
+        let linked = fs::metadata(self.repo_dir(repo).join("blobs").join(digest.hex()))
+            .await
+            .is_ok()
+            || fs::metadata(self.repo_dir(repo).join("manifests").join(digest.hex()))
+                .await
+                .is_ok();
+        if !linked {
+            return Ok(None);
+        }
+        Ok(not_found_is_none(fs::metadata(self.blob_path(digest)).await)?.map(|m| m.len()))
+    }
+
+    /// Opens a blob linked to `repo` for reading.
+    pub async fn open_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<(fs::File, u64)>, OciError> {
+        let Some(size) = self.blob_size(repo, digest).await? else {
+            return Ok(None);
+        };
+        Ok(
+            not_found_is_none(fs::File::open(self.blob_path(digest)).await)?
+                .map(|file| (file, size)),
+        )
+    }
+
+    /// Starts an upload session for `repo`.
+    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<String, OciError> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        fs::File::create(self.root.join("uploads").join(&id)).await?;
+        let upload = Upload {
+            repo: repo.clone(),
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        self.lock_uploads()
+            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(upload)));
+        Ok(id)
+    }
+
+    fn lock_uploads(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Upload>>>> {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn upload(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<Upload>>, OciError> {
+        let upload = self
+            .lock_uploads()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| OciError::BlobUploadUnknown(id.to_owned()))?;
+        Ok(upload)
+    }
+
+    /// The bytes received so far by an upload.
+    pub async fn upload_size(&self, repo: &RepositoryName, id: &str) -> Result<u64, OciError> {
+        let upload = self.upload(id)?;
+        let upload = upload.lock().await;
+        if upload.repo != *repo {
+            return Err(OciError::BlobUploadUnknown(id.to_owned()));
+        }
+        Ok(upload.size)
+    }
+
+    /// Appends a chunk to an upload. `start`, if given (from `Content-Range`),
+    /// must be where the upload currently ends. Returns the new size.
+    pub async fn append<S, E>(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<u64, OciError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let upload = self.upload(id)?;
+        let mut upload = upload.lock().await;
+        if upload.repo != *repo {
+            return Err(OciError::BlobUploadUnknown(id.to_owned()));
+        }
+        if let Some(start) = start
+            && start != upload.size
+        {
+            return Err(OciError::RangeInvalid(format!(
+                "the chunk starts at {start} but the upload has {} bytes",
+                upload.size
+            )));
+        }
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(self.root.join("uploads").join(id))
+            .await
+            .map_err(|_| OciError::BlobUploadUnknown(id.to_owned()))?;
+        let mut body = body;
+        let mut hasher = upload.hasher.clone();
+        let mut size = upload.size;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk
+                .map_err(|e| OciError::SizeInvalid(format!("reading the request body: {e}")))?;
+            size += chunk.len() as u64;
+            if size > self.max_blob_bytes {
+                drop(file);
+                self.cancel_upload(repo, id).await;
+                return Err(OciError::SizeInvalid(format!(
+                    "blobs may have at most {} bytes",
+                    self.max_blob_bytes
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        upload.hasher = hasher;
+        upload.size = size;
+        Ok(size)
+    }
+
+    /// Completes an upload: the content must match `digest`; then it becomes a
+    /// blob linked to `repo`. A mismatch discards the upload.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+    ) -> Result<u64, OciError> {
+        let upload = self.upload(id)?;
+        let upload = upload.lock().await;
+        if upload.repo != *repo {
+            return Err(OciError::BlobUploadUnknown(id.to_owned()));
+        }
+        let actual = Digest::from_sha256(upload.hasher.clone());
+        let size = upload.size;
+        drop(upload);
+        let staged = self.root.join("uploads").join(id);
+        self.lock_uploads().remove(id);
+        if actual != *digest {
+            let _ = fs::remove_file(&staged).await;
+            return Err(OciError::DigestInvalid(format!(
+                "the content is {actual}, not {digest}"
+            )));
+        }
+        fs::File::open(&staged).await?.sync_all().await?;
+        fs::rename(&staged, self.blob_path(digest)).await?;
+        self.link_blob(repo, digest).await?;
+        Ok(size)
+    }
+
+    /// Abandons an upload.
+    pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) {
+        let removed = {
+            let mut uploads = self.lock_uploads();
+            let owned = uploads
+                .get(id)
+                .and_then(|u| u.try_lock().ok().map(|u| u.repo == *repo))
+                .unwrap_or(true);
+            if owned { uploads.remove(id) } else { None }
+        };
+        if removed.is_some() {
+            let _ = fs::remove_file(self.root.join("uploads").join(id)).await;
+        }
+    }
+
+    async fn link_blob(&self, repo: &RepositoryName, digest: &Digest) -> std::io::Result<()> {
+        let dir = self.repo_dir(repo).join("blobs");
+        fs::create_dir_all(&dir).await?;
+        fs::File::create(dir.join(digest.hex())).await.map(drop)
+    }
+
+    /// Links an existing blob of `from` into `repo` (cross-repository mount).
+    /// Returns false if `from` does not have it.
+    pub async fn mount(
+        &self,
+        repo: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, OciError> {
+        if self.blob_size(from, digest).await?.is_none() {
+            return Ok(false);
+        }
+        self.link_blob(repo, digest).await?;
+        Ok(true)
+    }
+
+    /// Stores a manifest under `reference` after checking it: JSON, schema 2, the
+    /// media type it claims, everything it references present in `repo`.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(Digest, Option<Digest>), OciError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(OciError::SizeInvalid(format!(
+                "manifests may have at most {MAX_MANIFEST_BYTES} bytes"
+            )));
+        }
+        if !MANIFEST_MEDIA_TYPES.contains(&media_type) {
+            return Err(OciError::ManifestInvalid(format!(
+                "unsupported manifest media type {media_type:?} (expected one of {})",
+                MANIFEST_MEDIA_TYPES.join(", ")
+            )));
+        }
+        let document: ManifestDocument = serde_json::from_slice(bytes)
+            .map_err(|e| OciError::ManifestInvalid(format!("not a manifest: {e}")))?;
+        if document.schema_version != 2 {
+            return Err(OciError::ManifestInvalid(format!(
+                "schemaVersion is {}, expected 2",
+                document.schema_version
+            )));
+        }
+        if let Some(claimed) = &document.media_type
+            && claimed != media_type
+        {
+            return Err(OciError::ManifestInvalid(format!(
+                "the manifest says mediaType {claimed:?} but was sent as {media_type:?}"
+            )));
+        }
+        let digest = Digest::of(bytes);
+        if let Reference::Digest(expected) = reference
+            && *expected != digest
+        {
+            return Err(OciError::DigestInvalid(format!(
+                "the manifest is {digest}, not {expected}"
+            )));
+        }
+        let index = media_type == INDEX_V1 || media_type.contains("manifest.list");
+        if index {
+            for child in &document.manifests {
+                if fs::metadata(
+                    self.repo_dir(repo)
+                        .join("manifests")
+                        .join(child.digest.hex()),
+                )
+                .await
+                .is_err()
+                {
+                    return Err(OciError::ManifestBlobUnknown(child.digest.to_string()));
+                }
+            }
+        } else {
+            let config = document.config.as_ref().ok_or_else(|| {
+                OciError::ManifestInvalid("an image manifest needs a config".into())
+            })?;
+            for blob in std::iter::once(config).chain(&document.layers) {
+                match self.blob_size(repo, &blob.digest).await? {
+                    None => return Err(OciError::ManifestBlobUnknown(blob.digest.to_string())),
+                    Some(size) if size != blob.size => {
+                        return Err(OciError::ManifestInvalid(format!(
+                            "{} has {size} bytes, the manifest says {}",
+                            blob.digest, blob.size
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+
+        let repo_dir = self.repo_dir(repo);
+        if fs::metadata(self.blob_path(&digest)).await.is_err() {
+            self.write_atomic(&self.blob_path(&digest), bytes).await?;
+        }
+        self.write_atomic(
+            &repo_dir.join("manifests").join(digest.hex()),
+            media_type.as_bytes(),
+        )
+        .await?;
+        let subject = document.subject.as_ref().map(|s| s.digest.clone());
+        if let Some(subject) = &subject {
+            let descriptor = Descriptor {
+                media_type: media_type.to_owned(),
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                artifact_type: document
+                    .artifact_type
+                    .clone()
+                    .or_else(|| document.config.as_ref().map(|c| c.media_type.clone())),
+                annotations: document.annotations.clone(),
+            };
+            let entry = serde_json::to_vec(&descriptor)
+                .map_err(|e| OciError::Internal(std::io::Error::other(e)))?;
+            self.write_atomic(
+                &repo_dir
+                    .join("referrers")
+                    .join(subject.hex())
+                    .join(digest.hex()),
+                &entry,
+            )
+            .await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            self.write_atomic(
+                &repo_dir.join("tags").join(tag),
+                digest.to_string().as_bytes(),
+            )
+            .await?;
+        }
+        Ok((digest, subject))
+    }
+
+    /// A manifest of `repo` by tag or digest: (media type, bytes, digest).
+    pub async fn get_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<(String, Vec<u8>, Digest)>, OciError> {
+        let digest = match reference {
+            Reference::Digest(digest) => digest.clone(),
+            Reference::Tag(tag) => {
+                let Some(text) = not_found_is_none(
+                    fs::read_to_string(self.repo_dir(repo).join("tags").join(tag)).await,
+                )?
+                else {
+                    return Ok(None);
+                };
+                text.trim()
+                    .parse()
+                    .map_err(|e: String| OciError::Internal(std::io::Error::other(e)))?
+            }
+        };
+        let Some(media_type) = not_found_is_none(
+            fs::read_to_string(self.repo_dir(repo).join("manifests").join(digest.hex())).await,
+        )?
+        else {
+            return Ok(None);
+        };
+        let Some(bytes) = not_found_is_none(fs::read(self.blob_path(&digest)).await)? else {
+            return Ok(None);
+        };
+        // What is served is checked against what it claims to be.
+        if Digest::of(&bytes) != digest {
+            tracing::error!(%digest, "stored manifest does not match its digest");
+            return Err(OciError::Internal(std::io::Error::other(
+                "corrupted manifest",
+            )));
+        }
+        Ok(Some((media_type, bytes, digest)))
+    }
+
+    /// The tags of `repo`, sorted; `None` if the repository does not exist.
+    pub async fn tags(&self, repo: &RepositoryName) -> Result<Option<Vec<String>>, OciError> {
+        if !self.repository_exists(repo).await {
+            return Ok(None);
+        }
+        let mut tags = Vec::new();
+        if let Some(mut dir) =
+            not_found_is_none(fs::read_dir(self.repo_dir(repo).join("tags")).await)?
+        {
+            while let Some(entry) = dir.next_entry().await? {
+                tags.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        tags.sort();
+        Ok(Some(tags))
+    }
+
+    /// The manifests of `repo` whose subject is `subject`.
+    pub async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, OciError> {
+        let mut found = Vec::new();
+        let dir = self.repo_dir(repo).join("referrers").join(subject.hex());
+        if let Some(mut entries) = not_found_is_none(fs::read_dir(dir).await)? {
+            while let Some(entry) = entries.next_entry().await? {
+                let bytes = fs::read(entry.path()).await?;
+                let descriptor: Descriptor = serde_json::from_slice(&bytes)
+                    .map_err(|e| OciError::Internal(std::io::Error::other(e)))?;
+                found.push(descriptor);
+            }
+        }
+        found.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(found)
+    }
+}
