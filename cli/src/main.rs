@@ -2,6 +2,7 @@
 
 mod exit;
 mod inspect;
+mod keygen;
 mod kv_file;
 mod run;
 
@@ -22,6 +23,8 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Show a component's functions (with types and JSON Schemas) and the capabilities it requests.
     Inspect(inspect::InspectArgs),
+    /// Create an ed25519 key pair for signing releases (publishers) or approvals (admins).
+    Keygen(keygen::KeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(*args).await,
             Command::Inspect(args) => inspect::inspect(args),
+            Command::Keygen(args) => keygen::keygen(args),
         }
     });
     match outcome {

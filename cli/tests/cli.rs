@@ -264,3 +264,38 @@ fn a_kv_file_keeps_state_between_runs() {
         stderr(&output)
     );
 }
+
+#[test]
+fn keygen_writes_a_private_key_once_and_prints_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("publisher.key");
+    let path = path.to_str().unwrap();
+    let output = warden(&["keygen", "--out", path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let public: warden_host::PublicKey = stdout(&output).trim().parse().unwrap();
+    let private =
+        warden_host::PrivateKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(private.public_key(), public);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let again = warden(&["keygen", "--out", path]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    let unchanged =
+        warden_host::PrivateKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        unchanged.public_key(),
+        public,
+        "the key was not overwritten"
+    );
+}

@@ -40,6 +40,7 @@ mod plugin;
 mod schema;
 mod state;
 mod transcript;
+mod trust;
 
 pub use cache::CacheOutcome;
 pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
@@ -50,3 +51,6 @@ pub use kv::{KvError, KvStore, MemoryKvStore};
 pub use limits::{LimitKind, Limits, format_bytes, format_duration, parse_bytes, parse_duration};
 pub use plugin::{Failure, Invocation, Metering, Output, Plugin, PluginSettings};
 pub use transcript::{LogEntry, LogLevel, LogSource};
+pub use trust::{
+    Envelope, EnvelopeSignature, PrivateKey, PublicKey, TrustError, Verified, canonical_json,
+};
