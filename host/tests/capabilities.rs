@@ -4,12 +4,12 @@ mod common;
 
 use axum::Router;
 use axum::routing::get;
-use common::{compiled, engine, failure, plugin, settings, value};
+use common::{compiled, engine, failure, plugin, plugin_error, settings, value};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use warden_host::{Capability, Error, Limits, MemoryKvStore, Output, Plugin};
+use warden_host::{Capability, Error, Limits, MemoryKvStore, Plugin};
 
 const CAPABILITIES: &str = warden_test_programs::CAPABILITIES;
 
@@ -111,33 +111,14 @@ async fn kv_quotas_are_errors_the_plugin_sees() {
     };
     let plugin = plugin(CAPABILITIES, &["kv", "config", "http:example.com"], limits);
     value(&plugin, "kv-set-size", json!(["a", 1024])).await;
-    let call = plugin
-        .invoke("kv-set-size", &json!(["b", 1025]))
-        .await
-        .unwrap();
-    assert!(
-        matches!(&call.output, Output::PluginError(e) if e.as_str().unwrap().contains("TooLarge")),
-        "{:?}",
-        call.output
-    );
+    let error = error_text(&plugin, "kv-set-size", json!(["b", 1025])).await;
+    assert!(error.contains("TooLarge"), "{error}");
     value(&plugin, "kv-set", json!(["b", "x"])).await;
-    let call = plugin.invoke("kv-set", &json!(["c", "x"])).await.unwrap();
-    assert!(
-        matches!(&call.output, Output::PluginError(e) if e.as_str().unwrap().contains("QuotaExceeded")),
-        "{:?}",
-        call.output
-    );
+    let error = error_text(&plugin, "kv-set", json!(["c", "x"])).await;
+    assert!(error.contains("QuotaExceeded"), "{error}");
     // Overwriting an existing key is fine at the quota.
     value(&plugin, "kv-set", json!(["b", "y"])).await;
-    let call = plugin
-        .invoke("kv-get", &json!(["k".repeat(513)]))
-        .await
-        .unwrap();
-    assert!(
-        matches!(call.output, Output::PluginError(_)),
-        "{:?}",
-        call.output
-    );
+    plugin_error(&plugin, "kv-get", json!(["k".repeat(513)])).await;
 }
 
 #[tokio::test]
@@ -177,11 +158,13 @@ async fn server() -> (SocketAddr, Arc<AtomicUsize>) {
     (address, hits)
 }
 
-async fn plugin_error(plugin: &Plugin, function: &str, args: serde_json::Value) -> String {
-    match plugin.invoke(function, &args).await.unwrap().output {
-        Output::PluginError(error) => error.as_str().unwrap().to_owned(),
-        Output::Value(value) => panic!("{function}({args}) succeeded: {value}"),
-    }
+/// The plugin's own error, as the text it is.
+async fn error_text(plugin: &Plugin, function: &str, args: serde_json::Value) -> String {
+    plugin_error(plugin, function, args)
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -204,7 +187,7 @@ async fn http_reaches_an_explicitly_listed_address() {
 async fn http_to_hosts_off_the_allow_list_is_denied() {
     let (address, hits) = server().await;
     let plugin = granted();
-    let error = plugin_error(
+    let error = error_text(
         &plugin,
         "http-get",
         json!(["https://not-listed.example.org/"]),
@@ -212,7 +195,7 @@ async fn http_to_hosts_off_the_allow_list_is_denied() {
     .await;
     assert!(error.contains("HttpRequestDenied"), "{error}");
     // Loopback is private: refused even though the plugin has an allow-list.
-    let error = plugin_error(
+    let error = error_text(
         &plugin,
         "http-get",
         json!([format!("http://{address}/hello")]),
@@ -249,7 +232,7 @@ async fn private_and_metadata_addresses_are_refused_even_with_a_wildcard() {
         "http://[::1]/".to_owned(),
         "http://10.0.0.1/".to_owned(),
     ] {
-        let error = plugin_error(&plugin, "http-get", json!([url])).await;
+        let error = error_text(&plugin, "http-get", json!([url])).await;
         assert!(error.contains("DestinationIpProhibited"), "{url}: {error}");
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0);

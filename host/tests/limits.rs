@@ -3,18 +3,12 @@
 
 mod common;
 
-use common::{failure, plugin, value};
+use common::{failure, limits, plugin, value};
 use serde_json::json;
 use std::time::Duration;
 use warden_host::Limits;
 
 const HOSTILE: &str = warden_test_programs::HOSTILE;
-
-fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
-    let mut limits = Limits::default();
-    change(&mut limits);
-    limits
-}
 
 async fn past(limits: Limits, function: &str, args: serde_json::Value, code: &str) {
     let plugin = plugin(HOSTILE, &[], limits);

@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{failure, plugin, value};
+use common::{failure, limits, plugin, plugin_error, value};
 use serde_json::json;
 use std::time::Duration;
-use warden_host::{Limits, Output, Plugin};
+use warden_host::{Limits, Plugin};
 
 const HOSTILE: &str = warden_test_programs::HOSTILE;
 
@@ -27,12 +27,6 @@ async fn expect_code(
     assert_eq!(failure.error.code(), code, "{function}: {}", failure.error);
     still_serves(plugin).await;
     failure
-}
-
-fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
-    let mut limits = Limits::default();
-    change(&mut limits);
-    limits
 }
 
 #[tokio::test]
@@ -167,18 +161,10 @@ async fn a_stdout_flood_is_cut_at_the_log_limit() {
 async fn files_are_out_of_reach() {
     let plugin = plugin(HOSTILE, &[], Limits::default());
     for path in ["/etc/passwd", "/proc/self/environ", "Cargo.toml", "."] {
-        let call = plugin.invoke("read-file", &json!([path])).await.unwrap();
-        match call.output {
-            Output::PluginError(error) => assert!(error.is_string(), "{path}: {error}"),
-            Output::Value(content) => panic!("{path} was readable: {content}"),
-        }
+        let error = plugin_error(&plugin, "read-file", json!([path])).await;
+        assert!(error.is_string(), "{path}: {error}");
     }
-    let call = plugin.invoke("list-dir", &json!(["/"])).await.unwrap();
-    assert!(
-        matches!(call.output, Output::PluginError(_)),
-        "{:?}",
-        call.output
-    );
+    plugin_error(&plugin, "list-dir", json!(["/"])).await;
     still_serves(&plugin).await;
 }
 
@@ -187,15 +173,7 @@ async fn sockets_are_refused() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let plugin = plugin(HOSTILE, &[], Limits::default());
-    let call = plugin
-        .invoke("open-socket", &json!([address]))
-        .await
-        .unwrap();
-    assert!(
-        matches!(call.output, Output::PluginError(_)),
-        "{:?}",
-        call.output
-    );
+    plugin_error(&plugin, "open-socket", json!([address])).await;
     let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
     assert!(accepted.is_err(), "the plugin reached the listener");
     still_serves(&plugin).await;

@@ -80,3 +80,26 @@ pub async fn failure(plugin: &Plugin, function: &str, args: serde_json::Value) -
         Err(failure) => failure,
     }
 }
+
+/// Default limits with one change.
+pub fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
+    let mut limits = Limits::default();
+    change(&mut limits);
+    limits
+}
+
+/// Invokes and expects the plugin's own error (`result::err`), returning it.
+pub async fn plugin_error(
+    plugin: &Plugin,
+    function: &str,
+    args: serde_json::Value,
+) -> serde_json::Value {
+    match plugin.invoke(function, &args).await {
+        Ok(Invocation {
+            output: Output::PluginError(error),
+            ..
+        }) => error,
+        Ok(other) => panic!("{function}({args}) succeeded: {:?}", other.output),
+        Err(failure) => panic!("{function}({args}) failed: {}", failure.error),
+    }
+}

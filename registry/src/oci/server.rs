@@ -168,19 +168,12 @@ async fn dispatch(
             } else {
                 Body::from_stream(ReaderStream::new(file))
             };
-            Ok((
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-                    (header::CONTENT_LENGTH, size.to_string()),
-                    (
-                        header::HeaderName::from_static("docker-content-digest"),
-                        digest.to_string(),
-                    ),
-                ],
+            Ok(content(
+                "application/octet-stream".to_owned(),
+                size,
+                &digest,
                 body,
-            )
-                .into_response())
+            ))
         }
         (Route::UploadStart(_), Method::POST) => {
             if let (Some(mount), Some(from)) = (&params.mount, &params.from) {
@@ -282,19 +275,7 @@ async fn dispatch(
             } else {
                 Body::from(bytes)
             };
-            Ok((
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, media_type),
-                    (header::CONTENT_LENGTH, length.to_string()),
-                    (
-                        header::HeaderName::from_static("docker-content-digest"),
-                        digest.to_string(),
-                    ),
-                ],
-                body,
-            )
-                .into_response())
+            Ok(content(media_type, length as u64, &digest, body))
         }
         (Route::Tags(_), Method::GET) => {
             let tags = store
@@ -364,6 +345,23 @@ fn content_range_start(headers: &HeaderMap) -> Result<Option<u64>, OciError> {
         .and_then(|(start, _)| start.trim().parse().ok())
         .ok_or_else(|| OciError::RangeInvalid(format!("bad Content-Range {text:?}")))?;
     Ok(Some(start))
+}
+
+/// A blob or manifest (`body` is empty for HEAD; the length is the content's).
+fn content(media_type: String, length: u64, digest: &Digest, body: Body) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, media_type),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn created(repo: &RepositoryName, digest: &Digest) -> Response {
