@@ -39,6 +39,7 @@ mod limits;
 mod plugin;
 mod schema;
 mod state;
+mod statement;
 mod transcript;
 mod trust;
 
@@ -50,6 +51,10 @@ pub use exports::{FunctionInfo, ParamInfo};
 pub use kv::{KvError, KvStore, MemoryKvStore};
 pub use limits::{LimitKind, Limits, format_bytes, format_duration, parse_bytes, parse_duration};
 pub use plugin::{Failure, Invocation, Metering, Output, Plugin, PluginSettings};
+pub use statement::{
+    APPROVAL_PAYLOAD_TYPE, ApprovalStatement, ComponentRef, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
+    beyond, capability_list, parse_capabilities,
+};
 pub use transcript::{LogEntry, LogLevel, LogSource};
 pub use trust::{
     Envelope, EnvelopeSignature, PrivateKey, PublicKey, TrustError, Verified, canonical_json,

@@ -1,21 +1,30 @@
 //! `warden-registry`: Warden's control plane.
 //!
-//! This first part is the embedded OCI registry (OCI Distribution API v1.1 over a
-//! content-addressed store on disk), where plugin releases are stored in the
-//! CNCF Wasm OCI layout. The catalog, keys, approvals and audit trail build on it.
+//! An axum server with the REST API under `/v1` (organizations, tokens and
+//! roles, signing keys, releases and their approval, the catalog, the audit
+//! chain), the embedded OCI registry under `/v2`, and `/healthz`, `/readyz`,
+//! `/metrics`, `/openapi.json`. State lives in SQLite (the embedded default) or
+//! PostgreSQL, and in a content-addressed store on disk.
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use warden_registry::oci::{OciState, OciStore, StaticTokens, TokenGrant, router};
+//! use warden_registry::{ControlPlane, ServerConfig, serve};
 //!
-//! # async fn serve() -> std::io::Result<()> {
-//! let store = Arc::new(OciStore::open("./warden-data/oci".as_ref(), 512 << 20).await?);
-//! let access = Arc::new(StaticTokens::new().with("s3cret", TokenGrant { org: "acme".into(), push: true }));
-//! let app = router(OciState { store, access });
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let plane = ControlPlane::open(&ServerConfig::new("./warden-data")).await?;
+//! if let Some(token) = &plane.bootstrap_token {
+//!     println!("first start: admin token {token}");
+//! }
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await
+//! serve(listener, plane.router()).await?;
+//! # Ok(())
 //! # }
 //! ```
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod audit;
+pub mod db;
 pub mod oci;
+mod server;
+
+pub use server::{ControlPlane, ServerConfig, StartError, app, serve};

@@ -42,6 +42,9 @@ pub enum OciError {
     /// Valid credentials without the right to do this.
     #[error("requested access to the resource is denied")]
     Denied,
+    /// A tag already points to another manifest; tags never move here.
+    #[error("tag {0} already points to another manifest; tags are immutable in this registry")]
+    TagImmutable(String),
     /// A request the registry does not serve.
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
@@ -65,7 +68,7 @@ impl OciError {
             OciError::SizeInvalid(_) => "SIZE_INVALID",
             OciError::RangeInvalid(_) => "BLOB_UPLOAD_INVALID",
             OciError::Unauthorized => "UNAUTHORIZED",
-            OciError::Denied => "DENIED",
+            OciError::Denied | OciError::TagImmutable(_) => "DENIED",
             OciError::Unsupported(_) => "UNSUPPORTED",
             OciError::Internal(_) => "UNKNOWN",
         }
@@ -85,7 +88,7 @@ impl OciError {
             OciError::SizeInvalid(_) => StatusCode::PAYLOAD_TOO_LARGE,
             OciError::RangeInvalid(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             OciError::Unauthorized => StatusCode::UNAUTHORIZED,
-            OciError::Denied => StatusCode::FORBIDDEN,
+            OciError::Denied | OciError::TagImmutable(_) => StatusCode::FORBIDDEN,
             OciError::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             OciError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -341,6 +341,9 @@ impl OciStore {
                 "the manifest is {digest}, not {expected}"
             )));
         }
+        if let Reference::Tag(tag) = reference {
+            self.check_tag_free(repo, tag, &digest).await?;
+        }
         let index = media_type == INDEX_V1 || media_type.contains("manifest.list");
         if index {
             for child in &document.manifests {
@@ -413,6 +416,79 @@ impl OciStore {
             .await?;
         }
         Ok((digest, subject))
+    }
+
+    /// Fails with [`OciError::TagImmutable`] if `tag` points to a manifest other
+    /// than `digest`. A release's tag is its version: moving it would swap the
+    /// code behind an approved version.
+    async fn check_tag_free(
+        &self,
+        repo: &RepositoryName,
+        tag: &str,
+        digest: &Digest,
+    ) -> Result<(), OciError> {
+        let current = not_found_is_none(
+            fs::read_to_string(self.repo_dir(repo).join("tags").join(tag)).await,
+        )?;
+        match current {
+            Some(current) if current.trim() != digest.to_string() => Err(OciError::TagImmutable(
+                format!("{tag} ({})", current.trim()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Points `tag` of `repo` at the manifest `digest`, which must be in `repo`.
+    pub async fn tag(
+        &self,
+        repo: &RepositoryName,
+        tag: &str,
+        digest: &Digest,
+    ) -> Result<(), OciError> {
+        let repo_dir = self.repo_dir(repo);
+        if fs::metadata(repo_dir.join("manifests").join(digest.hex()))
+            .await
+            .is_err()
+        {
+            return Err(OciError::ManifestUnknown(digest.to_string()));
+        }
+        self.check_tag_free(repo, tag, digest).await?;
+        self.write_atomic(
+            &repo_dir.join("tags").join(tag),
+            digest.to_string().as_bytes(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Stores `bytes` as a blob of `repo` (for what the registry writes itself,
+    /// such as signature referrers) and returns its digest.
+    pub async fn put_blob(&self, repo: &RepositoryName, bytes: &[u8]) -> Result<Digest, OciError> {
+        let digest = Digest::of(bytes);
+        if fs::metadata(self.blob_path(&digest)).await.is_err() {
+            self.write_atomic(&self.blob_path(&digest), bytes).await?;
+        }
+        self.link_blob(repo, &digest).await?;
+        Ok(digest)
+    }
+
+    /// Reads a whole blob of `repo`, checking it against its digest.
+    pub async fn read_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, OciError> {
+        if self.blob_size(repo, digest).await?.is_none() {
+            return Err(OciError::BlobUnknown(digest.to_string()));
+        }
+        let bytes = fs::read(self.blob_path(digest)).await?;
+        if Digest::of(&bytes) != *digest {
+            tracing::error!(%digest, "stored blob does not match its digest");
+            return Err(OciError::DigestInvalid(format!(
+                "the stored blob {digest} no longer matches its digest"
+            )));
+        }
+        Ok(bytes)
     }
 
     /// A manifest of `repo` by tag or digest: (media type, bytes, digest).

@@ -1,0 +1,248 @@
+//! The database: one pool over SQLite (the embedded default) or PostgreSQL,
+//! the schema migrations, and the mapping of database failures to what callers
+//! should say about them.
+//!
+//! Every query is written once, in SQL that both databases accept (`$1`
+//! placeholders, `TEXT`/`BIGINT`, `RETURNING`), and runs through sqlx's `Any`
+//! driver, so the two backends cannot drift apart.
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The migrations, in order. Each runs once, in its own transaction.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// Which database is behind the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file (WAL mode).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A connection pool and the backend it talks to.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Why the database could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL is neither `sqlite:` nor `postgres:`.
+    #[error("unsupported database URL {0:?} (expected sqlite:// or postgres://)")]
+    UnsupportedUrl(String),
+    /// sqlx failed.
+    #[error("{context}: {source}")]
+    Sqlx {
+        /// What was being done.
+        context: String,
+        /// The failure.
+        source: sqlx::Error,
+    },
+}
+
+fn sqlx_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DbError {
+    let context = context.into();
+    move |source| DbError::Sqlx { context, source }
+}
+
+/// Unix time in milliseconds: how every timestamp is stored.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// The embedded default: `<data_dir>/warden.db`, created if missing.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Db, DbError> {
+        let url = format!("sqlite://{}?mode=rwc", data_dir.join("warden.db").display());
+        Db::connect(&url).await
+    }
+
+    /// Connects to `url` (`sqlite://...` or `postgres://...`) and applies any
+    /// pending migrations.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(DbError::UnsupportedUrl(redact(url)));
+        };
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(sqlx_error(format!("parsing {}", redact(url))))?;
+        let pool = AnyPoolOptions::new()
+            // SQLite has one writer at a time anyway; a few readers are plenty.
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            // A database that is down must turn into a quick 503, not a hang.
+            .acquire_timeout(Duration::from_secs(3))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(sqlx_error(format!("connecting to {}", redact(url))))?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS warden_migrations (
+                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(sqlx_error("creating the migrations table"))?;
+        for (version, name, sql) in MIGRATIONS {
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(sqlx_error("starting a migration"))?;
+            // Claiming the version first makes a second replica starting at the
+            // same moment fail on the primary key instead of applying it twice.
+            let claimed = sqlx::query(
+                "INSERT INTO warden_migrations (version, name, applied_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(*version)
+            .bind(*name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error(format!("migration {version} ({name})")))?;
+            if claimed.rows_affected() == 0 {
+                continue;
+            }
+            for statement in statements(sql) {
+                // Our own migration text, compiled into the binary.
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlx_error(format!("migration {version} ({name})")))?;
+            }
+            tx.commit()
+                .await
+                .map_err(sqlx_error(format!("committing migration {version}")))?;
+            tracing::info!(version, name, "applied migration");
+        }
+        Ok(())
+    }
+}
+
+/// The statements of a migration file: split on `;` at the end of a line,
+/// comments dropped. (Our migrations have no `;` inside strings.)
+fn statements(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(";\n")
+        .map(|s| s.trim().trim_end_matches(';').trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Whether `error` means the database is unreachable (so: 503, try again)
+/// rather than that a query is wrong.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+    ) || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| {
+        // PostgreSQL: admin shutdown, crash shutdown, cannot connect now;
+        // SQLite: busy, locked.
+        matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "5" | "6")
+    }))
+}
+
+/// Whether `error` is a unique-constraint violation (a duplicate).
+pub fn is_duplicate(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://warden:s3cret@db:5432/warden"),
+            "postgres://warden:***@db:5432/warden"
+        );
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn migrations_split_into_statements() {
+        let parts = statements("-- c\nCREATE TABLE a (x TEXT);\n\nCREATE INDEX i ON a (x);\n");
+        assert_eq!(
+            parts,
+            vec!["CREATE TABLE a (x TEXT)", "CREATE INDEX i ON a (x)"]
+        );
+    }
+}

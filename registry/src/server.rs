@@ -1,0 +1,222 @@
+//! Putting the control plane together: the data directory, the database, the
+//! OCI store, the first-start bootstrap, one router for `/v1` and `/v2`, and
+//! serving it until a shutdown signal.
+
+use crate::api::{self, AppState, Metrics, Permission, authenticate};
+use crate::db::{Db, DbError};
+use crate::oci::{self, Action, OciAccess, OciError, OciState, OciStore, RepositoryName};
+use async_trait::async_trait;
+use axum::Router;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How to run the control plane.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where the SQLite file, the OCI store and the admin token live.
+    pub data_dir: PathBuf,
+    /// `postgres://...` to use PostgreSQL instead of the embedded SQLite file.
+    pub database_url: Option<String>,
+    /// Approvals from distinct admin keys a release needs.
+    pub approvals_required: u32,
+    /// The organization created on first start.
+    pub bootstrap_org: String,
+    /// Largest blob the registry accepts.
+    pub max_blob_bytes: u64,
+}
+
+impl ServerConfig {
+    /// The defaults, in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            database_url: None,
+            approvals_required: 1,
+            bootstrap_org: "acme".to_owned(),
+            max_blob_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// Which.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The configuration.
+    #[error("{0}")]
+    Config(String),
+    /// The first-start bootstrap.
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+}
+
+/// A control plane ready to serve.
+pub struct ControlPlane {
+    /// The shared state.
+    pub state: AppState,
+    /// The admin token created by this start (first start only).
+    pub bootstrap_token: Option<String>,
+    /// Where that token was written.
+    pub admin_token_path: PathBuf,
+}
+
+impl ControlPlane {
+    /// Opens (and on first start, bootstraps) the control plane.
+    pub async fn open(config: &ServerConfig) -> Result<ControlPlane, StartError> {
+        if config.approvals_required == 0 {
+            return Err(StartError::Config(
+                "at least one approval must be required".into(),
+            ));
+        }
+        let data_dir = &config.data_dir;
+        let io = |source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        };
+        tokio::fs::create_dir_all(data_dir).await.map_err(io)?;
+        restrict(data_dir).map_err(io)?;
+        let db = match &config.database_url {
+            Some(url) => Db::connect(url).await?,
+            None => Db::open_sqlite(data_dir).await?,
+        };
+        let oci = Arc::new(
+            OciStore::open(&data_dir.join("oci"), config.max_blob_bytes)
+                .await
+                .map_err(io)?,
+        );
+        let engine = warden_host::Engine::new(warden_host::EngineConfig {
+            pooled_instances: None,
+            ..warden_host::EngineConfig::default()
+        })
+        .map_err(|e| StartError::Config(format!("engine: {e}")))?;
+        let state = AppState {
+            db,
+            oci,
+            engine: Arc::new(engine),
+            approvals_required: config.approvals_required,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let admin_token_path = data_dir.join("admin-token");
+        let bootstrap_token = api::bootstrap(&state, &config.bootstrap_org)
+            .await
+            .map_err(|e| StartError::Bootstrap(e.message))?;
+        if let Some(token) = &bootstrap_token {
+            write_private(&admin_token_path, token).map_err(io)?;
+        }
+        Ok(ControlPlane {
+            state,
+            bootstrap_token,
+            admin_token_path,
+        })
+    }
+
+    /// The whole HTTP surface: `/v1`, `/v2`, operations.
+    pub fn router(&self) -> Router {
+        app(self.state.clone())
+    }
+}
+
+/// The router of a control plane with `state`.
+pub fn app(state: AppState) -> Router {
+    let registry = oci::router(OciState {
+        store: state.oci.clone(),
+        access: Arc::new(TokenAccess {
+            state: state.clone(),
+        }),
+    });
+    api::router(state.clone())
+        .merge(registry)
+        .layer(axum::middleware::from_fn_with_state(state, api::track))
+}
+
+/// Serves `router` on `listener` until ctrl-c or SIGTERM, then lets requests in
+/// flight finish.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The registry's `/v2/` access, decided by the same API tokens: any role of
+/// the repository's org may pull, publishers and admins may push.
+struct TokenAccess {
+    state: AppState,
+}
+
+#[async_trait]
+impl OciAccess for TokenAccess {
+    async fn check(
+        &self,
+        token: Option<&str>,
+        repository: Option<&RepositoryName>,
+        action: Action,
+    ) -> Result<(), OciError> {
+        let caller = match authenticate(&self.state, token).await {
+            Ok(caller) => caller,
+            Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {
+                return Err(OciError::Unauthorized);
+            }
+            Err(error) => {
+                return Err(OciError::Internal(std::io::Error::other(error.message)));
+            }
+        };
+        let Some(repository) = repository else {
+            return Ok(());
+        };
+        let permission = match action {
+            Action::Pull => Permission::Read,
+            Action::Push => Permission::Publish,
+        };
+        caller
+            .require(permission, repository.org())
+            .map_err(|_| OciError::Denied)
+    }
+}
+
+fn restrict(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
