@@ -6,7 +6,6 @@ use warden_host::Error;
 pub const OK: u8 = 0;
 /// The plugin ran and returned its own error (`result::err`).
 pub const PLUGIN_ERROR: u8 = 1;
-// 2 is clap's: bad command-line usage.
 /// The input was refused: unreadable file, not a component, unknown function,
 /// bad arguments, missing capabilities, invalid limits.
 pub const INVALID_INPUT: u8 = 3;
@@ -16,6 +15,14 @@ pub const LIMIT_EXCEEDED: u8 = 4;
 pub const TRAP: u8 = 5;
 /// Too many concurrent invocations, or the engine is at capacity.
 pub const BUSY: u8 = 6;
+/// Bad command-line usage (clap uses the same code).
+pub const USAGE: u8 = 2;
+/// The server refused the credentials or the role.
+pub const DENIED: u8 = 7;
+/// A check found tampering (e.g. a broken audit chain).
+pub const TAMPERED: u8 = 8;
+/// The server or its database is unreachable or unavailable (try again).
+pub const UNAVAILABLE: u8 = 69;
 /// Warden itself failed.
 pub const HOST_FAILURE: u8 = 70;
 

@@ -1,10 +1,16 @@
 //! `warden`: the one binary of Warden.
 
+mod admin;
+mod audit;
 mod exit;
 mod inspect;
 mod keygen;
 mod kv_file;
+mod publish;
+mod release;
+mod remote;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -15,6 +21,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
+    #[command(flatten)]
+    output: admin::Output,
 }
 
 #[derive(Subcommand)]
@@ -25,6 +35,36 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Create an ed25519 key pair for signing releases (publishers) or approvals (admins).
     Keygen(keygen::KeygenArgs),
+    /// Start the control plane and the embedded OCI registry.
+    Serve(serve::ServeArgs),
+    /// Check, sign, push and register a release described by warden.toml.
+    Publish(publish::PublishArgs),
+    /// Review releases.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
+    /// Approve a release: sign an approval granting capabilities and limits.
+    Approve(release::ApproveArgs),
+    /// Reject a pending release.
+    Reject(release::DecideArgs),
+    /// Yank a release: it never runs again.
+    Yank(release::DecideArgs),
+    /// Browse the catalog.
+    #[command(subcommand)]
+    Catalog(admin::CatalogCommand),
+    /// Plugin configuration values (admins).
+    #[command(subcommand)]
+    Config(admin::ConfigCommand),
+    /// Signing keys of your organization.
+    #[command(subcommand)]
+    Key(admin::KeyCommand),
+    /// API tokens of your organization.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// Organizations.
+    #[command(subcommand)]
+    Org(admin::OrgCommand),
+    /// The audit log; `warden audit verify` checks its hash chain.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +91,18 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(*args).await,
             Command::Inspect(args) => inspect::inspect(args),
             Command::Keygen(args) => keygen::keygen(args),
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Publish(args) => publish::publish(args, &cli.remote).await,
+            Command::Release(command) => release::release(command, &cli.remote).await,
+            Command::Approve(args) => release::approve(args, &cli.remote).await,
+            Command::Reject(args) => release::decide(args, "reject", &cli.remote).await,
+            Command::Yank(args) => release::decide(args, "yank", &cli.remote).await,
+            Command::Catalog(command) => admin::catalog(command, &cli.output, &cli.remote).await,
+            Command::Config(command) => admin::config(command, &cli.output, &cli.remote).await,
+            Command::Key(command) => admin::key(command, &cli.output, &cli.remote).await,
+            Command::Token(command) => admin::token(command, &cli.output, &cli.remote).await,
+            Command::Org(command) => admin::org(command, &cli.output, &cli.remote).await,
+            Command::Audit(args) => audit::audit(args, &cli.remote).await,
         }
     });
     match outcome {

@@ -60,6 +60,66 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The names [`Limits::set`] accepts.
+    pub const NAMES: [&'static str; 13] = [
+        "fuel",
+        "memory",
+        "timeout",
+        "table_elements",
+        "instances",
+        "tables",
+        "memories",
+        "log_bytes",
+        "result_bytes",
+        "host_call_bytes",
+        "concurrency",
+        "kv_keys",
+        "kv_value_bytes",
+    ];
+
+    /// Sets one limit from text as users write it: `fuel=1000000`,
+    /// `memory=32MiB`, `timeout=2s`, `log_bytes=64KiB`, `concurrency=4`.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let count = || {
+            value
+                .replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| format!("limit {name}: {value:?} is not a whole number"))
+        };
+        let small = || {
+            count().and_then(|n| {
+                u32::try_from(n).map_err(|_| format!("limit {name}: {value} is too large"))
+            })
+        };
+        let bytes = || parse_bytes(value).map_err(|e| format!("limit {name}: {e}"));
+        match name {
+            "fuel" => self.fuel = count()?,
+            "memory" | "memory_bytes" => self.memory_bytes = bytes()?,
+            "timeout" => {
+                self.timeout = parse_duration(value).map_err(|e| format!("limit {name}: {e}"))?
+            }
+            "table_elements" => self.table_elements = count()?,
+            "instances" => self.instances = small()?,
+            "tables" => self.tables = small()?,
+            "memories" => self.memories = small()?,
+            "log_bytes" => self.log_bytes = bytes()?,
+            "result_bytes" => self.result_bytes = bytes()?,
+            "host_call_bytes" => self.host_call_bytes = bytes()?,
+            "concurrency" => self.concurrency = small()?,
+            "kv_keys" => self.kv_keys = count()?,
+            "kv_value_bytes" => self.kv_value_bytes = bytes()?,
+            _ => {
+                return Err(format!(
+                    "unknown limit {name:?} (expected one of {})",
+                    Limits::NAMES.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which limit stopped an invocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -208,6 +268,37 @@ mod duration_ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_are_set_by_name_with_units() {
+        let mut limits = Limits::default();
+        limits.set("memory", "32MiB").unwrap();
+        limits.set("timeout", "250ms").unwrap();
+        limits.set("fuel", "1_000_000").unwrap();
+        limits.set("concurrency", "4").unwrap();
+        assert_eq!(limits.memory_bytes, 32 << 20);
+        assert_eq!(limits.timeout, Duration::from_millis(250));
+        assert_eq!(limits.fuel, 1_000_000);
+        assert_eq!(limits.concurrency, 4);
+        assert!(
+            limits
+                .set("concurrency", "5000000000")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            limits
+                .set("fuel", "lots")
+                .unwrap_err()
+                .contains("not a whole number")
+        );
+        assert!(
+            limits
+                .set("speed", "1")
+                .unwrap_err()
+                .contains("unknown limit \"speed\"")
+        );
+    }
 
     #[test]
     fn sizes_parse_with_binary_and_decimal_units() {

@@ -1,0 +1,313 @@
+//! `warden publish`: reads `warden.toml`, checks the component locally, signs
+//! the release statement, pushes the artifact (CNCF Wasm OCI layout) with a
+//! progress bar, and registers the release.
+
+use crate::exit::{self, Failure};
+use crate::remote::{Remote, RemoteArgs, print_json};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::{Method, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use warden_host::{
+    ComponentRef, Engine, EngineConfig, Limits, PrivateKey, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
+    capability_list, parse_capabilities,
+};
+use warden_registry::oci::{MANIFEST_V1, WASM_CONFIG_V0, WASM_LAYER};
+
+/// Upload chunk size.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Args)]
+pub struct PublishArgs {
+    /// The plugin's manifest.
+    #[arg(long, short, default_value = "warden.toml")]
+    manifest: PathBuf,
+    /// The publisher's private key (from `warden keygen`), registered by an admin.
+    #[arg(long, env = "WARDEN_KEY")]
+    key: PathBuf,
+    /// Print the registered release as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginManifest {
+    /// `org/name`.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// One line for the catalog.
+    #[serde(default)]
+    pub description: String,
+    /// The component file, relative to the manifest.
+    pub component: PathBuf,
+    /// Requested capabilities: `kv`, `config`, `http:HOST`, `env:NAME`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Requested limits, e.g. `memory = "32MiB"`, `fuel = 100000000`.
+    #[serde(default)]
+    pub limits: BTreeMap<String, toml::Value>,
+    /// Other plugins with semver requirements.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, String>,
+}
+
+impl PluginManifest {
+    /// Reads and checks a manifest; `component` comes back resolved.
+    pub fn load(path: &Path) -> Result<PluginManifest, Failure> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::invalid(format!("reading {}: {e}", path.display())))?;
+        let mut manifest: PluginManifest = toml::from_str(&text)
+            .map_err(|e| Failure::invalid(format!("{}: {e}", path.display())))?;
+        let bad = |why: String| Failure::invalid(format!("{}: {why}", path.display()));
+        if manifest.name.split('/').count() != 2 || manifest.name.split('/').any(str::is_empty) {
+            return Err(bad(format!("name {:?} must be org/name", manifest.name)));
+        }
+        semver::Version::parse(&manifest.version)
+            .map_err(|e| bad(format!("version {:?}: {e}", manifest.version)))?;
+        parse_capabilities(&manifest.capabilities).map_err(|e| bad(e.to_string()))?;
+        manifest.limits()?;
+        for (dependency, requirement) in &manifest.dependencies {
+            semver::VersionReq::parse(requirement)
+                .map_err(|e| bad(format!("dependency {dependency} = {requirement:?}: {e}")))?;
+        }
+        if manifest.component.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            manifest.component = base.join(&manifest.component);
+        }
+        Ok(manifest)
+    }
+
+    /// The requested limits: defaults with the manifest's values applied.
+    pub fn limits(&self) -> Result<Limits, Failure> {
+        let mut limits = Limits::default();
+        for (name, value) in &self.limits {
+            let text = match value {
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::String(s) => s.clone(),
+                other => {
+                    return Err(Failure::invalid(format!(
+                        "limit {name}: expected a number or a string like \"32MiB\", got {other}"
+                    )));
+                }
+            };
+            limits.set(name, &text).map_err(Failure::invalid)?;
+        }
+        Ok(limits)
+    }
+}
+
+pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failure> {
+    let manifest = PluginManifest::load(&args.manifest)?;
+    let remote = Remote::new(remote)?;
+    let key_text = std::fs::read_to_string(&args.key)
+        .map_err(|e| Failure::invalid(format!("reading key {}: {e}", args.key.display())))?;
+    let key = PrivateKey::from_pem(&key_text)
+        .map_err(|e| Failure::invalid(format!("{}: {e}", args.key.display())))?;
+    let bytes = std::fs::read(&manifest.component).map_err(|e| {
+        Failure::invalid(format!(
+            "reading component {}: {e} (build it first: cargo build --release --target wasm32-wasip2)",
+            manifest.component.display()
+        ))
+    })?;
+
+    // The same checks the server makes, before anything leaves this machine.
+    let engine = Engine::new(EngineConfig {
+        pooled_instances: None,
+        ..EngineConfig::default()
+    })?;
+    let compiled = engine.compile(&bytes)?;
+    let requested = compiled.requested();
+    if !requested.unsupported.is_empty() {
+        return Err(Failure::invalid(format!(
+            "{} imports interfaces no Warden host provides: {}",
+            manifest.component.display(),
+            requested.unsupported.join(", ")
+        )));
+    }
+    let grants = parse_capabilities(&manifest.capabilities)?;
+    let missing = requested.missing(&grants);
+    if !missing.is_empty() {
+        let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        return Err(Failure::invalid(format!(
+            "the component imports capabilities warden.toml does not request: {} (add them to `capabilities`)",
+            missing.join(", ")
+        )));
+    }
+
+    let component_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let statement = ReleaseStatement {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        description: manifest.description.clone(),
+        component: ComponentRef {
+            digest: component_digest.clone(),
+            size: bytes.len() as u64,
+        },
+        capabilities: capability_list(&grants),
+        limits: manifest.limits()?,
+        dependencies: manifest.dependencies.clone(),
+        publisher_key: key.public_key().key_id(),
+    };
+    let envelope = key
+        .sign(RELEASE_PAYLOAD_TYPE, &statement)
+        .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("signing: {e}")))?;
+
+    // The artifact: CNCF Wasm OCI layout.
+    let exports: Vec<&str> = compiled.functions().map(|f| f.name.as_str()).collect();
+    let imports: Vec<&String> = requested.capabilities.iter().flat_map(|(_, i)| i).collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "wasm",
+        "os": "wasip2",
+        "layerDigests": [component_digest],
+        "component": { "exports": exports, "imports": imports },
+    }))
+    .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
+    let repo = &manifest.name;
+    let config_digest = push_blob(&remote, repo, &config, "config").await?;
+    push_blob(&remote, repo, &bytes, "component").await?;
+    let oci_manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_V1,
+        "artifactType": WASM_CONFIG_V0,
+        "config": { "mediaType": WASM_CONFIG_V0, "digest": config_digest, "size": config.len() },
+        "layers": [{ "mediaType": WASM_LAYER, "digest": component_digest, "size": bytes.len() }],
+    }))
+    .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
+    let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&oci_manifest)));
+    let response = remote
+        .request(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/{manifest_digest}"),
+        )
+        .header(header::CONTENT_TYPE, MANIFEST_V1)
+        .body(oci_manifest)
+        .send()
+        .await
+        .map_err(|e| remote.unreachable(e))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        return Err(crate::remote::api_failure(status, &body));
+    }
+
+    let (org, name) = crate::remote::parse_plugin(repo)?;
+    let release: Json = remote
+        .send(
+            Method::POST,
+            &format!("/v1/plugins/{org}/{name}/releases"),
+            &json!({ "envelope": envelope, "manifest_digest": manifest_digest }),
+        )
+        .await?;
+    if args.json {
+        print_json(&release);
+    } else {
+        println!(
+            "published {}@{} ({}, {} bytes), pending approval",
+            manifest.name,
+            manifest.version,
+            component_digest,
+            bytes.len()
+        );
+        println!(
+            "  review:  warden release show {}@{}",
+            manifest.name, manifest.version
+        );
+        println!(
+            "  approve: warden approve {}@{} --key <admin key>",
+            manifest.name, manifest.version
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Pushes one blob (skipping it if the registry has it), in chunks, with a
+/// progress bar on a terminal. Returns its digest.
+async fn push_blob(
+    remote: &Remote,
+    repo: &str,
+    bytes: &[u8],
+    what: &str,
+) -> Result<String, Failure> {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let head = remote
+        .request(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await
+        .map_err(|e| remote.unreachable(e))?;
+    if head.status() == StatusCode::OK {
+        return Ok(digest);
+    }
+    let progress = ProgressBar::with_draw_target(
+        Some(bytes.len() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    progress.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    progress.set_message(what.to_owned());
+    let started = remote
+        .request(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .map_err(|e| remote.unreachable(e))?;
+    let mut location = upload_location(started).await?;
+    let mut offset = 0usize;
+    for chunk in bytes.chunks(CHUNK) {
+        let end = offset + chunk.len() - 1;
+        let response = remote
+            .request(Method::PATCH, &location)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_RANGE, format!("{offset}-{end}"))
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .map_err(|e| remote.unreachable(e))?;
+        location = upload_location(response).await?;
+        offset += chunk.len();
+        progress.set_position(offset as u64);
+    }
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let response = remote
+        .request(
+            Method::PUT,
+            &format!("{location}{separator}digest={digest}"),
+        )
+        .send()
+        .await
+        .map_err(|e| remote.unreachable(e))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        return Err(crate::remote::api_failure(status, &body));
+    }
+    progress.finish_and_clear();
+    Ok(digest)
+}
+
+/// The upload URL path from a 202, or the registry's error.
+async fn upload_location(response: reqwest::Response) -> Result<String, Failure> {
+    let status = response.status();
+    if status != StatusCode::ACCEPTED {
+        let body = response.bytes().await.unwrap_or_default();
+        return Err(crate::remote::api_failure(status, &body));
+    }
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Failure::new(exit::HOST_FAILURE, "the registry sent no upload Location"))?;
+    // Absolute or relative: keep the path and query, the base stays ours.
+    Ok(match location.find("/v2/") {
+        Some(start) => location[start..].to_owned(),
+        None => location.to_owned(),
+    })
+}

@@ -1,0 +1,360 @@
+//! A real control plane on loopback, on SQLite or PostgreSQL, and a publisher
+//! that speaks the same protocol as `warden publish`.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use warden_host::{
+    ComponentRef, Envelope, Limits, PrivateKey, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
+};
+use warden_registry::api::AppState;
+use warden_registry::oci::{MANIFEST_V1, WASM_CONFIG_V0, WASM_LAYER};
+use warden_registry::{ControlPlane, ServerConfig};
+
+/// Runs a test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(backend) = $crate::common::Backend::postgres().await {
+                    super::$name(backend).await;
+                }
+            }
+        }
+    };
+}
+
+/// Which database a test runs on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// The server admin URL PostgreSQL tests create their databases through.
+pub fn postgres_admin_url() -> String {
+    std::env::var("WARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://warden:warden@127.0.0.1:5432/postgres".to_owned())
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database for one test. `None` only when
+    /// WARDEN_TEST_POSTGRES=skip; otherwise an unreachable server fails the test.
+    pub async fn postgres() -> Option<Backend> {
+        if std::env::var("WARDEN_TEST_POSTGRES").as_deref() == Ok("skip") {
+            eprintln!("WARDEN_TEST_POSTGRES=skip: not running the PostgreSQL variant");
+            return None;
+        }
+        let admin = postgres_admin_url();
+        sqlx::any::install_default_drivers();
+        let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {admin}: {e}. Start it as .ci/run does \
+                     (pg_ctlcluster 15 main start; role warden/warden with CREATEDB), set \
+                     WARDEN_TEST_POSTGRES_URL, or WARDEN_TEST_POSTGRES=skip to skip these tests"
+                )
+            });
+        let name = format!("warden_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .expect("CREATE DATABASE");
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+        Some(Backend::Postgres(format!("{base}/{name}")))
+    }
+}
+
+pub struct Harness {
+    pub url: String,
+    pub admin: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start(backend: Backend) -> Harness {
+    start_with(backend, 1).await
+}
+
+pub async fn start_with(backend: Backend, approvals: u32) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path().join("data"));
+    config.approvals_required = approvals;
+    if let Backend::Postgres(url) = &backend {
+        config.database_url = Some(url.clone());
+    }
+    let plane = ControlPlane::open(&config).await.unwrap();
+    let admin = plane
+        .bootstrap_token
+        .clone()
+        .expect("first start bootstraps");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = plane.router();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Harness {
+        url,
+        admin,
+        state: plane.state,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+/// One HTTP answer: status and JSON body (Null if none or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `error.code` of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected answer: {}",
+            self.body
+        );
+        self.body
+    }
+
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.code()),
+            (status, code),
+            "unexpected answer: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+}
+
+impl Harness {
+    pub async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        Answer {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Answer {
+        self.call(token, Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Answer {
+        self.call(token, Method::POST, path, Some(body)).await
+    }
+
+    /// A new token of `role` in the admin's org.
+    pub async fn token(&self, admin: &str, org: &str, role: &str) -> String {
+        let created = self
+            .post(
+                admin,
+                &format!("/v1/orgs/{org}/tokens"),
+                json!({ "name": role, "role": role }),
+            )
+            .await
+            .expect(201);
+        created["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// A new key registered in `org` as `kind` for `owner`.
+    pub async fn key(&self, admin: &str, org: &str, kind: &str, owner: &str) -> PrivateKey {
+        let key = PrivateKey::generate();
+        self.post(
+            admin,
+            &format!("/v1/orgs/{org}/keys"),
+            json!({ "public_key": key.public_key().to_string(), "kind": kind, "owner": owner }),
+        )
+        .await
+        .expect(201);
+        key
+    }
+
+    /// Pushes one blob monolithically.
+    pub async fn push_blob(&self, token: &str, repo: &str, bytes: &[u8]) -> String {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let started = self
+            .http
+            .post(format!("{}/v2/{repo}/blobs/uploads/", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            started.status(),
+            StatusCode::ACCEPTED,
+            "{:?}",
+            started.text().await
+        );
+        let location = started.headers()["location"].to_str().unwrap().to_owned();
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let done = self
+            .http
+            .put(format!("{}{location}{separator}digest={digest}", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            done.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            done.text().await
+        );
+        digest
+    }
+
+    /// Pushes a Wasm artifact whose layer is `layer` (and claims `layer_digest`
+    /// and `layer_size`, normally those of `layer`); returns the manifest digest.
+    pub async fn push_artifact(&self, token: &str, repo: &str, layer: &[u8]) -> String {
+        let config = br#"{"architecture":"wasm","os":"wasip2"}"#;
+        let config_digest = self.push_blob(token, repo, config).await;
+        let layer_digest = self.push_blob(token, repo, layer).await;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_V1,
+            "config": { "mediaType": WASM_CONFIG_V0, "digest": config_digest, "size": config.len() },
+            "layers": [{ "mediaType": WASM_LAYER, "digest": layer_digest, "size": layer.len() }],
+        }))
+        .unwrap();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
+        let response = self
+            .http
+            .put(format!("{}/v2/{repo}/manifests/{digest}", self.url))
+            .bearer_auth(token)
+            .header("content-type", MANIFEST_V1)
+            .body(manifest)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            response.text().await
+        );
+        digest
+    }
+
+    /// Pushes `component` and registers it as `repo@version`, signed by `key`.
+    pub async fn publish(
+        &self,
+        token: &str,
+        key: &PrivateKey,
+        repo: &str,
+        version: &str,
+        component: &[u8],
+        capabilities: &[&str],
+    ) -> Answer {
+        let statement = statement(key, repo, version, component, capabilities);
+        let envelope = key.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+        self.publish_envelope(token, repo, component, &envelope)
+            .await
+    }
+
+    pub async fn publish_envelope(
+        &self,
+        token: &str,
+        repo: &str,
+        component: &[u8],
+        envelope: &Envelope,
+    ) -> Answer {
+        let manifest_digest = self.push_artifact(token, repo, component).await;
+        self.post(
+            token,
+            &format!("/v1/plugins/{repo}/releases"),
+            json!({ "envelope": envelope, "manifest_digest": manifest_digest }),
+        )
+        .await
+    }
+
+    /// Signs an approval of `release` (as shown by the API) granting `capabilities`.
+    pub fn approval(&self, key: &PrivateKey, release: &Value, capabilities: &[&str]) -> Envelope {
+        let statement = warden_host::ApprovalStatement {
+            release: format!(
+                "{}@{}",
+                release["name"].as_str().unwrap(),
+                release["version"].as_str().unwrap()
+            ),
+            release_statement: release["statement_digest"].as_str().unwrap().to_owned(),
+            capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
+            limits: Limits::default(),
+        };
+        key.sign(warden_host::APPROVAL_PAYLOAD_TYPE, &statement)
+            .unwrap()
+    }
+
+    /// The number of audit entries of `org`.
+    pub async fn audit_len(&self, org: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE org = $1")
+            .bind(org)
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap();
+        n
+    }
+}
+
+/// A release statement for `component`.
+pub fn statement(
+    key: &PrivateKey,
+    repo: &str,
+    version: &str,
+    component: &[u8],
+    capabilities: &[&str],
+) -> ReleaseStatement {
+    ReleaseStatement {
+        name: repo.to_owned(),
+        version: version.to_owned(),
+        description: format!("{repo} for tests"),
+        component: ComponentRef {
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(component))),
+            size: component.len() as u64,
+        },
+        capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
+        limits: Limits::default(),
+        dependencies: BTreeMap::new(),
+        publisher_key: key.public_key().key_id(),
+    }
+}

@@ -1,0 +1,1136 @@
+//! The control plane over real HTTP on loopback, each test on SQLite and on
+//! PostgreSQL: publishing, review, approval, the role x endpoint x org matrix,
+//! bad input refused with nothing stored, the audit chain, operations.
+
+mod common;
+
+use common::{Backend, Harness, start, start_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+use warden_host::{Envelope, PrivateKey, RELEASE_PAYLOAD_TYPE};
+use warden_registry::audit::{AuditEntry, AuditHead, ChainBreak, verify_chain};
+use warden_test_programs::{COUNTER, HELLO, read};
+
+/// A server with a publisher token, a publisher key (alice) and an admin key (bob).
+struct Org {
+    h: Harness,
+    publisher: String,
+    alice: PrivateKey,
+    bob: PrivateKey,
+}
+
+async fn org(backend: Backend, approvals: u32) -> Org {
+    let h = start_with(backend, approvals).await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let bob = h.key(&h.admin, "acme", "admin", "bob").await;
+    Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    }
+}
+
+async fn publish_review_approve(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    } = org(backend, 1).await;
+    let hello = read(HELLO);
+    let published = h
+        .publish(&publisher, &alice, "acme/hello", "1.0.0", &hello, &[])
+        .await
+        .expect(201);
+    assert_eq!(published["status"], "pending");
+    assert_eq!(published["signer"]["owner"], "alice");
+    assert_eq!(published["functions"][0]["name"], "greet");
+    assert!(published["functions"][0]["schema"]["params"].is_object());
+
+    let pending = h
+        .get(&h.admin, "/v1/orgs/acme/releases?status=pending")
+        .await
+        .expect(200);
+    assert_eq!(pending["items"].as_array().unwrap().len(), 1);
+    assert_eq!(pending["items"][0]["version"], "1.0.0");
+
+    let shown = h
+        .get(&h.admin, "/v1/plugins/acme/hello/releases/1.0.0")
+        .await
+        .expect(200);
+    assert_eq!(shown["diff"]["against"], Value::Null);
+    assert_eq!(shown["component_size"], hello.len());
+    let approval = h.approval(&bob, &shown, &[]);
+    let approved = h
+        .post(
+            &h.admin,
+            "/v1/plugins/acme/hello/releases/1.0.0/approve",
+            json!({ "envelope": approval }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["approvals"][0]["owner"], "bob");
+    assert_eq!(approved["granted_capabilities"], json!([]));
+
+    // The catalog shows it approved, with functions and schemas.
+    let catalog = h.get(&publisher, "/v1/orgs/acme/plugins").await.expect(200);
+    assert_eq!(catalog["items"][0]["name"], "acme/hello");
+    assert_eq!(catalog["items"][0]["latest_approved"], "1.0.0");
+    let detail = h
+        .get(&publisher, "/v1/plugins/acme/hello")
+        .await
+        .expect(200);
+    assert_eq!(detail["versions"][0]["status"], "approved");
+    assert_eq!(
+        detail["functions"][0]["signature"],
+        "func(name: string) -> string"
+    );
+
+    // The tag is the version, and both statements travel with the artifact.
+    let manifest = approved["manifest_digest"].as_str().unwrap();
+    let tag = h
+        .http
+        .head(format!("{}/v2/acme/hello/manifests/1.0.0", h.url))
+        .bearer_auth(&publisher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tag.headers()["docker-content-digest"], manifest);
+    let referrers = h
+        .get(&publisher, &format!("/v2/acme/hello/referrers/{manifest}"))
+        .await
+        .expect(200);
+    let mut types: Vec<&str> = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.warden.approval.v1+json",
+            "application/vnd.warden.release.v1+json"
+        ]
+    );
+
+    // The next version asks for kv: the review shows it as added.
+    let counter = read(COUNTER);
+    h.publish(&publisher, &alice, "acme/hello", "1.1.0", &counter, &["kv"])
+        .await
+        .expect(201);
+    let next = h
+        .get(&h.admin, "/v1/plugins/acme/hello/releases/1.1.0")
+        .await
+        .expect(200);
+    assert_eq!(
+        next["diff"],
+        json!({ "against": "1.0.0", "added": ["kv"], "removed": [] })
+    );
+}
+on_both_databases!(publish_review_approve);
+
+async fn bad_releases_are_refused_and_nothing_is_stored(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    } = org(backend, 1).await;
+    let hello = read(HELLO);
+    let before = h.audit_len("acme").await;
+    let repo = "acme/hello";
+    let statement = common::statement(&alice, repo, "1.0.0", &hello, &[]);
+
+    // Unsigned.
+    let mut unsigned = alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+    unsigned.signatures.clear();
+    h.publish_envelope(&publisher, repo, &hello, &unsigned)
+        .await
+        .expect_error(422, "signature_missing");
+    // Signed by a key nobody registered.
+    let stranger = PrivateKey::generate();
+    let signed = stranger
+        .sign(
+            RELEASE_PAYLOAD_TYPE,
+            &common::statement(&stranger, repo, "1.0.0", &hello, &[]),
+        )
+        .unwrap();
+    h.publish_envelope(&publisher, repo, &hello, &signed)
+        .await
+        .expect_error(422, "key_unknown");
+    // Signed with an admin key.
+    let by_admin_key = bob
+        .sign(
+            RELEASE_PAYLOAD_TYPE,
+            &common::statement(&bob, repo, "1.0.0", &hello, &[]),
+        )
+        .unwrap();
+    h.publish_envelope(&publisher, repo, &hello, &by_admin_key)
+        .await
+        .expect_error(422, "wrong_key_kind");
+    // The payload altered after signing.
+    let mut tampered = alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+    let mut altered = statement.clone();
+    altered.capabilities = vec!["kv".into()];
+    tampered.payload = alice.sign(RELEASE_PAYLOAD_TYPE, &altered).unwrap().payload;
+    h.publish_envelope(&publisher, repo, &hello, &tampered)
+        .await
+        .expect_error(422, "signature_invalid");
+    // A statement for other bytes than the artifact holds.
+    let other = common::statement(&alice, repo, "1.0.0", b"other bytes", &[]);
+    let envelope = alice.sign(RELEASE_PAYLOAD_TYPE, &other).unwrap();
+    h.publish_envelope(&publisher, repo, &hello, &envelope)
+        .await
+        .expect_error(422, "digest_mismatch");
+    // Not a component.
+    let garbage = b"\0asm\x01\0\0\0 not really".to_vec();
+    h.publish(&publisher, &alice, repo, "1.0.0", &garbage, &[])
+        .await
+        .expect_error(422, "component_invalid");
+    // Imports kv without requesting it.
+    h.publish(
+        &publisher,
+        &alice,
+        "acme/counter",
+        "1.0.0",
+        &read(COUNTER),
+        &[],
+    )
+    .await
+    .expect_error(422, "capabilities_exceeded");
+    // Unknown fields: in the statement, and in the body.
+    let mut with_extra = serde_json::to_value(&statement).unwrap();
+    with_extra["runs_as_root"] = json!(true);
+    let envelope = alice.sign(RELEASE_PAYLOAD_TYPE, &with_extra).unwrap();
+    h.publish_envelope(&publisher, repo, &hello, &envelope)
+        .await
+        .expect_error(400, "invalid_statement");
+    let manifest = h.push_artifact(&publisher, repo, &hello).await;
+    let good = alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+    h.post(
+        &publisher,
+        "/v1/plugins/acme/hello/releases",
+        json!({ "envelope": good, "manifest_digest": manifest, "force": true }),
+    )
+    .await
+    .expect_error(400, "invalid_body");
+    // Not JSON; too large; no content type.
+    let raw = |body: Vec<u8>, json: bool| {
+        let mut request = h
+            .http
+            .post(format!("{}/v1/plugins/acme/hello/releases", h.url))
+            .bearer_auth(&publisher)
+            .body(body);
+        if json {
+            request = request.header("content-type", "application/json");
+        }
+        request.send()
+    };
+    let answer = raw(b"{\"envelope\": ".to_vec(), true).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_json"
+    );
+    let answer = raw(vec![b' '; 2 << 20], true).await.unwrap();
+    assert_eq!(answer.status(), 413);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap()["error"]["code"],
+        "body_too_large"
+    );
+    let answer = raw(b"{}".to_vec(), false).await.unwrap();
+    assert_eq!(answer.status(), 415);
+    // A bad version; a manifest that was never pushed.
+    let envelope = alice
+        .sign(
+            RELEASE_PAYLOAD_TYPE,
+            &common::statement(&alice, repo, "one", &hello, &[]),
+        )
+        .unwrap();
+    h.publish_envelope(&publisher, repo, &hello, &envelope)
+        .await
+        .expect_error(400, "invalid_version");
+    let missing = format!("sha256:{}", "0".repeat(64));
+    h.post(
+        &publisher,
+        "/v1/plugins/acme/hello/releases",
+        json!({ "envelope": good, "manifest_digest": missing }),
+    )
+    .await
+    .expect_error(422, "manifest_unknown");
+
+    // Nothing was registered, nothing audited, no tag set.
+    let releases = h.get(&h.admin, "/v1/orgs/acme/releases").await.expect(200);
+    assert_eq!(releases["items"], json!([]));
+    assert_eq!(h.audit_len("acme").await, before);
+    h.get(&publisher, "/v2/acme/hello/manifests/1.0.0")
+        .await
+        .expect(404);
+
+    // A revoked key; then the real thing; then the same version again.
+    let carol = h.key(&h.admin, "acme", "publisher", "carol").await;
+    let answer = h
+        .call(
+            &h.admin,
+            Method::POST,
+            &format!("/v1/orgs/acme/keys/{}/revoke", carol.public_key().key_id()),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 204);
+    h.publish(&publisher, &carol, repo, "1.0.0", &hello, &[])
+        .await
+        .expect_error(422, "key_revoked");
+    h.publish(&publisher, &alice, repo, "1.0.0", &hello, &[])
+        .await
+        .expect(201);
+    h.publish(&publisher, &alice, repo, "1.0.0", &hello, &[])
+        .await
+        .expect_error(409, "version_exists");
+
+    // A key of another organization.
+    let created = h
+        .post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
+        .await
+        .expect(201);
+    let globex_admin = created["admin_token"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let globex_key = h.key(&globex_admin, "globex", "publisher", "gina").await;
+    h.publish(&publisher, &globex_key, repo, "1.0.1", &hello, &[])
+        .await
+        .expect_error(422, "key_not_in_org");
+}
+on_both_databases!(bad_releases_are_refused_and_nothing_is_stored);
+
+async fn approvals_follow_the_rules(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    } = org(backend, 2).await;
+    let dave = h.key(&h.admin, "acme", "admin", "dave").await;
+    let alice_admin = h.key(&h.admin, "acme", "admin", "alice").await;
+    let second_admin = h.token(&h.admin, "acme", "admin").await;
+    let counter = read(COUNTER);
+    let release = h
+        .publish(
+            &publisher,
+            &alice,
+            "acme/counter",
+            "1.0.0",
+            &counter,
+            &["kv"],
+        )
+        .await
+        .expect(201);
+    let path = "/v1/plugins/acme/counter/releases/1.0.0";
+    let approve =
+        |key: &PrivateKey, caps: &[&str]| json!({ "envelope": h.approval(key, &release, caps) });
+
+    // The publisher's own key, or another key of the same owner, cannot approve.
+    let own = h.approval(&alice, &release, &["kv"]);
+    h.post(
+        &h.admin,
+        &format!("{path}/approve"),
+        json!({ "envelope": own }),
+    )
+    .await
+    .expect_error(422, "wrong_key_kind");
+    h.post(
+        &h.admin,
+        &format!("{path}/approve"),
+        approve(&alice_admin, &["kv"]),
+    )
+    .await
+    .expect_error(403, "self_approval");
+    // Granting more than requested; approving another statement.
+    h.post(
+        &h.admin,
+        &format!("{path}/approve"),
+        approve(&bob, &["config", "kv"]),
+    )
+    .await
+    .expect_error(422, "grant_exceeds_request");
+    let mut other = release.clone();
+    other["statement_digest"] = json!(format!("sha256:{}", "1".repeat(64)));
+    h.post(
+        &h.admin,
+        &format!("{path}/approve"),
+        json!({ "envelope": h.approval(&bob, &other, &["kv"]) }),
+    )
+    .await
+    .expect_error(422, "statement_mismatch");
+    // A publisher token cannot approve at all.
+    h.post(
+        &publisher,
+        &format!("{path}/approve"),
+        approve(&bob, &["kv"]),
+    )
+    .await
+    .expect_error(403, "insufficient_role");
+
+    // One approval of two: still pending. The same key again: refused.
+    let first = h
+        .post(&h.admin, &format!("{path}/approve"), approve(&bob, &["kv"]))
+        .await
+        .expect(200);
+    assert_eq!(first["status"], "pending");
+    assert_eq!(first["approvals"].as_array().unwrap().len(), 1);
+    h.post(
+        &second_admin,
+        &format!("{path}/approve"),
+        approve(&bob, &["kv"]),
+    )
+    .await
+    .expect_error(409, "already_approved_by_key");
+    // A second key granting something else: refused; agreeing: approved.
+    h.post(
+        &second_admin,
+        &format!("{path}/approve"),
+        approve(&dave, &[]),
+    )
+    .await
+    .expect_error(409, "approval_mismatch");
+    let second = h
+        .post(
+            &second_admin,
+            &format!("{path}/approve"),
+            approve(&dave, &["kv"]),
+        )
+        .await
+        .expect(200);
+    assert_eq!(second["status"], "approved");
+    assert_eq!(second["granted_capabilities"], json!(["kv"]));
+
+    // Decisions: approved can be yanked, not rejected; yanked is final.
+    h.post(
+        &h.admin,
+        &format!("{path}/reject"),
+        json!({ "reason": "late" }),
+    )
+    .await
+    .expect_error(409, "release_decided");
+    h.post(&h.admin, &format!("{path}/yank"), json!({ "reason": "" }))
+        .await
+        .expect_error(400, "invalid_reason");
+    let yanked = h
+        .post(
+            &h.admin,
+            &format!("{path}/yank"),
+            json!({ "reason": "CVE-2026-1" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (yanked["status"].as_str(), yanked["reason"].as_str()),
+        (Some("yanked"), Some("CVE-2026-1"))
+    );
+    h.post(&h.admin, &format!("{path}/approve"), approve(&bob, &["kv"]))
+        .await
+        .expect_error(409, "release_decided");
+    let rejected_one = h
+        .publish(
+            &publisher,
+            &alice,
+            "acme/counter",
+            "1.0.1",
+            &counter,
+            &["kv"],
+        )
+        .await
+        .expect(201);
+    assert_eq!(rejected_one["status"], "pending");
+    let rejected = h
+        .post(
+            &h.admin,
+            "/v1/plugins/acme/counter/releases/1.0.1/reject",
+            json!({ "reason": "no" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(rejected["status"], "rejected");
+    h.get(&h.admin, "/v1/plugins/acme/counter/releases/9.9.9")
+        .await
+        .expect_error(404, "not_found");
+}
+on_both_databases!(approvals_follow_the_rules);
+
+/// Every endpoint, every role, own org and another org.
+async fn every_endpoint_checks_role_and_org(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        ..
+    } = org(backend, 1).await;
+    let hello = read(HELLO);
+    h.publish(&publisher, &alice, "acme/hello", "1.0.0", &hello, &[])
+        .await
+        .expect(201);
+    let created = h
+        .post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
+        .await
+        .expect(201);
+    let globex_admin = created["admin_token"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let globex_publisher = h.token(&globex_admin, "globex", "publisher").await;
+    let gina = h.key(&globex_admin, "globex", "publisher", "gina").await;
+    h.publish(
+        &globex_publisher,
+        &gina,
+        "globex/hello",
+        "1.0.0",
+        &hello,
+        &[],
+    )
+    .await
+    .expect(201);
+
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Needs {
+        Read,
+        Publish,
+        Admin,
+    }
+    let unsigned = json!({ "payload": "e30=", "payloadType": "x", "signatures": [] });
+    // (method, path with {org}, body, needed, status when allowed)
+    let endpoints: Vec<(Method, &str, Option<Value>, Needs, u16)> = vec![
+        (Method::GET, "/v1/orgs/{org}", None, Needs::Read, 200),
+        (
+            Method::GET,
+            "/v1/orgs/{org}/tokens",
+            None,
+            Needs::Admin,
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/orgs/{org}/tokens",
+            Some(json!({ "name": "x", "role": "viewer" })),
+            Needs::Admin,
+            201,
+        ),
+        (
+            Method::DELETE,
+            "/v1/orgs/{org}/tokens/tok_missing",
+            None,
+            Needs::Admin,
+            404,
+        ),
+        (Method::GET, "/v1/orgs/{org}/keys", None, Needs::Read, 200),
+        (
+            Method::POST,
+            "/v1/orgs/{org}/keys",
+            Some(json!({ "public_key": "ed25519:bad", "kind": "admin", "owner": "x" })),
+            Needs::Admin,
+            400,
+        ),
+        (
+            Method::POST,
+            "/v1/orgs/{org}/keys/missing/revoke",
+            None,
+            Needs::Admin,
+            404,
+        ),
+        (
+            Method::GET,
+            "/v1/orgs/{org}/releases",
+            None,
+            Needs::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/orgs/{org}/plugins",
+            None,
+            Needs::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/plugins/{org}/hello",
+            None,
+            Needs::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/plugins/{org}/hello/releases/1.0.0",
+            None,
+            Needs::Read,
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/plugins/{org}/hello/releases",
+            Some(json!({ "envelope": unsigned, "manifest_digest": "sha256:x" })),
+            Needs::Publish,
+            422,
+        ),
+        (
+            Method::POST,
+            "/v1/plugins/{org}/hello/releases/1.0.0/approve",
+            Some(json!({ "envelope": unsigned })),
+            Needs::Admin,
+            422,
+        ),
+        (
+            Method::POST,
+            "/v1/plugins/{org}/hello/releases/1.0.0/reject",
+            Some(json!({ "reason": "" })),
+            Needs::Admin,
+            400,
+        ),
+        (
+            Method::POST,
+            "/v1/plugins/{org}/hello/releases/1.0.0/yank",
+            Some(json!({ "reason": "" })),
+            Needs::Admin,
+            400,
+        ),
+        (
+            Method::GET,
+            "/v1/plugins/{org}/hello/config",
+            None,
+            Needs::Admin,
+            200,
+        ),
+        (
+            Method::PUT,
+            "/v1/plugins/{org}/hello/config",
+            Some(json!({ "values": {} })),
+            Needs::Admin,
+            200,
+        ),
+        (Method::GET, "/v1/orgs/{org}/audit", None, Needs::Admin, 200),
+        (
+            Method::GET,
+            "/v2/{org}/hello/tags/list",
+            None,
+            Needs::Read,
+            200,
+        ),
+        (
+            Method::POST,
+            "/v2/{org}/hello/blobs/uploads/",
+            None,
+            Needs::Publish,
+            202,
+        ),
+    ];
+    let mut checked = 0;
+    for role in ["admin", "publisher", "invoker", "viewer"] {
+        let token = if role == "admin" {
+            h.admin.clone()
+        } else {
+            h.token(&h.admin, "acme", role).await
+        };
+        for (method, template, body, needs, allowed_status) in &endpoints {
+            let allowed = match needs {
+                Needs::Read => true,
+                Needs::Publish => matches!(role, "admin" | "publisher"),
+                Needs::Admin => role == "admin",
+            };
+            for org in ["acme", "globex"] {
+                let path = template.replace("{org}", org);
+                let answer = h.call(&token, method.clone(), &path, body.clone()).await;
+                let expected = if allowed && org == "acme" {
+                    *allowed_status
+                } else {
+                    403
+                };
+                assert_eq!(
+                    answer.status.as_u16(),
+                    expected,
+                    "{role} {method} {path}: {}",
+                    answer.body
+                );
+                if expected == 403 && !path.starts_with("/v2") {
+                    let code = if org == "acme" {
+                        "insufficient_role"
+                    } else {
+                        "wrong_org"
+                    };
+                    assert_eq!(answer.code(), code, "{role} {method} {path}");
+                }
+                checked += 1;
+            }
+        }
+        // Only the operator org's admins create organizations.
+        let answer = h
+            .post(&token, "/v1/orgs", json!({ "name": format!("new-{role}") }))
+            .await;
+        assert_eq!(
+            answer.status.as_u16(),
+            if role == "admin" { 201 } else { 403 },
+            "{role}: {}",
+            answer.body
+        );
+    }
+    assert_eq!(checked, 4 * endpoints.len() * 2);
+    h.post(&globex_admin, "/v1/orgs", json!({ "name": "initech" }))
+        .await
+        .expect_error(403, "not_operator");
+    h.post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
+        .await
+        .expect_error(409, "org_exists");
+    h.post(&h.admin, "/v1/orgs", json!({ "name": "Bad Name" }))
+        .await
+        .expect_error(400, "invalid_name");
+}
+on_both_databases!(every_endpoint_checks_role_and_org);
+
+async fn tokens_are_checked(backend: Backend) {
+    let h = start(backend).await;
+    let viewer = h.token(&h.admin, "acme", "viewer").await;
+    h.get(&viewer, "/v1/whoami").await.expect(200);
+
+    let missing = h
+        .http
+        .get(format!("{}/v1/whoami", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 401);
+    assert!(missing.headers().contains_key("www-authenticate"));
+    h.get("wdn_not-a-real-token", "/v1/whoami")
+        .await
+        .expect_error(401, "unauthorized");
+
+    // Expired: move its expiry into the past in the database.
+    let expiring = h
+        .post(
+            &h.admin,
+            "/v1/orgs/acme/tokens",
+            json!({ "name": "short", "role": "viewer", "expires_in_seconds": 3600 }),
+        )
+        .await
+        .expect(201);
+    let secret = expiring["secret"].as_str().unwrap();
+    h.get(secret, "/v1/whoami").await.expect(200);
+    sqlx::query("UPDATE tokens SET expires_at = 1 WHERE id = $1")
+        .bind(expiring["id"].as_str().unwrap())
+        .execute(h.state.db.pool())
+        .await
+        .unwrap();
+    h.get(secret, "/v1/whoami")
+        .await
+        .expect_error(401, "token_expired");
+    h.post(
+        &h.admin,
+        "/v1/orgs/acme/tokens",
+        json!({ "name": "x", "role": "viewer", "expires_in_seconds": 0 }),
+    )
+    .await
+    .expect_error(400, "invalid_expiry");
+    h.post(
+        &h.admin,
+        "/v1/orgs/acme/tokens",
+        json!({ "name": "x", "role": "root" }),
+    )
+    .await
+    .expect_error(400, "invalid_body");
+
+    // Revoked: at once, for the API and the registry.
+    let listed = h.get(&h.admin, "/v1/orgs/acme/tokens").await.expect(200);
+    let id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "viewer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("secret").is_none())
+    );
+    assert_eq!(
+        h.call(
+            &h.admin,
+            Method::DELETE,
+            &format!("/v1/orgs/acme/tokens/{id}"),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    h.get(&viewer, "/v1/whoami")
+        .await
+        .expect_error(401, "token_revoked");
+    let registry = h
+        .http
+        .get(format!("{}/v2/", h.url))
+        .basic_auth("anyone", Some(&viewer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registry.status(), 401);
+
+    // The secret is stored only as a hash.
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT secret_hash FROM tokens")
+        .fetch_all(h.state.db.pool())
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|(hash,)| hash.len() == 64 && !hash.contains(&viewer))
+    );
+}
+on_both_databases!(tokens_are_checked);
+
+async fn fetch_chain(h: &Harness) -> (Vec<AuditEntry>, AuditHead) {
+    let page = h
+        .get(&h.admin, "/v1/orgs/acme/audit?limit=1000")
+        .await
+        .expect(200);
+    (
+        serde_json::from_value(page["entries"].clone()).unwrap(),
+        serde_json::from_value(page["head"].clone()).unwrap(),
+    )
+}
+
+async fn audit_chain_detects_edits_and_deletions(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        ..
+    } = org(backend, 1).await;
+    h.publish(&publisher, &alice, "acme/hello", "1.0.0", &read(HELLO), &[])
+        .await
+        .expect(201);
+    h.call(
+        &h.admin,
+        Method::PUT,
+        "/v1/plugins/acme/hello/config",
+        Some(json!({ "values": { "greeting": "hi" } })),
+    )
+    .await
+    .expect(200);
+    let (entries, head) = fetch_chain(&h).await;
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "org.create",
+            "token.create",
+            "key.add",
+            "key.add",
+            "release.publish",
+            "plugin.config"
+        ]
+    );
+    assert_eq!(verify_chain(&entries, &head), Ok(6));
+    assert!(
+        !entries[5].details.contains("hi"),
+        "config values stay out of the audit log"
+    );
+
+    // Paging: after= continues where the last page ended.
+    let page = h
+        .get(&h.admin, "/v1/orgs/acme/audit?after=4&limit=1")
+        .await
+        .expect(200);
+    assert_eq!(page["entries"][0]["seq"], 5);
+    h.get(&h.admin, "/v1/orgs/acme/audit?limit=1001")
+        .await
+        .expect_error(400, "invalid_page_size");
+
+    let pool = h.state.db.pool();
+    sqlx::query("UPDATE audit SET actor = 'token:someone-else' WHERE org = 'acme' AND seq = 5")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (entries, head) = fetch_chain(&h).await;
+    assert_eq!(verify_chain(&entries, &head), Err(ChainBreak::Edited(5)));
+    sqlx::query("DELETE FROM audit WHERE org = 'acme' AND seq = 6")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit WHERE org = 'acme' AND seq = 5")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (entries, head) = fetch_chain(&h).await;
+    assert_eq!(
+        verify_chain(&entries, &head),
+        Err(ChainBreak::Head {
+            head_seq: 6,
+            last: 4
+        })
+    );
+    sqlx::query("DELETE FROM audit WHERE org = 'acme' AND seq = 2")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (entries, head) = fetch_chain(&h).await;
+    assert_eq!(
+        verify_chain(&entries, &head),
+        Err(ChainBreak::Gap {
+            expected: 2,
+            found: 3
+        })
+    );
+}
+on_both_databases!(audit_chain_detects_edits_and_deletions);
+
+async fn catalog_pages_and_searches(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        ..
+    } = org(backend, 1).await;
+    h.publish(&publisher, &alice, "acme/hello", "1.0.0", &read(HELLO), &[])
+        .await
+        .expect(201);
+    // Many plugins, inserted directly: the catalog query is what is tested here.
+    for i in 0..30 {
+        sqlx::query("INSERT INTO plugins (org, name, description, config, created_at, updated_at) VALUES ('acme', $1, $2, '{}', 0, 0)")
+            .bind(format!("tool-{i:02}"))
+            .bind(if i % 3 == 0 { "Converts 100% of CSV" } else { "Other things" })
+            .execute(h.state.db.pool())
+            .await
+            .unwrap();
+    }
+    let mut names = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = h
+            .get(
+                &publisher,
+                &format!("/v1/orgs/acme/plugins?limit=7{cursor}"),
+            )
+            .await
+            .expect(200);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 7);
+        names.extend(items.iter().map(|p| p["name"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(names.len(), 31);
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+
+    let found = h
+        .get(&publisher, "/v1/orgs/acme/plugins?q=csv&limit=100")
+        .await
+        .expect(200);
+    assert_eq!(found["items"].as_array().unwrap().len(), 10);
+    let percent = h
+        .get(&publisher, "/v1/orgs/acme/plugins?q=100%25&limit=100")
+        .await
+        .expect(200);
+    assert_eq!(
+        percent["items"].as_array().unwrap().len(),
+        10,
+        "% is matched literally"
+    );
+    let literal = h
+        .get(&publisher, "/v1/orgs/acme/plugins?q=%25&limit=100")
+        .await
+        .expect(200);
+    assert_eq!(
+        literal["items"].as_array().unwrap().len(),
+        10,
+        "a lone % is not a wildcard"
+    );
+    let hello = h
+        .get(&publisher, "/v1/orgs/acme/plugins?q=HELLO")
+        .await
+        .expect(200);
+    assert_eq!(hello["items"][0]["name"], "acme/hello");
+
+    h.get(&publisher, "/v1/orgs/acme/plugins?limit=100")
+        .await
+        .expect(200);
+    h.get(&publisher, "/v1/orgs/acme/plugins?limit=101")
+        .await
+        .expect_error(400, "invalid_page_size");
+    h.get(&publisher, "/v1/orgs/acme/plugins?limit=0")
+        .await
+        .expect_error(400, "invalid_page_size");
+    h.get(&publisher, "/v1/orgs/acme/plugins?sort=name")
+        .await
+        .expect_error(400, "invalid_query");
+    h.get(&publisher, "/v1/plugins/acme/nothing")
+        .await
+        .expect_error(404, "not_found");
+
+    // Configuration values: limits on both sides.
+    let config = "/v1/plugins/acme/hello/config";
+    let many: serde_json::Map<String, Value> =
+        (0..100).map(|i| (format!("k{i}"), json!("v"))).collect();
+    h.call(
+        &h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": many })),
+    )
+    .await
+    .expect(200);
+    let too_many: serde_json::Map<String, Value> =
+        (0..101).map(|i| (format!("k{i}"), json!("v"))).collect();
+    h.call(
+        &h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": too_many })),
+    )
+    .await
+    .expect_error(400, "config_too_large");
+    let big = "x".repeat(16 << 10);
+    h.call(
+        &h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": { "big": big } })),
+    )
+    .await
+    .expect(200);
+    let bigger = "x".repeat((16 << 10) + 1);
+    h.call(
+        &h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": { "big": bigger } })),
+    )
+    .await
+    .expect_error(400, "config_too_large");
+    let read_back = h.get(&h.admin, config).await.expect(200);
+    assert_eq!(read_back["values"]["big"].as_str().unwrap().len(), 16 << 10);
+    h.call(
+        &h.admin,
+        Method::PUT,
+        "/v1/plugins/acme/nothing/config",
+        Some(json!({ "values": {} })),
+    )
+    .await
+    .expect_error(404, "not_found");
+}
+on_both_databases!(catalog_pages_and_searches);
+
+async fn operations_endpoints(backend: Backend) {
+    let h = start(backend).await;
+    let health = h
+        .http
+        .get(format!("{}/healthz", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = h
+        .http
+        .get(format!("{}/readyz", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    h.get(&h.admin, "/v1/orgs/acme").await.expect(200);
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"warden_http_requests_total{method="GET",route="/v1/orgs/{org}",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("warden_http_request_duration_seconds_bucket"));
+
+    let openapi: Value = h
+        .http
+        .get(format!("{}/openapi.json", h.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/plugins/{org}/{name}/releases",
+        "/v1/orgs/{org}/audit",
+        "/v1/plugins/{org}/{name}/releases/{version}/approve",
+    ] {
+        assert!(
+            openapi["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(openapi["components"]["schemas"]["Release"].is_object());
+
+    // A 404 route and a wrong method answer in the API's format or plainly, never a 500.
+    let unknown = h.get(&h.admin, "/v1/nothing-here").await;
+    assert_eq!(unknown.status, 404);
+}
+on_both_databases!(operations_endpoints);
+
+async fn restarts_keep_everything_and_do_not_bootstrap_again(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        ..
+    } = org(backend.clone(), 1).await;
+    h.publish(&publisher, &alice, "acme/hello", "1.0.0", &read(HELLO), &[])
+        .await
+        .expect(201);
+    let token_file = h.dir.path().join("data/admin-token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim(),
+        h.admin
+    );
+
+    let mut config = warden_registry::ServerConfig::new(h.dir.path().join("data"));
+    if let Backend::Postgres(url) = &backend {
+        config.database_url = Some(url.clone());
+    }
+    let again = warden_registry::ControlPlane::open(&config).await.unwrap();
+    assert!(again.bootstrap_token.is_none());
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim(),
+        h.admin
+    );
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM releases")
+        .fetch_one(again.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+on_both_databases!(restarts_keep_everything_and_do_not_bootstrap_again);
+
+#[allow(dead_code)]
+fn _uses(_: Envelope) {}
