@@ -118,6 +118,40 @@ async fn publish_review_approve(backend: Backend) {
         ]
     );
 
+    // The version's tag never moves, whoever pushes.
+    let other = h
+        .push_artifact(&publisher, "acme/hello", &read(COUNTER))
+        .await;
+    let (_, other_bytes) = (
+        other,
+        h.http
+            .get(format!("{}/v2/acme/hello/manifests/{}", h.url, "1.0.0"))
+            .bearer_auth(&publisher)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&other_bytes))
+        ),
+        manifest
+    );
+    let moved = h
+        .http
+        .put(format!("{}/v2/acme/hello/manifests/1.0.0", h.url))
+        .bearer_auth(&h.admin)
+        .header("content-type", warden_registry::oci::MANIFEST_V1)
+        .body(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.wasm.config.v0+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 403, "{:?}", moved.text().await);
+
     // The next version asks for kv: the review shows it as added.
     let counter = read(COUNTER);
     h.publish(&publisher, &alice, "acme/hello", "1.1.0", &counter, &["kv"])
@@ -1134,3 +1168,127 @@ on_both_databases!(restarts_keep_everything_and_do_not_bootstrap_again);
 
 #[allow(dead_code)]
 fn _uses(_: Envelope) {}
+
+/// A TCP relay to PostgreSQL that can be cut and restored: the database "goes
+/// down" for the server while the real one keeps running for other tests.
+struct Relay {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (up2, generation2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused, in effect
+                }
+                let born = generation2.load(Ordering::SeqCst);
+                let (up3, generation3) = (up2.clone(), generation2.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let cut = async {
+                        while up3.load(Ordering::SeqCst)
+                            && generation3.load(Ordering::SeqCst) == born
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    fn set(&self, up: bool) {
+        use std::sync::atomic::Ordering;
+        self.up.store(up, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// PostgreSQL down: a clear 503 (API and /readyz), nothing hangs, and the
+/// server recovers by itself once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_is_a_503_and_recovers() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    let (prefix, rest) = url.split_once('@').unwrap();
+    let (host_port, database) = rest.split_once('/').unwrap();
+    let target: std::net::SocketAddr = tokio::net::lookup_host(host_port)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = Relay::start(target).await;
+    let relayed = format!("{prefix}@127.0.0.1:{}/{database}", relay.port);
+    let h = start(Backend::Postgres(relayed)).await;
+    h.get(&h.admin, "/v1/orgs/acme/plugins").await.expect(200);
+
+    relay.set(false);
+    // The relay notices the cut within 20 ms; give it ten times that.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let answer = h.get(&h.admin, "/v1/orgs/acme/plugins").await;
+    answer.expect_error(503, "database_unavailable");
+    assert!(
+        !answer.body.to_string().contains("127.0.0.1"),
+        "no internals: {}",
+        answer.body
+    );
+    let ready = h
+        .http
+        .get(format!("{}/readyz", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let health = h
+        .http
+        .get(format!("{}/healthz", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the process itself is fine");
+
+    relay.set(true);
+    let mut recovered = false;
+    for _ in 0..50 {
+        if h.get(&h.admin, "/v1/orgs/acme/plugins").await.status == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        recovered,
+        "the server did not recover once the database was back"
+    );
+    let ready = h
+        .http
+        .get(format!("{}/readyz", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}

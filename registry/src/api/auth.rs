@@ -137,6 +137,16 @@ pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    org: String,
+    role: String,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    operator: i64,
+}
+
 /// Looks a presented secret up. `Err` for unknown, revoked or expired tokens.
 pub async fn authenticate(state: &AppState, secret: Option<&str>) -> Result<Caller, ApiError> {
     let Some(secret) = secret else {
@@ -145,14 +155,22 @@ pub async fn authenticate(state: &AppState, secret: Option<&str>) -> Result<Call
             "an API token is required (Authorization: Bearer <token>)",
         ));
     };
-    let row: Option<(String, String, String, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+    let row: Option<TokenRow> = sqlx::query_as(
         "SELECT t.id, t.org, t.role, t.expires_at, t.revoked_at, o.operator
          FROM tokens t JOIN orgs o ON o.name = t.org WHERE t.secret_hash = $1",
     )
     .bind(secret_hash(secret))
     .fetch_optional(state.db.pool())
     .await?;
-    let Some((token_id, org, role, expires_at, revoked_at, operator)) = row else {
+    let Some(TokenRow {
+        id: token_id,
+        org,
+        role,
+        expires_at,
+        revoked_at,
+        operator,
+    }) = row
+    else {
         return Err(ApiError::unauthorized("unauthorized", "unknown API token"));
     };
     if revoked_at.is_some() {

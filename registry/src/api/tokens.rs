@@ -137,6 +137,15 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(token)))
 }
 
+#[derive(sqlx::FromRow)]
+struct TokenListRow {
+    id: String,
+    name: String,
+    role: String,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
 /// The org's tokens (without secrets).
 #[utoipa::path(get, path = "/v1/orgs/{org}/tokens", tag = "tokens",
     params(("org" = String, Path, description = "organization")),
@@ -147,20 +156,20 @@ async fn list_tokens(
     ApiPath(org): ApiPath<String>,
 ) -> ApiResult<Json<Vec<NewToken>>> {
     caller.require(Permission::Administer, &org)?;
-    let rows: Vec<(String, String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let rows: Vec<TokenListRow> = sqlx::query_as(
         "SELECT id, name, role, expires_at, revoked_at FROM tokens WHERE org = $1 ORDER BY created_at, id",
     )
     .bind(&org)
     .fetch_all(state.db.pool())
     .await?;
     rows.into_iter()
-        .map(|(id, name, role, expires_at, revoked_at)| {
+        .map(|row| {
             Ok(NewToken {
-                id,
-                name,
-                role: role.parse().map_err(ApiError::internal)?,
-                expires_at,
-                revoked_at,
+                id: row.id,
+                name: row.name,
+                role: row.role.parse().map_err(ApiError::internal)?,
+                expires_at: row.expires_at,
+                revoked_at: row.revoked_at,
                 secret: None,
             })
         })

@@ -1,0 +1,249 @@
+//! The README's newcomer flow, with the real binary: `warden serve`, register
+//! keys, publish the hello example, see it pending, approve it, see it approved
+//! in the catalog, verify the audit chain (and see an edit caught).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use warden_test_programs as guests;
+
+struct Server {
+    child: Child,
+    url: String,
+    first_start_banner: bool,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting warden serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut first_start_banner = false;
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("warden serve exited before listening");
+        };
+        first_start_banner |= line.starts_with("First start");
+        if let Some(rest) = line.strip_prefix("warden listening on ") {
+            let url = rest.split_whitespace().next().unwrap().to_owned();
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return Server {
+                child,
+                url,
+                first_start_banner,
+            };
+        }
+    }
+}
+
+fn warden(server: &Server, token: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(dir)
+        .env("WARDEN_URL", &server.url)
+        .env("WARDEN_TOKEN", token)
+        .output()
+        .expect("running warden")
+}
+
+#[track_caller]
+fn ok(output: Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn newcomer_publishes_approves_and_finds_hello_in_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let data = work.join("warden-data");
+    let server = serve(&data);
+    assert!(server.first_start_banner);
+    let admin = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let run = |token: &str, args: &[&str]| warden(&server, token, work, args);
+
+    let publisher_key = ok(run(&admin, &["keygen", "--out", "alice.key"]))
+        .trim()
+        .to_owned();
+    ok(run(&admin, &["keygen", "--out", "bob.key"]));
+    ok(run(
+        &admin,
+        &[
+            "key",
+            "add",
+            &publisher_key,
+            "--kind",
+            "publisher",
+            "--owner",
+            "alice",
+        ],
+    ));
+    ok(run(
+        &admin,
+        &["key", "add", "bob.key", "--kind", "admin", "--owner", "bob"],
+    ));
+    let publisher = ok(run(
+        &admin,
+        &["token", "create", "--name", "ci", "--role", "publisher"],
+    ))
+    .trim()
+    .to_owned();
+
+    std::fs::write(
+        work.join("warden.toml"),
+        format!(
+            "name = \"acme/hello\"\nversion = \"0.1.0\"\ndescription = \"Greets by name\"\ncomponent = \"{}\"\n\n[limits]\nmemory = \"16MiB\"\n",
+            guests::HELLO
+        ),
+    )
+    .unwrap();
+    let published = ok(run(&publisher, &["publish", "--key", "alice.key"]));
+    assert!(
+        published.contains("published acme/hello@0.1.0"),
+        "{published}"
+    );
+    // Publishing it again is refused: versions are immutable.
+    let again = run(&publisher, &["publish", "--key", "alice.key"]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("version_exists"));
+
+    let pending = ok(run(&admin, &["release", "list", "--pending"]));
+    assert!(
+        pending.contains("acme/hello@0.1.0") && pending.contains("pending"),
+        "{pending}"
+    );
+    let shown = ok(run(&admin, &["release", "show", "acme/hello@0.1.0"]));
+    assert!(
+        shown.contains("greet: func(name: string) -> string"),
+        "{shown}"
+    );
+    assert!(shown.contains("(alice)"), "{shown}");
+
+    // The publisher cannot approve (role), the admin can.
+    let denied = run(
+        &publisher,
+        &["approve", "acme/hello@0.1.0", "--key", "bob.key"],
+    );
+    assert_eq!(denied.status.code(), Some(7));
+    let approved = ok(run(
+        &admin,
+        &["approve", "acme/hello@0.1.0", "--key", "bob.key"],
+    ));
+    assert!(approved.contains("approved"), "{approved}");
+
+    let catalog = ok(run(&publisher, &["catalog", "list"]));
+    assert!(
+        catalog.contains("acme/hello") && catalog.contains("0.1.0"),
+        "{catalog}"
+    );
+    let verified = ok(run(&admin, &["audit", "verify"]));
+    assert!(verified.contains("verified: 6 entries"), "{verified}");
+
+    // A restart keeps everything and does not bootstrap again.
+    drop(server);
+    let server = serve(&data);
+    assert!(!server.first_start_banner);
+    let run = |token: &str, args: &[&str]| warden(&server, token, work, args);
+    let catalog = ok(run(&admin, &["catalog", "list", "--json"]));
+    let catalog: serde_json::Value = serde_json::from_str(&catalog).unwrap();
+    assert_eq!(catalog[0]["latest_approved"], "0.1.0");
+
+    // Someone edits the audit log in the database: verify says so.
+    let status = Command::new("sqlite3").arg("--version").output();
+    let edited = if status.is_ok() {
+        Command::new("sqlite3")
+            .arg(data.join("warden.db"))
+            .arg("UPDATE audit SET target = 'acme/evil@6.6.6' WHERE seq = 5")
+            .status()
+            .unwrap()
+            .success()
+    } else {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let url = format!("sqlite://{}", data.join("warden.db").display());
+            let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("UPDATE audit SET target = 'acme/evil@6.6.6' WHERE seq = 5")
+                .execute(&mut db)
+                .await
+                .unwrap();
+            true
+        })
+    };
+    assert!(edited);
+    let broken = run(&admin, &["audit", "verify"]);
+    assert_eq!(broken.status.code(), Some(8));
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("entry 5 does not match its hash"),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+}
+
+#[test]
+fn commands_without_a_server_or_token_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_token = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["release", "list"])
+        .env_remove("WARDEN_TOKEN")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(no_token.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("no API token"));
+
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "release",
+            "list",
+            "--url",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(69));
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach the Warden server")
+    );
+
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        "name = \"acme/x\"\nversion = \"1\"\ncomponent = \"x.wasm\"\nflavour = 1\n",
+    )
+    .unwrap();
+    let bad_manifest = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["publish", "--key", "k", "--token", "x"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad_manifest.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&bad_manifest.stderr).contains("unknown field `flavour`"),
+        "{}",
+        String::from_utf8_lossy(&bad_manifest.stderr)
+    );
+}
