@@ -200,6 +200,19 @@ fn newcomer_publishes_approves_and_finds_hello_in_the_catalog() {
         "{}",
         String::from_utf8_lossy(&broken.stderr)
     );
+
+    // SIGTERM: the server finishes what is in flight and exits cleanly.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
 }
 
 #[test]

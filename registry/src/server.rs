@@ -185,6 +185,9 @@ impl OciAccess for TokenAccess {
             Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {
                 return Err(OciError::Unauthorized);
             }
+            Err(error) if error.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+                return Err(OciError::Unavailable);
+            }
             Err(error) => {
                 return Err(OciError::Internal(std::io::Error::other(error.message)));
             }

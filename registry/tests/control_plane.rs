@@ -1263,6 +1263,8 @@ async fn database_down_is_a_503_and_recovers() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+    let registry = h.get(&h.admin, "/v2/acme/hello/tags/list").await;
+    assert_eq!(registry.status, 503, "{}", registry.body);
     let health = h
         .http
         .get(format!("{}/healthz", h.url))

@@ -48,6 +48,9 @@ pub enum OciError {
     /// A request the registry does not serve.
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
+    /// A service the registry depends on (the database) is down; try again.
+    #[error("the registry is temporarily unavailable")]
+    Unavailable,
     /// A failure of the registry itself; never shown in detail.
     #[error("internal error")]
     Internal(#[source] std::io::Error),
@@ -70,7 +73,7 @@ impl OciError {
             OciError::Unauthorized => "UNAUTHORIZED",
             OciError::Denied | OciError::TagImmutable(_) => "DENIED",
             OciError::Unsupported(_) => "UNSUPPORTED",
-            OciError::Internal(_) => "UNKNOWN",
+            OciError::Internal(_) | OciError::Unavailable => "UNKNOWN",
         }
     }
 
@@ -91,6 +94,7 @@ impl OciError {
             OciError::Denied | OciError::TagImmutable(_) => StatusCode::FORBIDDEN,
             OciError::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             OciError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            OciError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
