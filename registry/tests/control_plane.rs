@@ -877,6 +877,13 @@ async fn audit_chain_detects_edits_and_deletions(backend: Backend) {
         "config values stay out of the audit log"
     );
 
+    // /v1/audit is the caller's own org's chain; only admins read it.
+    let own = h.get(&h.admin, "/v1/audit?limit=1000").await.expect(200);
+    assert_eq!(own["entries"].as_array().unwrap().len(), 6);
+    h.get(&publisher, "/v1/audit")
+        .await
+        .expect_error(403, "insufficient_role");
+
     // Paging: after= continues where the last page ended.
     let page = h
         .get(&h.admin, "/v1/orgs/acme/audit?after=4&limit=1")

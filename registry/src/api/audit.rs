@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_AUDIT_PAGE: i64 = 1000;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/orgs/{org}/audit", get(audit))
+    Router::new()
+        .route("/v1/audit", get(own_audit))
+        .route("/v1/orgs/{org}/audit", get(audit))
 }
 
 /// `?after=&limit=`.
@@ -34,6 +36,18 @@ pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     /// The chain's head when the page was read.
     pub head: AuditHead,
+}
+
+/// The audit chain of the caller's own organization. Admins only.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 403, body = super::ErrorBody)))]
+pub(super) async fn own_audit(
+    caller: Caller,
+    state: State<AppState>,
+    query: ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditPage>> {
+    let org = caller.org.clone();
+    audit(caller, state, ApiPath(org), query).await
 }
 
 /// The audit chain of an organization. Admins only.

@@ -163,7 +163,7 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         super::releases::approve, super::releases::reject, super::releases::yank,
         super::catalog::list_plugins, super::catalog::plugin_detail,
         super::catalog::get_config, super::catalog::put_config,
-        super::audit::audit,
+        super::audit::own_audit, super::audit::audit,
     ),
     modifiers(&BearerAuth),
     security(("token" = [])),
