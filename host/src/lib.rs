@@ -42,6 +42,7 @@ mod state;
 mod statement;
 mod transcript;
 mod trust;
+mod verify;
 
 pub use cache::CacheOutcome;
 pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
@@ -59,3 +60,4 @@ pub use transcript::{LogEntry, LogLevel, LogSource};
 pub use trust::{
     Envelope, EnvelopeSignature, PrivateKey, PublicKey, TrustError, Verified, canonical_json,
 };
+pub use verify::{TrustPolicy, Untrusted, VerifiedRelease, verify_release};
