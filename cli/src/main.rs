@@ -5,7 +5,6 @@ mod audit;
 mod exit;
 mod inspect;
 mod keygen;
-mod kv_file;
 mod publish;
 mod release;
 mod remote;

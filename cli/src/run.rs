@@ -1,7 +1,6 @@
 //! `warden run`: one sandboxed invocation of a local component, no registry.
 
 use crate::exit::{self, Failure, read_component};
-use crate::kv_file::SqliteKvStore;
 use clap::Args;
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -12,6 +11,7 @@ use warden_host::{
     Engine, EngineConfig, Grants, Invocation, KvStore, Limits, LogEntry, LogSource, MemoryKvStore,
     Output, Plugin, PluginSettings, parse_bytes, parse_duration,
 };
+use warden_registry::runtime::SqlKvStore;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -111,7 +111,7 @@ impl RunArgs {
         let store: Option<Arc<dyn KvStore>> = match &self.kv_file {
             Some(path) => {
                 grants.kv = true;
-                let store = SqliteKvStore::open(path).await.map_err(|e| {
+                let store = SqlKvStore::open_file(path).await.map_err(|e| {
                     Failure::invalid(format!("opening the kv file {}: {e}", path.display()))
                 })?;
                 Some(Arc::new(store))

@@ -25,6 +25,7 @@ pub mod api;
 pub mod audit;
 pub mod db;
 pub mod oci;
+pub mod runtime;
 mod server;
 
 pub use server::{ControlPlane, ServerConfig, StartError, app, serve};

@@ -5,6 +5,7 @@
 use crate::api::{self, AppState, Metrics, Permission, authenticate};
 use crate::db::{Db, DbError};
 use crate::oci::{self, Action, OciAccess, OciError, OciState, OciStore, RepositoryName};
+use crate::runtime::{RegistrySource, Runtime, SqlKvStore};
 use async_trait::async_trait;
 use axum::Router;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,11 @@ pub struct ServerConfig {
     pub bootstrap_org: String,
     /// Largest blob the registry accepts.
     pub max_blob_bytes: u64,
+    /// The admin keys the runtime trusts for approvals (pinned here, never
+    /// taken from the database).
+    pub admin_keys: Vec<warden_host::PublicKey>,
+    /// Pull artifacts from this registry instead of the embedded one.
+    pub external_registry: Option<RegistrySource>,
 }
 
 impl ServerConfig {
@@ -34,6 +40,8 @@ impl ServerConfig {
             approvals_required: 1,
             bootstrap_org: "acme".to_owned(),
             max_blob_bytes: 256 << 20,
+            admin_keys: Vec::new(),
+            external_registry: None,
         }
     }
 }
@@ -99,12 +107,28 @@ impl ControlPlane {
             ..warden_host::EngineConfig::default()
         })
         .map_err(|e| StartError::Config(format!("engine: {e}")))?;
+        let runtime_engine = warden_host::Engine::new(warden_host::EngineConfig {
+            cache_dir: Some(data_dir.join("compiled")),
+            ..warden_host::EngineConfig::default()
+        })
+        .map_err(|e| StartError::Config(format!("engine: {e}")))?;
+        let runtime = Runtime::new(
+            Arc::new(runtime_engine),
+            warden_host::TrustPolicy {
+                admin_keys: config.admin_keys.clone(),
+                approvals_required: config.approvals_required as usize,
+            },
+            SqlKvStore::new(db.pool().clone()),
+            config.external_registry.clone(),
+        );
         let state = AppState {
             db,
             oci,
             engine: Arc::new(engine),
             approvals_required: config.approvals_required,
             metrics: Arc::new(Metrics::default()),
+            runtime: Arc::new(runtime),
+            pull_secret: Arc::new(crate::api::new_secret()),
         };
         let admin_token_path = data_dir.join("admin-token");
         let bootstrap_token = api::bootstrap(&state, &config.bootstrap_org)
@@ -118,6 +142,21 @@ impl ControlPlane {
             bootstrap_token,
             admin_token_path,
         })
+    }
+
+    /// Tells the runtime where the embedded registry listens (unless an
+    /// external registry is configured).
+    pub fn listening_on(&self, mut address: std::net::SocketAddr) {
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        if self.state.runtime.source().is_none() {
+            self.state.runtime.set_source(RegistrySource {
+                registry: address.to_string(),
+                insecure: true,
+                credentials: Some(("warden-runtime".into(), self.state.pull_secret.to_string())),
+            });
+        }
     }
 
     /// The whole HTTP surface: `/v1`, `/v2`, operations.
@@ -180,6 +219,9 @@ impl OciAccess for TokenAccess {
         repository: Option<&RepositoryName>,
         action: Action,
     ) -> Result<(), OciError> {
+        if action == Action::Pull && token == Some(self.state.pull_secret.as_str()) {
+            return Ok(());
+        }
         let caller = match authenticate(&self.state, token).await {
             Ok(caller) => caller,
             Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {

@@ -23,7 +23,7 @@ async fn org(backend: Backend, approvals: u32) -> Org {
     let h = start_with(backend, approvals).await;
     let publisher = h.token(&h.admin, "acme", "publisher").await;
     let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
-    let bob = h.key(&h.admin, "acme", "admin", "bob").await;
+    let bob = h.pinned_key(0, "acme", "bob").await;
     Org {
         h,
         publisher,
@@ -350,7 +350,7 @@ async fn approvals_follow_the_rules(backend: Backend) {
         alice,
         bob,
     } = org(backend, 2).await;
-    let dave = h.key(&h.admin, "acme", "admin", "dave").await;
+    let dave = h.pinned_key(1, "acme", "dave").await;
     let alice_admin = h.key(&h.admin, "acme", "admin", "alice").await;
     let second_admin = h.token(&h.admin, "acme", "admin").await;
     let counter = read(COUNTER);

@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod catalog;
 mod error;
+mod invoke;
 mod keys;
 mod ops;
 mod orgs;
@@ -45,6 +46,11 @@ pub struct AppState {
     pub approvals_required: u32,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Loads and runs approved releases.
+    pub runtime: Arc<crate::runtime::Runtime>,
+    /// The credential the runtime pulls from the embedded registry with
+    /// (in memory only; pull access to every repository).
+    pub pull_secret: Arc<String>,
 }
 
 /// All `/v1` routes, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
@@ -56,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(releases::router())
         .merge(catalog::router())
         .merge(audit::router())
+        .merge(invoke::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(ops::router())
         .with_state(state)

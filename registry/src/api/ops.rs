@@ -37,11 +37,28 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReleaseLabels {
+    plugin: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    plugin: String,
+    version: String,
+    kind: String,
+}
+
 /// The server's Prometheus metrics.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    invocations: Family<ReleaseLabels, Counter>,
+    invocation_errors: Family<ErrorLabels, Counter>,
+    fuel: Family<ReleaseLabels, Counter>,
+    invocation_seconds: Family<ReleaseLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -61,10 +78,40 @@ impl Default for Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let invocations = Family::<ReleaseLabels, Counter>::default();
+        let invocation_errors = Family::<ErrorLabels, Counter>::default();
+        let fuel = Family::<ReleaseLabels, Counter>::default();
+        let invocation_seconds = Family::<ReleaseLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00005, 2.0, 18))
+        });
+        registry.register(
+            "plugin_invocations",
+            "Invocations by plugin and version",
+            invocations.clone(),
+        );
+        registry.register(
+            "plugin_invocation_errors",
+            "Failed invocations by plugin, version and error kind",
+            invocation_errors.clone(),
+        );
+        registry.register(
+            "plugin_fuel",
+            "Fuel consumed by plugin and version",
+            fuel.clone(),
+        );
+        registry.register(
+            "plugin_invocation_duration_seconds",
+            "Invocation wall-clock time by plugin and version",
+            invocation_seconds.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
+            invocations,
+            invocation_errors,
+            fuel,
+            invocation_seconds,
         }
     }
 }
@@ -73,6 +120,37 @@ impl Metrics {
     /// The registry, for other parts of the server to register their metrics.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Records one invocation of `plugin@version`: its outcome (`None` for
+    /// success, else the error kind), fuel and duration when it ran.
+    pub fn invocation(
+        &self,
+        plugin: &str,
+        version: &str,
+        error: Option<&str>,
+        metering: Option<&warden_host::Metering>,
+    ) {
+        let labels = ReleaseLabels {
+            plugin: plugin.to_owned(),
+            version: version.to_owned(),
+        };
+        self.invocations.get_or_create(&labels).inc();
+        if let Some(kind) = error {
+            self.invocation_errors
+                .get_or_create(&ErrorLabels {
+                    plugin: plugin.to_owned(),
+                    version: version.to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .inc();
+        }
+        if let Some(metering) = metering {
+            self.fuel.get_or_create(&labels).inc_by(metering.fuel_used);
+            self.invocation_seconds
+                .get_or_create(&labels)
+                .observe(metering.duration.as_secs_f64());
+        }
     }
 
     /// The text exposition format.
@@ -163,7 +241,7 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         super::releases::approve, super::releases::reject, super::releases::yank,
         super::catalog::list_plugins, super::catalog::plugin_detail,
         super::catalog::get_config, super::catalog::put_config,
-        super::audit::own_audit, super::audit::audit,
+        super::audit::own_audit, super::audit::audit, super::invoke::invoke,
     ),
     modifiers(&BearerAuth),
     security(("token" = [])),

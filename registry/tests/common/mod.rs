@@ -75,6 +75,9 @@ impl Backend {
 }
 
 pub struct Harness {
+    /// Admin keys pinned in the server's runtime configuration (not yet
+    /// registered in the database: `key()`-like registration is up to the test).
+    pub pinned: Vec<PrivateKey>,
     pub url: String,
     pub admin: String,
     pub state: AppState,
@@ -88,8 +91,10 @@ pub async fn start(backend: Backend) -> Harness {
 
 pub async fn start_with(backend: Backend, approvals: u32) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    let pinned = vec![PrivateKey::generate(), PrivateKey::generate()];
     let mut config = ServerConfig::new(dir.path().join("data"));
     config.approvals_required = approvals;
+    config.admin_keys = pinned.iter().map(PrivateKey::public_key).collect();
     if let Backend::Postgres(url) = &backend {
         config.database_url = Some(url.clone());
     }
@@ -100,9 +105,11 @@ pub async fn start_with(backend: Backend, approvals: u32) -> Harness {
         .expect("first start bootstraps");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    plane.listening_on(listener.local_addr().unwrap());
     let router = plane.router();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Harness {
+        pinned,
         url,
         admin,
         state: plane.state,
@@ -203,6 +210,19 @@ impl Harness {
             admin,
             &format!("/v1/orgs/{org}/keys"),
             json!({ "public_key": key.public_key().to_string(), "kind": kind, "owner": owner }),
+        )
+        .await
+        .expect(201);
+        key
+    }
+
+    /// Registers pinned admin key `index` in `org` for `owner`.
+    pub async fn pinned_key(&self, index: usize, org: &str, owner: &str) -> PrivateKey {
+        let key = PrivateKey::from_pem(&self.pinned[index].to_pem()).unwrap();
+        self.post(
+            &self.admin,
+            &format!("/v1/orgs/{org}/keys"),
+            json!({ "public_key": key.public_key().to_string(), "kind": "admin", "owner": owner }),
         )
         .await
         .expect(201);

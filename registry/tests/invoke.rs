@@ -1,0 +1,514 @@
+//! The product as a whole: a release published, approved, pulled with
+//! oci-client from the embedded registry, verified against the pinned admin
+//! keys, and invoked over HTTP; on SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{Backend, Harness, start_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+use warden_host::{APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Limits, PrivateKey};
+use warden_test_programs::{COUNTER, HELLO, HOSTILE, TEXT_TOOLS, read};
+
+struct World {
+    h: Harness,
+    publisher: String,
+    invoker: String,
+    alice: PrivateKey,
+    bob: PrivateKey,
+}
+
+async fn world(backend: Backend) -> World {
+    let h = start_with(backend, 1).await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let invoker = h.token(&h.admin, "acme", "invoker").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let bob = h.pinned_key(0, "acme", "bob").await;
+    World {
+        h,
+        publisher,
+        invoker,
+        alice,
+        bob,
+    }
+}
+
+fn approval(key: &PrivateKey, release: &Value, capabilities: &[&str], limits: Limits) -> Value {
+    let statement = ApprovalStatement {
+        release: format!(
+            "{}@{}",
+            release["name"].as_str().unwrap(),
+            release["version"].as_str().unwrap()
+        ),
+        release_statement: release["statement_digest"].as_str().unwrap().to_owned(),
+        capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
+        limits,
+    };
+    json!({ "envelope": key.sign(APPROVAL_PAYLOAD_TYPE, &statement).unwrap() })
+}
+
+impl World {
+    /// Publishes and approves `component` as `acme/<name>@<version>`.
+    async fn release(
+        &self,
+        name: &str,
+        version: &str,
+        component: &[u8],
+        capabilities: &[&str],
+        limits: Limits,
+    ) -> Value {
+        let repo = format!("acme/{name}");
+        let release = self
+            .h
+            .publish(
+                &self.publisher,
+                &self.alice,
+                &repo,
+                version,
+                component,
+                capabilities,
+            )
+            .await
+            .expect(201);
+        self.h
+            .post(
+                &self.h.admin,
+                &format!("/v1/plugins/{repo}/releases/{version}/approve"),
+                approval(&self.bob, &release, capabilities, limits),
+            )
+            .await
+            .expect(200)
+    }
+
+    async fn invoke(&self, token: &str, name: &str, function: &str, body: Value) -> common::Answer {
+        self.h
+            .post(
+                token,
+                &format!("/v1/plugins/acme/{name}/invoke/{function}"),
+                body,
+            )
+            .await
+    }
+}
+
+async fn the_newest_approved_release_runs(backend: Backend) {
+    let w = world(backend).await;
+    let hello = read(HELLO);
+    w.h.publish(&w.publisher, &w.alice, "acme/hello", "1.0.0", &hello, &[])
+        .await
+        .expect(201);
+    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "world" }))
+        .await
+        .expect_error(404, "no_approved_release");
+
+    let release =
+        w.h.get(&w.h.admin, "/v1/plugins/acme/hello/releases/1.0.0")
+            .await
+            .expect(200);
+    w.h.post(
+        &w.h.admin,
+        "/v1/plugins/acme/hello/releases/1.0.0/approve",
+        approval(&w.bob, &release, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
+    let ran = w
+        .invoke(&w.invoker, "hello", "greet", json!({ "args": "world" }))
+        .await
+        .expect(200);
+    assert_eq!(ran["result"], "Hello, world!");
+    assert_eq!(ran["release"]["version"], "1.0.0");
+    assert_eq!(ran["release"]["digest"], release["component_digest"]);
+    assert!(ran["metering"]["fuel_used"].as_u64().unwrap() > 0);
+    assert_eq!(ran["logs"][0]["message"], "greeting world");
+    // By name and by position too.
+    let by_name = w
+        .invoke(
+            &w.invoker,
+            "hello",
+            "greet",
+            json!({ "args": { "name": "Ada" } }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(by_name["result"], "Hello, Ada!");
+
+    // Who may invoke: invoker and admin of the org; not viewers, not publishers, not other orgs.
+    w.invoke(&w.h.admin, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect(200);
+    let viewer = w.h.token(&w.h.admin, "acme", "viewer").await;
+    w.invoke(&viewer, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect_error(403, "insufficient_role");
+    w.invoke(&w.publisher, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect_error(403, "insufficient_role");
+    let globex =
+        w.h.post(&w.h.admin, "/v1/orgs", json!({ "name": "globex" }))
+            .await
+            .expect(201);
+    let globex_admin = globex["admin_token"]["secret"].as_str().unwrap();
+    w.invoke(globex_admin, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect_error(403, "wrong_org");
+
+    // A new approved version takes over; a requirement picks an older one;
+    // yanking routes back; nothing matching is a 404.
+    w.release("hello", "1.1.0", &hello, &[], Limits::default())
+        .await;
+    let ran = w
+        .invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect(200);
+    assert_eq!(ran["release"]["version"], "1.1.0");
+    let pinned = w
+        .invoke(
+            &w.invoker,
+            "hello",
+            "greet",
+            json!({ "args": ["x"], "version": "~1.0" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(pinned["release"]["version"], "1.0.0");
+    w.invoke(
+        &w.invoker,
+        "hello",
+        "greet",
+        json!({ "args": ["x"], "version": "^2" }),
+    )
+    .await
+    .expect_error(404, "no_approved_release");
+    w.invoke(
+        &w.invoker,
+        "hello",
+        "greet",
+        json!({ "args": ["x"], "version": "newest" }),
+    )
+    .await
+    .expect_error(400, "invalid_version_requirement");
+    w.h.post(
+        &w.h.admin,
+        "/v1/plugins/acme/hello/releases/1.1.0/yank",
+        json!({ "reason": "bad" }),
+    )
+    .await
+    .expect(200);
+    let ran = w
+        .invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect(200);
+    assert_eq!(ran["release"]["version"], "1.0.0");
+
+    // Revoking the publisher's key stops its releases at once.
+    let revoked =
+        w.h.call(
+            &w.h.admin,
+            Method::POST,
+            &format!(
+                "/v1/orgs/acme/keys/{}/revoke",
+                w.alice.public_key().key_id()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+    w.invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect_error(409, "release_untrusted");
+
+    // Counters per plugin and release.
+    let metrics =
+        w.h.http
+            .get(format!("{}/metrics", w.h.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert!(
+        metrics
+            .contains(r#"warden_plugin_invocations_total{plugin="acme/hello",version="1.0.0"} 5"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"warden_plugin_invocations_total{plugin="acme/hello",version="1.1.0"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"warden_plugin_fuel_total{plugin="acme/hello",version="1.0.0"}"#),
+        "{metrics}"
+    );
+}
+on_both_databases!(the_newest_approved_release_runs);
+
+async fn every_failure_has_its_status_and_code(backend: Backend) {
+    let w = world(backend).await;
+    w.release("text", "1.0.0", &read(TEXT_TOOLS), &[], Limits::default())
+        .await;
+    w.invoke(&w.invoker, "nothing", "f", json!({}))
+        .await
+        .expect_error(404, "not_found");
+    w.invoke(&w.invoker, "text", "text.nothing", json!({}))
+        .await
+        .expect_error(404, "unknown_function");
+    let bad = w
+        .invoke(
+            &w.invoker,
+            "text",
+            "text.convert-case",
+            json!({ "args": ["Hi", "shouting"] }),
+        )
+        .await;
+    bad.expect_error(400, "bad_argument");
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("style"),
+        "{}",
+        bad.body
+    );
+    let own = w
+        .invoke(
+            &w.invoker,
+            "text",
+            "text.slugify",
+            json!({ "args": ["!!!", {}] }),
+        )
+        .await;
+    own.expect_error(422, "plugin_error");
+    assert_eq!(
+        own.body["error"]["details"]["error"],
+        "nothing usable in \"!!!\""
+    );
+    w.invoke(
+        &w.invoker,
+        "text",
+        "text.count",
+        json!({ "args": "a b", "extra": 1 }),
+    )
+    .await
+    .expect_error(400, "invalid_body");
+
+    // Limits from the approval: fuel and memory, each its own code; within them it works.
+    let hostile = read(HOSTILE);
+    let limits = Limits {
+        fuel: 20_000_000,
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    w.release("hostile", "1.0.0", &hostile, &[], limits).await;
+    w.invoke(&w.invoker, "hostile", "burn", json!({ "args": [100_000] }))
+        .await
+        .expect(200);
+    w.invoke(
+        &w.invoker,
+        "hostile",
+        "burn",
+        json!({ "args": [1_000_000_000u64] }),
+    )
+    .await
+    .expect_error(422, "out_of_fuel");
+    w.invoke(&w.invoker, "hostile", "allocate", json!({ "args": [8] }))
+        .await
+        .expect(200);
+    w.invoke(&w.invoker, "hostile", "allocate", json!({ "args": [64] }))
+        .await
+        .expect_error(422, "memory_limit");
+    w.invoke(&w.invoker, "hostile", "trap", json!({}))
+        .await
+        .expect_error(422, "trap");
+    let ping = w
+        .invoke(&w.invoker, "hostile", "ping", json!({}))
+        .await
+        .expect(200);
+    assert_eq!(ping["result"], "pong");
+    let metrics =
+        w.h.http
+            .get(format!("{}/metrics", w.h.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert!(metrics.contains(r#"warden_plugin_invocation_errors_total{plugin="acme/hostile",version="1.0.0",kind="out_of_fuel"} 1"#), "{metrics}");
+}
+on_both_databases!(every_failure_has_its_status_and_code);
+
+async fn grants_config_and_kv_come_from_the_approval_and_the_database(backend: Backend) {
+    let w = world(backend).await;
+    w.release(
+        "counter",
+        "1.0.0",
+        &read(COUNTER),
+        &["kv"],
+        Limits::default(),
+    )
+    .await;
+    for expected in [1, 2, 3] {
+        let ran = w
+            .invoke(
+                &w.invoker,
+                "counter",
+                "increment",
+                json!({ "args": ["visits", 1] }),
+            )
+            .await
+            .expect(200);
+        assert_eq!(ran["result"], expected);
+    }
+    // The count lives in the control plane's database, in the plugin's namespace.
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM kv WHERE namespace = 'acme/counter'")
+            .fetch_one(w.h.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(count, 1);
+
+    // Requested kv, approved without it: the component imports it, so it is
+    // refused before any of its code runs.
+    let release =
+        w.h.publish(
+            &w.publisher,
+            &w.alice,
+            "acme/counter",
+            "1.1.0",
+            &read(COUNTER),
+            &["kv"],
+        )
+        .await
+        .expect(201);
+    w.h.post(
+        &w.h.admin,
+        "/v1/plugins/acme/counter/releases/1.1.0/approve",
+        approval(&w.bob, &release, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
+    w.invoke(
+        &w.invoker,
+        "counter",
+        "increment",
+        json!({ "args": ["visits", 1] }),
+    )
+    .await
+    .expect_error(409, "missing_capabilities");
+}
+on_both_databases!(grants_config_and_kv_come_from_the_approval_and_the_database);
+
+async fn tampering_is_refused_and_audited(backend: Backend) {
+    let w = world(backend).await;
+    let hello = read(HELLO);
+
+    // An approval row edited in the database (grants kv it never signed).
+    let release = w
+        .release("edited", "1.0.0", &hello, &[], Limits::default())
+        .await;
+    let envelope = &release["approvals"][0]["envelope"];
+    let mut forged = envelope.clone();
+    forged["payload"] = json!(envelope["payload"].as_str().unwrap().replacen('e', "f", 1));
+    sqlx::query("UPDATE approvals SET envelope = $1 WHERE org = 'acme' AND name = 'edited'")
+        .bind(forged.to_string())
+        .execute(w.h.state.db.pool())
+        .await
+        .unwrap();
+    let refused = w
+        .invoke(&w.invoker, "edited", "greet", json!({ "args": "x" }))
+        .await;
+    refused.expect_error(409, "release_untrusted");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("approval"),
+        "{}",
+        refused.body
+    );
+
+    // Approved in the database by an admin key the host does not pin.
+    let rogue = w.h.key(&w.h.admin, "acme", "admin", "mallory").await;
+    let published =
+        w.h.publish(&w.publisher, &w.alice, "acme/rogue", "1.0.0", &hello, &[])
+            .await
+            .expect(201);
+    w.h.post(
+        &w.h.admin,
+        "/v1/plugins/acme/rogue/releases/1.0.0/approve",
+        approval(&rogue, &published, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
+    let refused = w
+        .invoke(&w.invoker, "rogue", "greet", json!({ "args": "x" }))
+        .await;
+    refused.expect_error(409, "release_untrusted");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("0 valid approval(s) from pinned admin keys"),
+        "{}",
+        refused.body
+    );
+
+    // The component's blob modified in the OCI store after approval.
+    let release = w
+        .release("swapped", "1.0.0", &hello, &[], Limits::default())
+        .await;
+    let digest = release["component_digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let blob = w.h.dir.path().join("data/oci/blobs/sha256").join(digest);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    let refused = w
+        .invoke(&w.invoker, "swapped", "greet", json!({ "args": "x" }))
+        .await;
+    refused.expect_error(409, "release_untrusted");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("digest"),
+        "{}",
+        refused.body
+    );
+
+    // Each verification refusal is in the audit log.
+    let audit =
+        w.h.get(&w.h.admin, "/v1/audit?limit=1000")
+            .await
+            .expect(200);
+    let refusals: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "release.refused")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "acme/edited@1.0.0",
+            "acme/rogue@1.0.0",
+            "acme/swapped@1.0.0"
+        ]
+    );
+
+    // An untampered release keeps working next to them.
+    w.release("fine", "1.0.0", &hello, &[], Limits::default())
+        .await;
+    w.invoke(&w.invoker, "fine", "greet", json!({ "args": "x" }))
+        .await
+        .expect(200);
+}
+on_both_databases!(tampering_is_refused_and_audited);
