@@ -2,11 +2,11 @@
 //! and the catalog (`warden catalog`).
 
 use crate::exit::{self, Failure};
+use crate::remote::read_public_key;
 use crate::remote::{Remote, RemoteArgs, format_time, parse_plugin, print_json};
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value as Json, json};
-use warden_host::{PrivateKey, PublicKey};
 
 #[derive(Subcommand)]
 pub enum OrgCommand {
@@ -218,25 +218,6 @@ pub async fn token(
         }
     }
     Ok(exit::OK)
-}
-
-/// A public key from its text form, a file with it, or a private key file.
-fn read_public_key(text: &str) -> Result<PublicKey, Failure> {
-    if let Ok(key) = text.parse::<PublicKey>() {
-        return Ok(key);
-    }
-    let contents = std::fs::read_to_string(text).map_err(|e| {
-        Failure::invalid(format!(
-            "{text:?} is neither a public key (ed25519:...) nor a readable file: {e}"
-        ))
-    })?;
-    if let Ok(private) = PrivateKey::from_pem(&contents) {
-        return Ok(private.public_key());
-    }
-    contents
-        .trim()
-        .parse()
-        .map_err(|e: warden_host::TrustError| Failure::invalid(format!("{text}: {e}")))
 }
 
 pub async fn key(command: KeyCommand, output: &Output, remote: &RemoteArgs) -> Result<u8, Failure> {

@@ -2,8 +2,10 @@
 
 mod admin;
 mod audit;
+mod demo;
 mod exit;
 mod inspect;
+mod invoke;
 mod keygen;
 mod publish;
 mod release;
@@ -34,6 +36,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Create an ed25519 key pair for signing releases (publishers) or approvals (admins).
     Keygen(keygen::KeygenArgs),
+    /// Start a Warden with the example plugins built, published and approved, ready to invoke.
+    Demo(demo::DemoArgs),
     /// Start the control plane and the embedded OCI registry.
     Serve(serve::ServeArgs),
     /// Check, sign, push and register a release described by warden.toml.
@@ -47,6 +51,8 @@ enum Command {
     Reject(release::DecideArgs),
     /// Yank a release: it never runs again.
     Yank(release::DecideArgs),
+    /// Call a function of an approved plugin through the server (as the portal does).
+    Invoke(invoke::InvokeArgs),
     /// Browse the catalog.
     #[command(subcommand)]
     Catalog(admin::CatalogCommand),
@@ -91,11 +97,13 @@ fn main() -> ExitCode {
             Command::Inspect(args) => inspect::inspect(args),
             Command::Keygen(args) => keygen::keygen(args),
             Command::Serve(args) => serve::serve(args).await,
+            Command::Demo(args) => demo::demo(args).await,
             Command::Publish(args) => publish::publish(args, &cli.remote).await,
             Command::Release(command) => release::release(command, &cli.remote).await,
             Command::Approve(args) => release::approve(args, &cli.remote).await,
             Command::Reject(args) => release::decide(args, "reject", &cli.remote).await,
             Command::Yank(args) => release::decide(args, "yank", &cli.remote).await,
+            Command::Invoke(args) => invoke::invoke(args, &cli.remote).await,
             Command::Catalog(command) => admin::catalog(command, &cli.output, &cli.remote).await,
             Command::Config(command) => admin::config(command, &cli.output, &cli.remote).await,
             Command::Key(command) => admin::key(command, &cli.output, &cli.remote).await,
@@ -110,5 +118,14 @@ fn main() -> ExitCode {
             eprintln!("error: {}", failure.message);
             failure.code.into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

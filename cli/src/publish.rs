@@ -106,10 +106,37 @@ impl PluginManifest {
 pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failure> {
     let manifest = PluginManifest::load(&args.manifest)?;
     let remote = Remote::new(remote)?;
-    let key_text = std::fs::read_to_string(&args.key)
-        .map_err(|e| Failure::invalid(format!("reading key {}: {e}", args.key.display())))?;
-    let key = PrivateKey::from_pem(&key_text)
-        .map_err(|e| Failure::invalid(format!("{}: {e}", args.key.display())))?;
+    let key = crate::remote::read_private_key(&args.key)?;
+    let release = publish_manifest(&remote, &manifest, &key).await?;
+    if args.json {
+        print_json(&release);
+    } else {
+        println!(
+            "published {}@{} ({}, {} bytes), pending approval",
+            manifest.name,
+            manifest.version,
+            release["component_digest"].as_str().unwrap_or("?"),
+            release["component_size"]
+        );
+        println!(
+            "  review:  warden release show {}@{}",
+            manifest.name, manifest.version
+        );
+        println!(
+            "  approve: warden approve {}@{} --key <admin key>",
+            manifest.name, manifest.version
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Checks, signs, pushes and registers the release `manifest` describes;
+/// returns the registered release.
+pub async fn publish_manifest(
+    remote: &Remote,
+    manifest: &PluginManifest,
+    key: &PrivateKey,
+) -> Result<Json, Failure> {
     let bytes = std::fs::read(&manifest.component).map_err(|e| {
         Failure::invalid(format!(
             "reading component {}: {e} (build it first: cargo build --release --target wasm32-wasip2)",
@@ -170,8 +197,8 @@ pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failu
     }))
     .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
     let repo = &manifest.name;
-    let config_digest = push_blob(&remote, repo, &config, "config").await?;
-    push_blob(&remote, repo, &bytes, "component").await?;
+    let config_digest = push_blob(remote, repo, &config, "config").await?;
+    push_blob(remote, repo, &bytes, "component").await?;
     let oci_manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_V1,
@@ -198,33 +225,13 @@ pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failu
     }
 
     let (org, name) = crate::remote::parse_plugin(repo)?;
-    let release: Json = remote
+    remote
         .send(
             Method::POST,
             &format!("/v1/plugins/{org}/{name}/releases"),
             &json!({ "envelope": envelope, "manifest_digest": manifest_digest }),
         )
-        .await?;
-    if args.json {
-        print_json(&release);
-    } else {
-        println!(
-            "published {}@{} ({}, {} bytes), pending approval",
-            manifest.name,
-            manifest.version,
-            component_digest,
-            bytes.len()
-        );
-        println!(
-            "  review:  warden release show {}@{}",
-            manifest.name, manifest.version
-        );
-        println!(
-            "  approve: warden approve {}@{} --key <admin key>",
-            manifest.name, manifest.version
-        );
-    }
-    Ok(exit::OK)
+        .await
 }
 
 /// Pushes one blob (skipping it if the registry has it), in chunks, with a

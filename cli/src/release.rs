@@ -263,51 +263,79 @@ pub struct ApproveArgs {
 
 pub async fn approve(args: ApproveArgs, remote: &RemoteArgs) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
-    let key_text = std::fs::read_to_string(&args.key)
-        .map_err(|e| Failure::invalid(format!("reading key {}: {e}", args.key.display())))?;
-    let key = PrivateKey::from_pem(&key_text)
-        .map_err(|e| Failure::invalid(format!("{}: {e}", args.key.display())))?;
-    let (path, release) = fetch(&remote, &args.release).await?;
+    let key = crate::remote::read_private_key(&args.key)?;
+    let grants = if args.grant_none {
+        Some(Vec::new())
+    } else if args.grants.is_empty() {
+        None
+    } else {
+        Some(args.grants.clone())
+    };
+    let (result, approval) =
+        approve_release(&remote, &args.release, &key, grants, &args.limits).await?;
+    if args.json {
+        print_json(&result);
+    } else {
+        let approvals = result["approvals"].as_array().map_or(0, Vec::len);
+        println!(
+            "approved {} with key {} ({approvals} of {} approvals): {}",
+            approval.release,
+            key.public_key().key_id(),
+            result["approvals_required"],
+            result["status"].as_str().unwrap_or("?"),
+        );
+        println!(
+            "  granted: {}",
+            if approval.capabilities.is_empty() {
+                "no capabilities".to_owned()
+            } else {
+                approval.capabilities.join(", ")
+            }
+        );
+    }
+    Ok(exit::OK)
+}
 
-    // What is signed is what was reviewed: the statement's bytes must hash to
-    // the digest the server reports.
-    let envelope: Envelope = serde_json::from_value(release["envelope"].clone()).map_err(|e| {
+/// Signs and submits an approval of `release_ref` (`org/name@version`)
+/// granting `grants` (`None`: everything requested) and the requested limits
+/// with `limit_overrides` (`name=value`) applied. Returns the release as the
+/// server answers and the statement signed.
+pub async fn approve_release(
+    remote: &Remote,
+    release_ref: &str,
+    key: &PrivateKey,
+    grants: Option<Vec<String>>,
+    limit_overrides: &[String],
+) -> Result<(Json, ApprovalStatement), Failure> {
+    let (path, release) = fetch(remote, release_ref).await?;
+    let bad = |e: String| {
         Failure::new(
             exit::HOST_FAILURE,
             format!("the server sent a bad envelope: {e}"),
         )
-    })?;
+    };
+    // What is signed is what was reviewed: the statement's bytes must hash to
+    // the digest the server reports.
+    let envelope: Envelope =
+        serde_json::from_value(release["envelope"].clone()).map_err(|e| bad(e.to_string()))?;
     let payload = base64::engine::general_purpose::STANDARD
         .decode(&envelope.payload)
-        .map_err(|e| {
-            Failure::new(
-                exit::HOST_FAILURE,
-                format!("the server sent a bad envelope: {e}"),
-            )
-        })?;
+        .map_err(|e| bad(e.to_string()))?;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&payload)));
     if Some(digest.as_str()) != release["statement_digest"].as_str() {
         return Err(Failure::new(
-            exit::HOST_FAILURE,
+            exit::TAMPERED,
             "the release statement does not match its digest; not approving",
         ));
     }
-    let statement: ReleaseStatement = serde_json::from_slice(&payload).map_err(|e| {
-        Failure::new(
-            exit::HOST_FAILURE,
-            format!("the release statement is malformed: {e}"),
-        )
-    })?;
-
-    let capabilities = if args.grant_none {
-        Vec::new()
-    } else if args.grants.is_empty() {
-        statement.capabilities.clone()
-    } else {
-        capability_list(&parse_capabilities(&args.grants)?)
+    let statement: ReleaseStatement =
+        serde_json::from_slice(&payload).map_err(|e| bad(e.to_string()))?;
+    let capabilities = match &grants {
+        None => statement.capabilities.clone(),
+        Some(grants) => capability_list(&parse_capabilities(grants)?),
     };
     let mut limits: Limits = statement.limits.clone();
-    for entry in &args.limits {
+    for entry in limit_overrides {
         let (name, value) = entry.split_once('=').ok_or_else(|| {
             Failure::new(
                 exit::USAGE,
@@ -334,27 +362,7 @@ pub async fn approve(args: ApproveArgs, remote: &RemoteArgs) -> Result<u8, Failu
             &json!({ "envelope": signed }),
         )
         .await?;
-    if args.json {
-        print_json(&result);
-    } else {
-        let approvals = result["approvals"].as_array().map_or(0, Vec::len);
-        println!(
-            "approved {} with key {} ({approvals} of {} approvals): {}",
-            approval.release,
-            key.public_key().key_id(),
-            result["approvals_required"],
-            result["status"].as_str().unwrap_or("?"),
-        );
-        println!(
-            "  granted: {}",
-            if approval.capabilities.is_empty() {
-                "no capabilities".to_owned()
-            } else {
-                approval.capabilities.join(", ")
-            }
-        );
-    }
-    Ok(exit::OK)
+    Ok((result, approval))
 }
 
 #[derive(Args)]

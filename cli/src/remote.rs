@@ -154,6 +154,33 @@ pub fn api_failure(status: StatusCode, body: &[u8]) -> Failure {
     )
 }
 
+/// Reads a private key file (from `warden keygen`).
+pub fn read_private_key(path: &std::path::Path) -> Result<warden_host::PrivateKey, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::invalid(format!("reading key {}: {e}", path.display())))?;
+    warden_host::PrivateKey::from_pem(&text)
+        .map_err(|e| Failure::invalid(format!("{}: {e}", path.display())))
+}
+
+/// A public key from its text form, a file with it, or a private key file.
+pub fn read_public_key(text: &str) -> Result<warden_host::PublicKey, Failure> {
+    if let Ok(key) = text.parse::<warden_host::PublicKey>() {
+        return Ok(key);
+    }
+    let contents = std::fs::read_to_string(text).map_err(|e| {
+        Failure::invalid(format!(
+            "{text:?} is neither a public key (ed25519:...) nor a readable file: {e}"
+        ))
+    })?;
+    if let Ok(private) = warden_host::PrivateKey::from_pem(&contents) {
+        return Ok(private.public_key());
+    }
+    contents
+        .trim()
+        .parse()
+        .map_err(|e: warden_host::TrustError| Failure::invalid(format!("{text}: {e}")))
+}
+
 /// Splits `org/name@version`.
 pub fn parse_release(text: &str) -> Result<(String, String, String), Failure> {
     let bad = || Failure::new(exit::USAGE, format!("{text:?}: expected org/name@version"));

@@ -4,6 +4,7 @@ use crate::exit::{self, Failure};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use warden_registry::runtime::RegistrySource;
 use warden_registry::{ControlPlane, ServerConfig, serve as serve_http};
 
 #[derive(Args)]
@@ -23,6 +24,56 @@ pub struct ServeArgs {
     /// The organization created on first start.
     #[arg(long, default_value = "acme")]
     org: String,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// How the server runs approved releases.
+#[derive(Args, Clone)]
+pub struct RuntimeArgs {
+    /// An admin public key whose approvals this host trusts: `ed25519:...` or a
+    /// file holding one (repeat, or comma-separate in WARDEN_ADMIN_KEYS). Pinned
+    /// here, never taken from the database.
+    #[arg(long = "admin-key", env = "WARDEN_ADMIN_KEYS", value_delimiter = ',')]
+    pub admin_keys: Vec<String>,
+    /// Pull artifacts from this external OCI registry (host:port) instead of the embedded one.
+    #[arg(long, env = "WARDEN_REGISTRY")]
+    pub registry: Option<String>,
+    /// User name for the external registry.
+    #[arg(long, env = "WARDEN_REGISTRY_USERNAME", requires = "registry")]
+    pub registry_username: Option<String>,
+    /// Password for the external registry.
+    #[arg(
+        long,
+        env = "WARDEN_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        requires = "registry"
+    )]
+    pub registry_password: Option<String>,
+    /// Talk plain HTTP to the external registry (loopback and tests only).
+    #[arg(long, requires = "registry")]
+    pub registry_insecure: bool,
+}
+
+impl RuntimeArgs {
+    /// Applies these options to `config`.
+    pub fn apply(&self, config: &mut ServerConfig) -> Result<(), Failure> {
+        config.admin_keys = self
+            .admin_keys
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| crate::remote::read_public_key(k.trim()))
+            .collect::<Result<_, _>>()?;
+        config.external_registry = self.registry.as_ref().map(|registry| RegistrySource {
+            registry: registry.clone(),
+            insecure: self.registry_insecure,
+            credentials: self
+                .registry_username
+                .clone()
+                .map(|user| (user, self.registry_password.clone().unwrap_or_default())),
+        });
+        Ok(())
+    }
 }
 
 pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
@@ -30,6 +81,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     config.database_url = args.database_url;
     config.approvals_required = args.approvals;
     config.bootstrap_org = args.org.clone();
+    args.runtime.apply(&mut config)?;
+    if config.admin_keys.is_empty() {
+        eprintln!(
+            "warning: no admin key pinned (--admin-key): approved releases cannot be invoked until the server is restarted with one"
+        );
+    }
     let plane = ControlPlane::open(&config)
         .await
         .map_err(|e| Failure::new(exit::UNAVAILABLE, format!("starting: {e}")))?;
@@ -45,6 +102,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         .local_addr()
         .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
     let url = format!("http://{address}");
+    plane.listening_on(address);
     if plane.bootstrap_token.is_some() {
         println!(
             "First start: created organization {:?} and its first admin token.",

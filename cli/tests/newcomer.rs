@@ -20,10 +20,12 @@ impl Drop for Server {
     }
 }
 
-fn serve(data: &Path) -> Server {
+fn serve(data: &Path, admin_key: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .arg("--admin-key")
+        .arg(admin_key)
         .stdout(Stdio::piped())
         .spawn()
         .expect("starting warden serve");
@@ -76,7 +78,14 @@ fn newcomer_publishes_approves_and_finds_hello_in_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
     let data = work.join("warden-data");
-    let server = serve(&data);
+    // The admin's key exists first: the server pins it for running releases.
+    let keygen = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["keygen", "--out", "bob.key"])
+        .current_dir(work)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let server = serve(&data, &work.join("bob.key"));
     assert!(server.first_start_banner);
     let admin = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
@@ -87,7 +96,6 @@ fn newcomer_publishes_approves_and_finds_hello_in_the_catalog() {
     let publisher_key = ok(run(&admin, &["keygen", "--out", "alice.key"]))
         .trim()
         .to_owned();
-    ok(run(&admin, &["keygen", "--out", "bob.key"]));
     ok(run(
         &admin,
         &[
@@ -158,12 +166,28 @@ fn newcomer_publishes_approves_and_finds_hello_in_the_catalog() {
         catalog.contains("acme/hello") && catalog.contains("0.1.0"),
         "{catalog}"
     );
+    // The portal's role runs it.
+    let portal = ok(run(
+        &admin,
+        &["token", "create", "--name", "portal", "--role", "invoker"],
+    ))
+    .trim()
+    .to_owned();
+    let greeting = ok(run(
+        &portal,
+        &["invoke", "acme/hello", "greet", "\"world\""],
+    ));
+    assert_eq!(greeting.trim(), "\"Hello, world!\"");
+    let unknown = run(&portal, &["invoke", "acme/hello", "shout", "[]"]);
+    assert_eq!(unknown.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown_function"));
+
     let verified = ok(run(&admin, &["audit", "verify"]));
-    assert!(verified.contains("verified: 6 entries"), "{verified}");
+    assert!(verified.contains("verified: 7 entries"), "{verified}");
 
     // A restart keeps everything and does not bootstrap again.
     drop(server);
-    let server = serve(&data);
+    let server = serve(&data, &work.join("bob.key"));
     assert!(!server.first_start_banner);
     let run = |token: &str, args: &[&str]| warden(&server, token, work, args);
     let catalog = ok(run(&admin, &["catalog", "list", "--json"]));
@@ -258,5 +282,74 @@ fn commands_without_a_server_or_token_fail_clearly() {
         String::from_utf8_lossy(&bad_manifest.stderr).contains("unknown field `flavour`"),
         "{}",
         String::from_utf8_lossy(&bad_manifest.stderr)
+    );
+}
+
+#[test]
+fn demo_serves_the_examples_approved_and_ready_to_invoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = Path::new(guests::HELLO).parent().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .arg("--components")
+        .arg(components)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut approved = Vec::new();
+    let url = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("warden demo exited early; approved so far: {approved:?}");
+        };
+        if line.trim_end().ends_with("approved") && line.starts_with("  ") {
+            approved.push(line.split_whitespace().next().unwrap().to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("Warden is running at ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let server = Server {
+        child,
+        url,
+        first_start_banner: true,
+    };
+    assert_eq!(
+        approved,
+        [
+            "acme/hello@0.1.0",
+            "acme/text-tools@0.1.0",
+            "acme/counter@0.1.0",
+            "acme/http-fetch@0.1.0"
+        ]
+    );
+    let portal = std::fs::read_to_string(dir.path().join("demo/portal-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let run = |args: &[&str]| warden(&server, &portal, dir.path(), args);
+    assert_eq!(
+        ok(run(&["invoke", "acme/hello", "greet", "\"world\""])).trim(),
+        "\"Hello, world!\""
+    );
+    assert_eq!(
+        ok(run(&[
+            "invoke",
+            "acme/counter",
+            "increment",
+            "[\"visits\", 2]"
+        ]))
+        .trim(),
+        "2"
+    );
+    let slug = run(&["invoke", "acme/text-tools", "text.slugify", "[\"!!!\", {}]"]);
+    assert_eq!(
+        slug.status.code(),
+        Some(1),
+        "the plugin's own error is exit 1"
     );
 }

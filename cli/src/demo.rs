@@ -1,0 +1,227 @@
+//! `warden demo`: a running Warden with the example plugins built, signed,
+//! published and approved, and a `curl` line to invoke one. Everything goes
+//! through the same HTTP API and checks as `warden publish` and `warden approve`.
+
+use crate::exit::{self, Failure};
+use crate::publish::{PluginManifest, publish_manifest};
+use crate::release::approve_release;
+use crate::remote::{Remote, RemoteArgs};
+use clap::Args;
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use warden_host::PrivateKey;
+use warden_registry::{ControlPlane, ServerConfig, serve};
+
+/// The examples the demo publishes, by crate directory.
+const EXAMPLES: [&str; 4] = ["hello", "text-tools", "counter", "http-fetch"];
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the demo keeps its database, registry, keys and tokens (reused by later runs).
+    #[arg(long, default_value = "./warden-demo")]
+    data_dir: PathBuf,
+    /// Do not run `cargo build` for the examples (they must be built already).
+    #[arg(long)]
+    no_build: bool,
+    /// Take the example components from this directory instead of
+    /// target/wasm32-wasip2/release (implies --no-build).
+    #[arg(long)]
+    components: Option<PathBuf>,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A key in the data directory, created on first use.
+fn demo_key(path: &Path) -> Result<PrivateKey, Failure> {
+    if !path.exists() {
+        PrivateKey::generate().write_new(path).map_err(|e| {
+            Failure::new(
+                exit::HOST_FAILURE,
+                format!("writing {}: {e}", path.display()),
+            )
+        })?;
+    }
+    crate::remote::read_private_key(path)
+}
+
+fn build_examples(root: &Path) -> Result<(), Failure> {
+    eprintln!("building the example plugins for wasm32-wasip2 (cargo build --release) ...");
+    let mut command =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .current_dir(root)
+        .args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for example in EXAMPLES {
+        command.args(["-p", &format!("warden-example-{example}")]);
+    }
+    let status = command.status().map_err(|e| {
+        Failure::new(
+            exit::HOST_FAILURE,
+            format!("running cargo: {e} (or build the examples yourself and pass --no-build)"),
+        )
+    })?;
+    if !status.success() {
+        return Err(Failure::new(
+            exit::HOST_FAILURE,
+            "building the examples failed",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
+    let root = workspace_root();
+    if !args.no_build && args.components.is_none() {
+        build_examples(&root)?;
+    }
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        Failure::new(
+            exit::HOST_FAILURE,
+            format!("{}: {e}", args.data_dir.display()),
+        )
+    })?;
+    let publisher_key = demo_key(&args.data_dir.join("demo-publisher.key"))?;
+    let admin_key = demo_key(&args.data_dir.join("demo-admin.key"))?;
+
+    let mut config = ServerConfig::new(&args.data_dir);
+    config.admin_keys = vec![admin_key.public_key()];
+    let plane = ControlPlane::open(&config)
+        .await
+        .map_err(|e| Failure::new(exit::UNAVAILABLE, format!("starting: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                exit::UNAVAILABLE,
+                format!("listening on {}: {e}", args.listen),
+            )
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
+    plane.listening_on(address);
+    let url = format!("http://{address}");
+    let server = tokio::spawn(serve(listener, plane.router()));
+
+    let admin_token = match &plane.bootstrap_token {
+        Some(token) => token.clone(),
+        None => std::fs::read_to_string(&plane.admin_token_path)
+            .map_err(|e| {
+                Failure::new(
+                    exit::HOST_FAILURE,
+                    format!("{}: {e}", plane.admin_token_path.display()),
+                )
+            })?
+            .trim()
+            .to_owned(),
+    };
+    let remote = |token: &str| {
+        Remote::new(&RemoteArgs {
+            url: url.clone(),
+            token: Some(token.to_owned()),
+        })
+    };
+    let admin = remote(&admin_token)?;
+    let org = admin.my_org().await?;
+    for (key, kind, owner) in [
+        (&publisher_key, "publisher", "demo publisher"),
+        (&admin_key, "admin", "demo admin"),
+    ] {
+        let registered: Result<Json, Failure> = admin
+            .send(
+                Method::POST,
+                &format!("/v1/orgs/{org}/keys"),
+                &json!({ "public_key": key.public_key().to_string(), "kind": kind, "owner": owner }),
+            )
+            .await;
+        if let Err(failure) = registered
+            && !failure.message.contains("[key_exists")
+        {
+            return Err(failure);
+        }
+    }
+    let token = |role: &str| {
+        let admin = &admin;
+        let org = &org;
+        let role = role.to_owned();
+        async move {
+            let created: Json = admin
+                .send(
+                    Method::POST,
+                    &format!("/v1/orgs/{org}/tokens"),
+                    &json!({ "name": format!("demo {role}"), "role": role }),
+                )
+                .await?;
+            Ok::<String, Failure>(created["secret"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let publisher = remote(&token("publisher").await?)?;
+    let portal_token = token("invoker").await?;
+
+    for example in EXAMPLES {
+        let mut manifest =
+            PluginManifest::load(&root.join("examples").join(example).join("warden.toml"))?;
+        if let (Some(dir), Some(file)) = (&args.components, manifest.component.file_name()) {
+            manifest.component = dir.join(file);
+        }
+        if let Some((_, name)) = manifest.name.split_once('/') {
+            manifest.name = format!("{org}/{name}");
+        }
+        let reference = format!("{}@{}", manifest.name, manifest.version);
+        let path = format!(
+            "/v1/plugins/{}/releases/{}",
+            manifest.name, manifest.version
+        );
+        let existing: Result<Json, Failure> = admin.get(&path).await;
+        let status = match existing {
+            Ok(release) => release["status"].as_str().unwrap_or_default().to_owned(),
+            Err(_) => {
+                publish_manifest(&publisher, &manifest, &publisher_key).await?;
+                "pending".to_owned()
+            }
+        };
+        if status == "pending" {
+            approve_release(&admin, &reference, &admin_key, None, &[]).await?;
+        }
+        println!("  {reference:<28} approved");
+    }
+
+    let token_file = args.data_dir.join("portal-token");
+    std::fs::write(&token_file, format!("{portal_token}\n"))
+        .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("{}: {e}", token_file.display())))?;
+    println!();
+    println!("Warden is running at {url} with the example plugins approved.");
+    println!(
+        "Invoke one as the portal does (an invoker token; also in {}):",
+        token_file.display()
+    );
+    println!();
+    println!(
+        "  curl -s -X POST {url}/v1/plugins/{org}/hello/invoke/greet -H 'Authorization: Bearer {portal_token}' -H 'Content-Type: application/json' -d '{{\"args\": \"world\"}}'"
+    );
+    println!();
+    println!(
+        "The catalog: curl -s {url}/v1/orgs/{org}/plugins -H 'Authorization: Bearer {portal_token}'"
+    );
+    println!(
+        "Admin token: {} (ctrl-c stops the server)",
+        plane.admin_token_path.display()
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server
+        .await
+        .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?
+        .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("serving: {e}")))?;
+    Ok(exit::OK)
+}
