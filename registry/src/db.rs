@@ -87,7 +87,7 @@ impl Db {
             // SQLite has one writer at a time anyway; a few readers are plenty.
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             // A database that is down must turn into a quick 503, not a hang.
-            .acquire_timeout(Duration::from_secs(3))
+            .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -120,7 +120,8 @@ impl ControlPlane {
             },
             SqlKvStore::new(db.pool().clone()),
             config.external_registry.clone(),
-        );
+        )
+        .map_err(|e| StartError::Config(format!("plugin threads: {e}")))?;
         let state = AppState {
             db,
             oci,

@@ -1252,6 +1252,25 @@ async fn database_down_is_a_503_and_recovers() {
     let relayed = format!("{prefix}@127.0.0.1:{}/{database}", relay.port);
     let h = start(Backend::Postgres(relayed)).await;
     h.get(&h.admin, "/v1/orgs/acme/plugins").await.expect(200);
+    // A loaded, approved release.
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let bob = h.pinned_key(0, "acme", "bob").await;
+    let release = h
+        .publish(&publisher, &alice, "acme/hello", "1.0.0", &read(HELLO), &[])
+        .await
+        .expect(201);
+    h.post(
+        &h.admin,
+        "/v1/plugins/acme/hello/releases/1.0.0/approve",
+        json!({ "envelope": h.approval(&bob, &release, &[]) }),
+    )
+    .await
+    .expect(200);
+    let invoke = "/v1/plugins/acme/hello/invoke/greet";
+    h.post(&h.admin, invoke, json!({ "args": "x" }))
+        .await
+        .expect(200);
 
     relay.set(false);
     // The relay notices the cut within 20 ms; give it ten times that.
@@ -1272,6 +1291,11 @@ async fn database_down_is_a_503_and_recovers() {
     assert_eq!(ready.status(), 503);
     let registry = h.get(&h.admin, "/v2/acme/hello/tags/list").await;
     assert_eq!(registry.status, 503, "{}", registry.body);
+    // Invocations need the database (token, release status, key revocation,
+    // configuration): they fail fast with 503 rather than run on stale trust.
+    h.post(&h.admin, invoke, json!({ "args": "x" }))
+        .await
+        .expect_error(503, "database_unavailable");
     let health = h
         .http
         .get(format!("{}/healthz", h.url))

@@ -512,3 +512,73 @@ async fn tampering_is_refused_and_audited(backend: Backend) {
         .expect(200);
 }
 on_both_databases!(tampering_is_refused_and_audited);
+
+async fn a_hammered_hostile_plugin_does_not_disturb_a_good_one(backend: Backend) {
+    let w = world(backend).await;
+    let hello = read(HELLO);
+    w.release("hello", "1.0.0", &hello, &[], Limits::default())
+        .await;
+    let limits = Limits {
+        timeout: std::time::Duration::from_millis(300),
+        concurrency: 8,
+        ..Limits::default()
+    };
+    w.release("hostile", "1.0.0", &read(HOSTILE), &[], limits)
+        .await;
+    // Loaded before the storm, so the storm measures running, not loading.
+    w.invoke(&w.invoker, "hostile", "ping", json!({}))
+        .await
+        .expect(200);
+
+    let url = format!("{}/v1/plugins/acme/hostile/invoke/spin", w.h.url);
+    let storm: Vec<_> = (0..200)
+        .map(|_| {
+            let request = w.h.http.post(&url).bearer_auth(&w.invoker).json(&json!({}));
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                (
+                    status,
+                    body["error"]["code"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+        })
+        .collect();
+    for i in 0..20 {
+        let name = format!("caller {i}");
+        let ran = w
+            .invoke(&w.invoker, "hello", "greet", json!({ "args": name }))
+            .await
+            .expect(200);
+        assert_eq!(ran["result"], format!("Hello, caller {i}!"));
+    }
+    let mut outcomes = std::collections::BTreeMap::new();
+    for call in storm {
+        let (status, code) = call.await.unwrap();
+        assert!(
+            matches!(
+                (status, code.as_str()),
+                (429, "too_many_concurrent") | (422, "deadline_exceeded") | (422, "out_of_fuel")
+            ),
+            "{status} {code}"
+        );
+        *outcomes.entry(code).or_insert(0) += 1;
+    }
+    assert!(
+        outcomes.get("too_many_concurrent").is_some_and(|n| *n > 0),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.get("deadline_exceeded").is_some_and(|n| *n > 0),
+        "{outcomes:?}"
+    );
+    // And both keep answering afterwards.
+    w.invoke(&w.invoker, "hostile", "ping", json!({}))
+        .await
+        .expect(200);
+    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "after" }))
+        .await
+        .expect(200);
+}
+on_both_databases!(a_hammered_hostile_plugin_does_not_disturb_a_good_one);

@@ -102,7 +102,7 @@ pub(super) async fn invoke(
         version: record.version.clone(),
         digest: loaded.verified.statement.component.digest.clone(),
     };
-    match plugin.invoke(&function, &args).await {
+    match state.runtime.invoke(plugin, function, args).await {
         Ok(invocation) => {
             let metering = serde_json::to_value(invocation.metering).map_err(ApiError::internal)?;
             match invocation.output {

@@ -105,8 +105,23 @@ pub struct LoadedRelease {
     plugin: Mutex<Option<(BTreeMap<String, String>, Plugin)>>,
 }
 
+/// The threads plugins run on: a runtime of their own, so that guests burning
+/// CPU up to their limits never starve the control plane's own I/O (database,
+/// HTTP) of its worker threads; the OS shares the cores between both.
+struct Executor(Option<tokio::runtime::Runtime>);
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            // Dropping a runtime may block; never do that inside async code.
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// The runtime of a control plane.
 pub struct Runtime {
+    executor: Executor,
     engine: Arc<Engine>,
     policy: TrustPolicy,
     source: Mutex<Option<RegistrySource>>,
@@ -128,15 +143,39 @@ impl Runtime {
         policy: TrustPolicy,
         kv: SqlKvStore,
         source: Option<RegistrySource>,
-    ) -> Runtime {
-        Runtime {
+    ) -> std::io::Result<Runtime> {
+        let executor = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("warden-plugin")
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .enable_all()
+            .build()?;
+        Ok(Runtime {
+            executor: Executor(Some(executor)),
             engine,
             policy,
             source: Mutex::new(source),
             loaded: Mutex::new(HashMap::new()),
             kv: Arc::new(kv),
             loading: tokio::sync::Mutex::new(()),
-        }
+        })
+    }
+
+    /// Invokes `function` of `plugin` on the plugin threads.
+    pub async fn invoke(
+        &self,
+        plugin: Plugin,
+        function: String,
+        args: serde_json::Value,
+    ) -> Result<warden_host::Invocation, Box<warden_host::Failure>> {
+        let Some(executor) = &self.executor.0 else {
+            return Err(warden_host::Error::Host("the plugin runtime is shut down".into()).into());
+        };
+        executor
+            .spawn(async move { plugin.invoke(&function, &args).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(warden_host::Error::Host(format!("invocation task: {e}")).into())
+            })
     }
 
     /// Where artifacts are pulled from.
