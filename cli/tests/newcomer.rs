@@ -352,4 +352,44 @@ fn demo_serves_the_examples_approved_and_ready_to_invoke() {
         Some(1),
         "the plugin's own error is exit 1"
     );
+
+    // The portal examples run against it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let shell = Command::new("sh")
+        .arg(root.join("examples/portal/portal.sh"))
+        .env("WARDEN_URL", &server.url)
+        .env("WARDEN_TOKEN", &portal)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&shell.stdout);
+    assert!(
+        shell.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
+    assert!(
+        out.contains("\"words\":4") && out.contains("bad_argument"),
+        "{out}"
+    );
+    match Command::new("node").arg("--version").output() {
+        Ok(version) if version.status.success() => {
+            let node = Command::new("node")
+                .arg(root.join("examples/portal/client.mjs"))
+                .env("WARDEN_URL", &server.url)
+                .env("WARDEN_TOKEN", &portal)
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&node.stdout);
+            assert!(
+                node.status.success(),
+                "{out}\n{}",
+                String::from_utf8_lossy(&node.stderr)
+            );
+            assert!(
+                out.contains("the plugin said:") && out.contains("acme/text-tools@0.1.0"),
+                "{out}"
+            );
+        }
+        _ => eprintln!("node is not installed: examples/portal/client.mjs not exercised"),
+    }
 }
