@@ -129,6 +129,7 @@ impl ControlPlane {
             approvals_required: config.approvals_required,
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
+            external_registry: config.external_registry.clone(),
             pull_secret: Arc::new(crate::api::new_secret()),
         };
         let admin_token_path = data_dir.join("admin-token");

@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Loads and runs approved releases.
     pub runtime: Arc<crate::runtime::Runtime>,
+    /// The external registry releases live in, if not the embedded one.
+    pub external_registry: Option<crate::runtime::RegistrySource>,
     /// The credential the runtime pulls from the embedded registry with
     /// (in memory only; pull access to every repository).
     pub pull_secret: Arc<String>,

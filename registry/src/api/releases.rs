@@ -452,15 +452,35 @@ async fn publish(
         .manifest_digest
         .parse()
         .map_err(|e: String| ApiError::bad_request("invalid_digest", e))?;
-    let Some((media_type, manifest_bytes, _)) = state
-        .oci
-        .get_manifest(&repo, &Reference::Digest(manifest_digest.clone()))
-        .await?
-    else {
-        return Err(ApiError::unprocessable(
-            "manifest_unknown",
-            format!("{repo} has no manifest {manifest_digest}; push the artifact first"),
-        ));
+    let pulled = match &state.external_registry {
+        None => None,
+        Some(source) => Some(
+            crate::runtime::pull_artifact(source, repo.as_str(), &manifest_digest.to_string())
+                .await
+                .map_err(|e| match e {
+                    crate::runtime::LoadError::Registry { .. } => ApiError::unprocessable(
+                        "manifest_unknown",
+                        format!("{e}; push the artifact to {} first", source.registry),
+                    ),
+                    other => ApiError::unprocessable("artifact_invalid", other.to_string()),
+                })?,
+        ),
+    };
+    let (media_type, manifest_bytes) = match &pulled {
+        Some(pulled) => (MANIFEST_V1.to_owned(), pulled.manifest.clone()),
+        None => {
+            let Some((media_type, manifest_bytes, _)) = state
+                .oci
+                .get_manifest(&repo, &Reference::Digest(manifest_digest.clone()))
+                .await?
+            else {
+                return Err(ApiError::unprocessable(
+                    "manifest_unknown",
+                    format!("{repo} has no manifest {manifest_digest}; push the artifact first"),
+                ));
+            };
+            (media_type, manifest_bytes)
+        }
     };
     let manifest: ManifestDocument = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| ApiError::unprocessable("artifact_invalid", format!("manifest: {e}")))?;
@@ -494,7 +514,10 @@ async fn publish(
             ),
         ));
     }
-    let bytes = state.oci.read_blob(&repo, &layer.digest).await?;
+    let bytes = match pulled {
+        Some(pulled) => pulled.component,
+        None => state.oci.read_blob(&repo, &layer.digest).await?,
+    };
 
     // The component itself: it must parse, and ask for nothing it did not declare.
     let engine = state.engine.clone();
@@ -572,30 +595,33 @@ async fn publish(
         }
         other => other?,
     };
-    // The tag is the version; it never moves once set.
-    state
-        .oci
-        .tag(&repo, &statement.version, &manifest_digest)
-        .await
-        .map_err(|e| match e {
-            crate::oci::OciError::TagImmutable(_) => ApiError::conflict(
-                "tag_conflict",
-                format!(
-                    "tag {} of {repo} already points to another manifest",
-                    statement.version
+    // The tag is the version; it never moves once set. (An external registry
+    // keeps its own tags; the release is pinned by manifest digest anyway.)
+    if state.external_registry.is_none() {
+        state
+            .oci
+            .tag(&repo, &statement.version, &manifest_digest)
+            .await
+            .map_err(|e| match e {
+                crate::oci::OciError::TagImmutable(_) => ApiError::conflict(
+                    "tag_conflict",
+                    format!(
+                        "tag {} of {repo} already points to another manifest",
+                        statement.version
+                    ),
                 ),
-            ),
-            other => other.into(),
-        })?;
-    attach(
-        &state,
-        &repo,
-        &manifest_digest,
-        manifest_bytes.len(),
-        RELEASE_PAYLOAD_TYPE,
-        &envelope_json,
-    )
-    .await?;
+                other => other.into(),
+            })?;
+        attach(
+            &state,
+            &repo,
+            &manifest_digest,
+            manifest_bytes.len(),
+            RELEASE_PAYLOAD_TYPE,
+            &envelope_json,
+        )
+        .await?;
+    }
     change
         .commit(
             &caller.actor(),
@@ -1065,22 +1091,26 @@ async fn approve(
     .bind(&version)
     .execute(change.tx())
     .await?;
-    let repo = repository(&org, &name)?;
-    let manifest: Digest = row.manifest_digest.parse().map_err(ApiError::internal)?;
-    let manifest_size = state
-        .oci
-        .blob_size(&repo, &manifest)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("manifest {manifest} of {reference} is gone")))?;
-    attach(
-        &state,
-        &repo,
-        &manifest,
-        manifest_size as usize,
-        APPROVAL_PAYLOAD_TYPE,
-        &envelope_json,
-    )
-    .await?;
+    if state.external_registry.is_none() {
+        let repo = repository(&org, &name)?;
+        let manifest: Digest = row.manifest_digest.parse().map_err(ApiError::internal)?;
+        let manifest_size = state
+            .oci
+            .blob_size(&repo, &manifest)
+            .await?
+            .ok_or_else(|| {
+                ApiError::internal(format!("manifest {manifest} of {reference} is gone"))
+            })?;
+        attach(
+            &state,
+            &repo,
+            &manifest,
+            manifest_size as usize,
+            APPROVAL_PAYLOAD_TYPE,
+            &envelope_json,
+        )
+        .await?;
+    }
     change
         .commit(
             &caller.actor(),

@@ -285,59 +285,99 @@ impl Runtime {
             reference: record.repository.clone(),
             detail: "no registry configured".into(),
         })?;
-        let reference = Reference::with_digest(
-            source.registry.clone(),
-            record.repository.clone(),
-            record.manifest_digest.clone(),
-        );
-        let failed = |detail: String| LoadError::Registry {
-            reference: reference.whole(),
-            detail,
-        };
-        let client = Client::new(ClientConfig {
-            protocol: if source.insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            connect_timeout: Some(std::time::Duration::from_secs(5)),
-            read_timeout: Some(std::time::Duration::from_secs(30)),
-            ..ClientConfig::default()
-        });
-        let auth = match &source.credentials {
-            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-            None => RegistryAuth::Anonymous,
-        };
-        let (manifest, _) = client
-            .pull_image_manifest(&reference, &auth)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let layers: Vec<&OciDescriptor> = manifest
-            .layers
-            .iter()
-            .filter(|l| l.media_type == crate::oci::WASM_LAYER)
-            .collect();
-        let [layer] = layers.as_slice() else {
-            return Err(LoadError::Artifact(format!(
-                "expected one {} layer, found {}",
-                crate::oci::WASM_LAYER,
-                layers.len()
-            )));
-        };
-        let mut bytes = Vec::with_capacity(layer.size.max(0) as usize);
-        client
-            .pull_blob(&reference, *layer, &mut bytes)
-            .await
-            .map_err(|e| match e {
-                // The registry answered, with other bytes than the digest names:
-                // tampering, not an outage.
-                oci_client::errors::OciDistributionError::DigestError(digest) => {
-                    LoadError::Artifact(format!(
-                        "the registry served a component that does not match its digest: {digest}"
-                    ))
-                }
-                other => failed(other.to_string()),
-            })?;
-        Ok(bytes)
+        let artifact = pull_artifact(&source, &record.repository, &record.manifest_digest).await?;
+        Ok(artifact.component)
     }
+}
+
+/// A Wasm artifact as pulled: the manifest's bytes and media type, and the
+/// component (its one `application/wasm` layer).
+pub struct PulledArtifact {
+    /// The manifest's bytes.
+    pub manifest: Vec<u8>,
+    /// The manifest, parsed.
+    pub document: crate::oci::ManifestDocument,
+    /// The component's bytes.
+    pub component: Vec<u8>,
+}
+
+/// Pulls the artifact `repository@manifest_digest` from `source` with
+/// `oci-client`; the client checks each blob against its digest.
+pub async fn pull_artifact(
+    source: &RegistrySource,
+    repository: &str,
+    manifest_digest: &str,
+) -> Result<PulledArtifact, LoadError> {
+    let reference = Reference::with_digest(
+        source.registry.clone(),
+        repository.to_owned(),
+        manifest_digest.to_owned(),
+    );
+    let failed = |detail: String| LoadError::Registry {
+        reference: reference.whole(),
+        detail,
+    };
+    let client = Client::new(ClientConfig {
+        protocol: if source.insecure {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        connect_timeout: Some(std::time::Duration::from_secs(5)),
+        read_timeout: Some(std::time::Duration::from_secs(30)),
+        ..ClientConfig::default()
+    });
+    let auth = match &source.credentials {
+        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+        None => RegistryAuth::Anonymous,
+    };
+    let (manifest, digest) = client
+        .pull_manifest_raw(&reference, &auth, &[crate::oci::MANIFEST_V1])
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let computed = crate::oci::Digest::of(&manifest).to_string();
+    if computed != manifest_digest || digest != manifest_digest {
+        return Err(LoadError::Artifact(format!(
+            "the registry served a manifest that does not match {manifest_digest} (got {computed})"
+        )));
+    }
+    let document: crate::oci::ManifestDocument = serde_json::from_slice(&manifest)
+        .map_err(|e| LoadError::Artifact(format!("the manifest is malformed: {e}")))?;
+    let layers: Vec<&crate::oci::Descriptor> = document
+        .layers
+        .iter()
+        .filter(|l| l.media_type == crate::oci::WASM_LAYER)
+        .collect();
+    let [layer] = layers.as_slice() else {
+        return Err(LoadError::Artifact(format!(
+            "expected one {} layer, found {}",
+            crate::oci::WASM_LAYER,
+            layers.len()
+        )));
+    };
+    let descriptor = OciDescriptor {
+        media_type: layer.media_type.clone(),
+        digest: layer.digest.to_string(),
+        size: layer.size as i64,
+        urls: None,
+        annotations: None,
+        artifact_type: None,
+    };
+    let mut component = Vec::with_capacity(layer.size.min(256 << 20) as usize);
+    client
+        .pull_blob(&reference, &descriptor, &mut component)
+        .await
+        .map_err(|e| match e {
+            // The registry answered, with other bytes than the digest names:
+            // tampering, not an outage.
+            oci_client::errors::OciDistributionError::DigestError(digest) => LoadError::Artifact(
+                format!("the registry served a component that does not match its digest: {digest}"),
+            ),
+            other => failed(other.to_string()),
+        })?;
+    Ok(PulledArtifact {
+        manifest: manifest.to_vec(),
+        document,
+        component,
+    })
 }

@@ -75,6 +75,8 @@ impl Backend {
 }
 
 pub struct Harness {
+    /// Where artifacts are pushed: the server's own `/v2/`, or an external registry.
+    pub push_base: String,
     /// Admin keys pinned in the server's runtime configuration (not yet
     /// registered in the database: `key()`-like registration is up to the test).
     pub pinned: Vec<PrivateKey>,
@@ -90,11 +92,21 @@ pub async fn start(backend: Backend) -> Harness {
 }
 
 pub async fn start_with(backend: Backend, approvals: u32) -> Harness {
+    start_configured(backend, approvals, None).await
+}
+
+/// A server whose runtime (and publish checks) use `external` as the registry.
+pub async fn start_configured(
+    backend: Backend,
+    approvals: u32,
+    external: Option<warden_registry::runtime::RegistrySource>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let pinned = vec![PrivateKey::generate(), PrivateKey::generate()];
     let mut config = ServerConfig::new(dir.path().join("data"));
     config.approvals_required = approvals;
     config.admin_keys = pinned.iter().map(PrivateKey::public_key).collect();
+    config.external_registry = external.clone();
     if let Backend::Postgres(url) = &backend {
         config.database_url = Some(url.clone());
     }
@@ -108,7 +120,12 @@ pub async fn start_with(backend: Backend, approvals: u32) -> Harness {
     plane.listening_on(listener.local_addr().unwrap());
     let router = plane.router();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let push_base = match &external {
+        Some(source) => format!("http://{}", source.registry),
+        None => url.clone(),
+    };
     Harness {
+        push_base,
         pinned,
         url,
         admin,
@@ -234,7 +251,7 @@ impl Harness {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
         let started = self
             .http
-            .post(format!("{}/v2/{repo}/blobs/uploads/", self.url))
+            .post(format!("{}/v2/{repo}/blobs/uploads/", self.push_base))
             .bearer_auth(token)
             .send()
             .await
@@ -247,9 +264,13 @@ impl Harness {
         );
         let location = started.headers()["location"].to_str().unwrap().to_owned();
         let separator = if location.contains('?') { '&' } else { '?' };
+        let location = match location.find("/v2/") {
+            Some(start) => format!("{}{}", self.push_base, &location[start..]),
+            None => location,
+        };
         let done = self
             .http
-            .put(format!("{}{location}{separator}digest={digest}", self.url))
+            .put(format!("{location}{separator}digest={digest}"))
             .bearer_auth(token)
             .header("content-type", "application/octet-stream")
             .body(bytes.to_vec())
@@ -281,7 +302,7 @@ impl Harness {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
         let response = self
             .http
-            .put(format!("{}/v2/{repo}/manifests/{digest}", self.url))
+            .put(format!("{}/v2/{repo}/manifests/{digest}", self.push_base))
             .bearer_auth(token)
             .header("content-type", MANIFEST_V1)
             .body(manifest)

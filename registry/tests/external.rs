@@ -1,0 +1,164 @@
+//! Releases kept in an external registry: the CNCF distribution registry from
+//! Debian's `docker-registry` package, on a loopback port. Publishing checks the
+//! artifact there, the host pulls it from there with oci-client, and a registry
+//! outage leaves loaded releases running while new loads fail clearly.
+
+mod common;
+
+use common::{Backend, start_configured};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use warden_registry::runtime::RegistrySource;
+use warden_test_programs::{HELLO, read};
+
+struct Distribution {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn distribution() -> Distribution {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("docker-registry (Debian package docker-registry; .ci/run installs it) cannot start: {e}")
+        });
+    let registry = Distribution {
+        child,
+        address,
+        _dir: dir,
+    };
+    for _ in 0..100 {
+        if reqwest::get(format!("http://{}/v2/", registry.address))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return registry;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("docker-registry did not answer on {}", registry.address);
+}
+
+async fn releases_live_in_an_external_registry(backend: Backend) {
+    let mut registry = distribution().await;
+    let source = RegistrySource {
+        registry: registry.address.clone(),
+        insecure: true,
+        credentials: None,
+    };
+    let h = start_configured(backend, 1, Some(source)).await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let invoker = h.token(&h.admin, "acme", "invoker").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let bob = h.pinned_key(0, "acme", "bob").await;
+    let hello = read(HELLO);
+
+    // Published to the external registry; the server checked it there.
+    let release = h
+        .publish(&publisher, &alice, "acme/hello", "1.0.0", &hello, &[])
+        .await
+        .expect(201);
+    assert_eq!(release["functions"][0]["name"], "greet");
+    assert!(
+        !h.dir
+            .path()
+            .join("data/oci/repos")
+            .join("acme+hello")
+            .exists(),
+        "nothing went to the embedded store"
+    );
+    h.post(
+        &h.admin,
+        "/v1/plugins/acme/hello/releases/1.0.0/approve",
+        json!({ "envelope": h.approval(&bob, &release, &[]) }),
+    )
+    .await
+    .expect(200);
+    let invoke = "/v1/plugins/acme/hello/invoke/greet";
+    let ran = h
+        .post(&invoker, invoke, json!({ "args": "external" }))
+        .await
+        .expect(200);
+    assert_eq!(ran["result"], "Hello, external!");
+    assert_eq!(ran["release"]["digest"], release["component_digest"]);
+
+    // An artifact that is not in the external registry cannot be registered.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let statement = common::statement(&alice, "acme/hello", "1.2.0", &hello, &[]);
+    let envelope = alice
+        .sign(warden_host::RELEASE_PAYLOAD_TYPE, &statement)
+        .unwrap();
+    h.post(
+        &publisher,
+        "/v1/plugins/acme/hello/releases",
+        json!({ "envelope": envelope, "manifest_digest": missing }),
+    )
+    .await
+    .expect_error(422, "manifest_unknown");
+
+    // A second version, approved but never loaded; then the registry goes away.
+    let next = h
+        .publish(&publisher, &alice, "acme/hello", "1.1.0", &hello, &[])
+        .await
+        .expect(201);
+    h.post(
+        &h.admin,
+        "/v1/plugins/acme/hello/releases/1.1.0/approve",
+        json!({ "envelope": h.approval(&bob, &next, &[]) }),
+    )
+    .await
+    .expect(200);
+    let _ = registry.child.kill();
+    let _ = registry.child.wait();
+    let pinned = h
+        .post(
+            &invoker,
+            invoke,
+            json!({ "args": "cached", "version": "=1.0.0" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        pinned["result"], "Hello, cached!",
+        "a loaded release keeps working"
+    );
+    let unreachable = h.post(&invoker, invoke, json!({ "args": "new" })).await;
+    unreachable.expect_error(502, "registry_unavailable");
+    assert!(
+        unreachable.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("acme/hello@1.1.0"),
+        "{}",
+        unreachable.body
+    );
+}
+on_both_databases!(releases_live_in_an_external_registry);
