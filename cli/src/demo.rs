@@ -186,7 +186,7 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         let status = match existing {
             Ok(release) => release["status"].as_str().unwrap_or_default().to_owned(),
             Err(_) => {
-                publish_manifest(&publisher, &manifest, &publisher_key).await?;
+                publish_manifest(&publisher, None, &manifest, &publisher_key).await?;
                 "pending".to_owned()
             }
         };

@@ -29,6 +29,24 @@ pub struct PublishArgs {
     /// The publisher's private key (from `warden keygen`), registered by an admin.
     #[arg(long, env = "WARDEN_KEY")]
     key: PathBuf,
+    /// Push the artifact to this external OCI registry (host:port) instead of
+    /// the Warden server's own; the server must be configured with the same one.
+    #[arg(long, env = "WARDEN_REGISTRY")]
+    registry: Option<String>,
+    /// User name for the external registry.
+    #[arg(long, env = "WARDEN_REGISTRY_USERNAME", requires = "registry")]
+    registry_username: Option<String>,
+    /// Password for the external registry.
+    #[arg(
+        long,
+        env = "WARDEN_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        requires = "registry"
+    )]
+    registry_password: Option<String>,
+    /// Plain HTTP to the external registry (loopback and tests only).
+    #[arg(long, requires = "registry")]
+    registry_insecure: bool,
     /// Print the registered release as JSON.
     #[arg(long)]
     json: bool,
@@ -107,7 +125,17 @@ pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failu
     let manifest = PluginManifest::load(&args.manifest)?;
     let remote = Remote::new(remote)?;
     let key = crate::remote::read_private_key(&args.key)?;
-    let release = publish_manifest(&remote, &manifest, &key).await?;
+    let external = match &args.registry {
+        Some(address) => Some(Remote::registry(
+            address,
+            args.registry_insecure,
+            args.registry_username
+                .clone()
+                .map(|user| (user, args.registry_password.clone().unwrap_or_default())),
+        )?),
+        None => None,
+    };
+    let release = publish_manifest(&remote, external.as_ref(), &manifest, &key).await?;
     if args.json {
         print_json(&release);
     } else {
@@ -130,10 +158,12 @@ pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failu
     Ok(exit::OK)
 }
 
-/// Checks, signs, pushes and registers the release `manifest` describes;
-/// returns the registered release.
+/// Checks, signs, pushes (to `registry`, by default the Warden server's own
+/// `/v2/`) and registers the release `manifest` describes; returns the
+/// registered release.
 pub async fn publish_manifest(
     remote: &Remote,
+    registry: Option<&Remote>,
     manifest: &PluginManifest,
     key: &PrivateKey,
 ) -> Result<Json, Failure> {
@@ -197,8 +227,12 @@ pub async fn publish_manifest(
     }))
     .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
     let repo = &manifest.name;
-    let config_digest = push_blob(remote, repo, &config, "config").await?;
-    push_blob(remote, repo, &bytes, "component").await?;
+    // The embedded registry sets the version tag itself once the release is
+    // registered; an external registry gets it with the push.
+    let external = registry.is_some();
+    let registry = registry.unwrap_or(remote);
+    let config_digest = push_blob(registry, repo, &config, "config").await?;
+    push_blob(registry, repo, &bytes, "component").await?;
     let oci_manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_V1,
@@ -208,16 +242,18 @@ pub async fn publish_manifest(
     }))
     .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
     let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&oci_manifest)));
-    let response = remote
-        .request(
-            Method::PUT,
-            &format!("/v2/{repo}/manifests/{manifest_digest}"),
-        )
+    let reference = if external {
+        &manifest.version
+    } else {
+        &manifest_digest
+    };
+    let response = registry
+        .request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
         .header(header::CONTENT_TYPE, MANIFEST_V1)
         .body(oci_manifest)
         .send()
         .await
-        .map_err(|e| remote.unreachable(e))?;
+        .map_err(|e| registry.unreachable(e))?;
     if !response.status().is_success() {
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();

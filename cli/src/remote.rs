@@ -25,10 +25,17 @@ pub struct RemoteArgs {
     pub token: Option<String>,
 }
 
-/// A client of one server.
+/// How requests authenticate.
+enum Auth {
+    Bearer(String),
+    Basic(String, String),
+    Anonymous,
+}
+
+/// A client of one server (a Warden server, or an external OCI registry).
 pub struct Remote {
     base: String,
-    token: String,
+    auth: Auth,
     pub http: reqwest::Client,
 }
 
@@ -54,16 +61,39 @@ impl Remote {
             .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("HTTP client: {e}")))?;
         Ok(Remote {
             base,
-            token: token.trim().to_owned(),
+            auth: Auth::Bearer(token.trim().to_owned()),
+            http,
+        })
+    }
+
+    /// A client of an external OCI registry at `host:port`.
+    pub fn registry(
+        address: &str,
+        insecure: bool,
+        credentials: Option<(String, String)>,
+    ) -> Result<Remote, Failure> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("HTTP client: {e}")))?;
+        Ok(Remote {
+            base: format!("{}://{address}", if insecure { "http" } else { "https" }),
+            auth: match credentials {
+                Some((user, password)) => Auth::Basic(user, password),
+                None => Auth::Anonymous,
+            },
             http,
         })
     }
 
     /// A request to `path` (absolute, e.g. `/v1/whoami`) with the token.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.auth {
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Basic(user, password) => request.basic_auth(user, Some(password)),
+            Auth::Anonymous => request,
+        }
     }
 
     /// GET `path` as JSON.

@@ -21,11 +21,16 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, admin_key: &Path) -> Server {
+    serve_with(data, admin_key, &[])
+}
+
+fn serve_with(data: &Path, admin_key: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .arg("--admin-key")
         .arg(admin_key)
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("starting warden serve");
@@ -392,4 +397,98 @@ fn demo_serves_the_examples_approved_and_ready_to_invoke() {
         }
         _ => eprintln!("node is not installed: examples/portal/client.mjs not exercised"),
     }
+}
+
+#[test]
+fn publishing_to_an_external_registry_and_running_from_it() {
+    let registry = guests::Distribution::start();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let keygen = |name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["keygen", "--out", name])
+            .current_dir(work)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    keygen("bob.key");
+    let alice = keygen("alice.key");
+    let external = [
+        "--registry",
+        registry.address.as_str(),
+        "--registry-insecure",
+    ];
+    let server = serve_with(&work.join("data"), &work.join("bob.key"), &external);
+    let admin = std::fs::read_to_string(work.join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let run = |token: &str, args: &[&str]| warden(&server, token, work, args);
+    ok(run(
+        &admin,
+        &[
+            "key",
+            "add",
+            &alice,
+            "--kind",
+            "publisher",
+            "--owner",
+            "alice",
+        ],
+    ));
+    ok(run(
+        &admin,
+        &["key", "add", "bob.key", "--kind", "admin", "--owner", "bob"],
+    ));
+    let publisher = ok(run(
+        &admin,
+        &["token", "create", "--name", "ci", "--role", "publisher"],
+    ))
+    .trim()
+    .to_owned();
+    std::fs::write(
+        work.join("warden.toml"),
+        format!(
+            "name = \"acme/hello\"\nversion = \"2.0.0\"\ncomponent = \"{}\"\n",
+            guests::HELLO
+        ),
+    )
+    .unwrap();
+
+    // Pushed to the Warden server's own registry instead, the server does not find it.
+    let wrong_place = run(&publisher, &["publish", "--key", "alice.key"]);
+    assert_eq!(wrong_place.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&wrong_place.stderr).contains("manifest_unknown"),
+        "{}",
+        String::from_utf8_lossy(&wrong_place.stderr)
+    );
+
+    let mut publish = vec!["publish", "--key", "alice.key"];
+    publish.extend(external);
+    ok(run(&publisher, &publish));
+    // The version tag is in the external registry.
+    let tags = Command::new("curl")
+        .args([
+            "-s",
+            &format!("http://{}/v2/acme/hello/tags/list", registry.address),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&tags.stdout).contains("2.0.0"),
+        "{}",
+        String::from_utf8_lossy(&tags.stdout)
+    );
+    ok(run(
+        &admin,
+        &["approve", "acme/hello@2.0.0", "--key", "bob.key"],
+    ));
+    let greeting = ok(run(
+        &admin,
+        &["invoke", "acme/hello", "greet", "\"registry\""],
+    ));
+    assert_eq!(greeting.trim(), "\"Hello, registry!\"");
 }

@@ -7,68 +7,11 @@ mod common;
 
 use common::{Backend, start_configured};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use warden_registry::runtime::RegistrySource;
-use warden_test_programs::{HELLO, read};
-
-struct Distribution {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn distribution() -> Distribution {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("docker-registry (Debian package docker-registry; .ci/run installs it) cannot start: {e}")
-        });
-    let registry = Distribution {
-        child,
-        address,
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if reqwest::get(format!("http://{}/v2/", registry.address))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return registry;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("docker-registry did not answer on {}", registry.address);
-}
+use warden_test_programs::{Distribution, HELLO, read};
 
 async fn releases_live_in_an_external_registry(backend: Backend) {
-    let mut registry = distribution().await;
+    let mut registry = Distribution::start();
     let source = RegistrySource {
         registry: registry.address.clone(),
         insecure: true,
@@ -136,8 +79,7 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
     )
     .await
     .expect(200);
-    let _ = registry.child.kill();
-    let _ = registry.child.wait();
+    registry.stop();
     let pinned = h
         .post(
             &invoker,
