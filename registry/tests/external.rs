@@ -55,7 +55,7 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
 
     // An artifact that is not in the external registry cannot be registered.
     let missing = format!("sha256:{}", "0".repeat(64));
-    let statement = common::statement(&alice, "acme/hello", "1.2.0", &hello, &[]);
+    let statement = common::statement(&alice, "acme/hello", "9.0.0", &hello, &[]);
     let envelope = alice
         .sign(warden_host::RELEASE_PAYLOAD_TYPE, &statement)
         .unwrap();
@@ -67,7 +67,7 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
     .await
     .expect_error(422, "manifest_unknown");
 
-    // A second version, approved but never loaded; then the registry goes away.
+    // A second version.
     let next = h
         .publish(&publisher, &alice, "acme/hello", "1.1.0", &hello, &[])
         .await
@@ -76,6 +76,63 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
         &h.admin,
         "/v1/plugins/acme/hello/releases/1.1.0/approve",
         json!({ "envelope": h.approval(&bob, &next, &[]) }),
+    )
+    .await
+    .expect(200);
+    // Someone moves the tag 1.1.0 in the external registry to other content
+    // before the host first loads it: the host pulls by the approved digest.
+    let other = h
+        .push_artifact(
+            &publisher,
+            "acme/hello",
+            &read(warden_test_programs::COUNTER),
+        )
+        .await;
+    let other_manifest = h
+        .http
+        .get(format!(
+            "http://{}/v2/acme/hello/manifests/{other}",
+            registry.address
+        ))
+        .header("accept", warden_registry::oci::MANIFEST_V1)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let moved = h
+        .http
+        .put(format!(
+            "http://{}/v2/acme/hello/manifests/1.1.0",
+            registry.address
+        ))
+        .header("content-type", warden_registry::oci::MANIFEST_V1)
+        .body(other_manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 201, "distribution lets tags move");
+    let ran = h
+        .post(
+            &invoker,
+            invoke,
+            json!({ "args": "pinned", "version": "=1.1.0" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(ran["result"], "Hello, pinned!");
+    assert_eq!(ran["release"]["digest"], next["component_digest"]);
+
+    // 1.2.0: approved, never loaded; then the registry goes away.
+    let last = h
+        .publish(&publisher, &alice, "acme/hello", "1.2.0", &hello, &[])
+        .await
+        .expect(201);
+    h.post(
+        &h.admin,
+        "/v1/plugins/acme/hello/releases/1.2.0/approve",
+        json!({ "envelope": h.approval(&bob, &last, &[]) }),
     )
     .await
     .expect(200);
@@ -98,7 +155,7 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
         unreachable.body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("acme/hello@1.1.0"),
+            .contains("acme/hello@1.2.0"),
         "{}",
         unreachable.body
     );
