@@ -582,3 +582,80 @@ async fn a_hammered_hostile_plugin_does_not_disturb_a_good_one(backend: Backend)
         .expect(200);
 }
 on_both_databases!(a_hammered_hostile_plugin_does_not_disturb_a_good_one);
+
+async fn a_replaced_compiled_cache_entry_is_discarded_and_audited(backend: Backend) {
+    let w = world(backend.clone()).await;
+    w.release("hello", "1.0.0", &read(HELLO), &[], Limits::default())
+        .await;
+    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "first" }))
+        .await
+        .expect(200);
+
+    // Someone replaces the compiled code on disk.
+    let compiled = w.h.dir.path().join("data/compiled");
+    let mut replaced = 0;
+    for entry in walk(&compiled) {
+        if entry.file_name().is_some_and(|n| n != "cache.key") {
+            std::fs::write(&entry, b"\x7fELF not what we compiled").unwrap();
+            replaced += 1;
+        }
+    }
+    assert!(
+        replaced > 0,
+        "the first load left a compiled entry in {}",
+        compiled.display()
+    );
+
+    // A second server on the same data (a restart, or a replica): the entry fails
+    // its check, is discarded, the verified component is recompiled, and it is audited.
+    let mut config = warden_registry::ServerConfig::new(w.h.dir.path().join("data"));
+    config.admin_keys = w.h.pinned.iter().map(PrivateKey::public_key).collect();
+    if let Backend::Postgres(url) = &backend {
+        config.database_url = Some(url.clone());
+    }
+    let plane = warden_registry::ControlPlane::open(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    plane.listening_on(address);
+    tokio::spawn(axum::serve(listener, plane.router()).into_future());
+    let ran =
+        w.h.http
+            .post(format!(
+                "http://{address}/v1/plugins/acme/hello/invoke/greet"
+            ))
+            .bearer_auth(&w.invoker)
+            .json(&json!({ "args": "again" }))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(ran.status(), 200);
+    assert_eq!(
+        ran.json::<Value>().await.unwrap()["result"],
+        "Hello, again!"
+    );
+    let audit =
+        w.h.get(&w.h.admin, "/v1/audit?limit=1000")
+            .await
+            .expect(200);
+    let rejected = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "cache.rejected")
+        .count();
+    assert_eq!(rejected, 1);
+}
+on_both_databases!(a_replaced_compiled_cache_entry_is_discarded_and_audited);
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

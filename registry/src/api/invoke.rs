@@ -92,6 +92,18 @@ pub(super) async fn invoke(
             return Err(refused(&state, &caller, &org, &reference, error).await);
         }
     };
+    if loaded.take_cache_rejection() {
+        tracing::warn!(%reference, "a compiled-cache entry failed its check; recompiled from the verified bytes");
+        audit_refusal(
+            &state,
+            &caller,
+            &org,
+            &reference,
+            "cache.rejected",
+            "a compiled-cache entry failed its HMAC check and was discarded; the verified component was recompiled",
+        )
+        .await;
+    }
     let plugin = state
         .runtime
         .plugin(&loaded, config)
@@ -199,7 +211,15 @@ async fn refused(
         ),
     };
     tracing::error!(%reference, "refusing to run: {error}");
-    audit_refusal(state, caller, org, reference, &error.to_string()).await;
+    audit_refusal(
+        state,
+        caller,
+        org,
+        reference,
+        "release.refused",
+        &error.to_string(),
+    )
+    .await;
     api
 }
 
@@ -208,6 +228,7 @@ async fn audit_refusal(
     caller: &Caller,
     org: &str,
     reference: &str,
+    action: &str,
     reason: &str,
 ) {
     let recorded = async {
@@ -215,7 +236,7 @@ async fn audit_refusal(
         change
             .commit(
                 &caller.actor(),
-                "release.refused",
+                action,
                 reference,
                 json!({ "reason": reason }),
             )

@@ -103,6 +103,17 @@ pub struct LoadedRelease {
     pub compiled: CompiledComponent,
     /// The plugin bound to the configuration it was last built with.
     plugin: Mutex<Option<(BTreeMap<String, String>, Plugin)>>,
+    /// Set when the on-disk compiled cache held an entry for this component
+    /// that failed its check (replaced or corrupted) and was discarded.
+    cache_rejected: std::sync::atomic::AtomicBool,
+}
+
+impl LoadedRelease {
+    /// Whether a compiled-cache entry was rejected while loading; reported once.
+    pub fn take_cache_rejection(&self) -> bool {
+        self.cache_rejected
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// The threads plugins run on: a runtime of their own, so that guests burning
@@ -235,10 +246,12 @@ impl Runtime {
         let compiled = tokio::task::spawn_blocking(move || engine.compile(&bytes))
             .await
             .map_err(|e| LoadError::Artifact(format!("compiling: {e}")))??;
+        let cache_rejected = compiled.cache_outcome() == warden_host::CacheOutcome::Rejected;
         let loaded = Arc::new(LoadedRelease {
             verified,
             compiled,
             plugin: Mutex::new(None),
+            cache_rejected: cache_rejected.into(),
         });
         let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_LOADED {
