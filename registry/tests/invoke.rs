@@ -659,3 +659,34 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+async fn running_invocations_finish_on_the_release_they_started_with(backend: Backend) {
+    let w = world(backend).await;
+    let hostile = read(HOSTILE);
+    w.release("slow", "1.0.0", &hostile, &[], Limits::default())
+        .await;
+    w.invoke(&w.invoker, "slow", "ping", json!({}))
+        .await
+        .expect(200);
+    let url = format!("{}/v1/plugins/acme/slow/invoke/sleep", w.h.url);
+    let running = {
+        let request =
+            w.h.http
+                .post(&url)
+                .bearer_auth(&w.invoker)
+                .json(&json!({ "args": [1500] }));
+        tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
+    };
+    // While it sleeps, 1.1.0 is approved and takes every new call.
+    w.release("slow", "1.1.0", &hostile, &[], Limits::default())
+        .await;
+    let new = w
+        .invoke(&w.invoker, "slow", "ping", json!({}))
+        .await
+        .expect(200);
+    assert_eq!(new["release"]["version"], "1.1.0");
+    let finished = running.await.unwrap();
+    assert_eq!(finished["release"]["version"], "1.0.0", "{finished}");
+    assert_eq!(finished["result"], Value::Null, "{finished}");
+}
+on_both_databases!(running_invocations_finish_on_the_release_they_started_with);
