@@ -8,7 +8,7 @@ use common::{Backend, Harness, start_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 use warden_host::{APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Limits, PrivateKey};
-use warden_test_programs::{COUNTER, HELLO, HOSTILE, TEXT_TOOLS, read};
+use warden_test_programs::{CAPABILITIES, COUNTER, HELLO, HOSTILE, TEXT_TOOLS, read};
 
 struct World {
     h: Harness,
@@ -690,3 +690,77 @@ async fn running_invocations_finish_on_the_release_they_started_with(backend: Ba
     assert_eq!(finished["result"], Value::Null, "{finished}");
 }
 on_both_databases!(running_invocations_finish_on_the_release_they_started_with);
+
+async fn configuration_changes_apply_to_the_next_invocation(backend: Backend) {
+    let w = world(backend).await;
+    let caps = ["config", "http:example.com", "kv"];
+    w.release(
+        "caps",
+        "1.0.0",
+        &read(CAPABILITIES),
+        &caps,
+        Limits::default(),
+    )
+    .await;
+    let read_greeting = || {
+        w.invoke(
+            &w.invoker,
+            "caps",
+            "config-get",
+            json!({ "args": "greeting" }),
+        )
+    };
+    assert_eq!(read_greeting().await.expect(200)["result"], Value::Null);
+    let config = "/v1/plugins/acme/caps/config";
+    w.h.call(
+        &w.h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": { "greeting": "hello" } })),
+    )
+    .await
+    .expect(200);
+    assert_eq!(read_greeting().await.expect(200)["result"], "hello");
+    w.h.call(
+        &w.h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": { "greeting": "bonjour", "lang": "fr" } })),
+    )
+    .await
+    .expect(200);
+    assert_eq!(read_greeting().await.expect(200)["result"], "bonjour");
+    let all = w
+        .invoke(&w.invoker, "caps", "config-all", json!({}))
+        .await
+        .expect(200);
+    assert_eq!(
+        all["result"],
+        json!([["greeting", "bonjour"], ["lang", "fr"]])
+    );
+    // The kv namespace is the plugin's own: another plugin does not see it.
+    w.invoke(&w.invoker, "caps", "kv-set", json!({ "args": ["k", "v"] }))
+        .await
+        .expect(200);
+    assert_eq!(
+        w.invoke(&w.invoker, "caps", "kv-get", json!({ "args": "k" }))
+            .await
+            .expect(200)["result"],
+        "v"
+    );
+    w.release(
+        "caps2",
+        "1.0.0",
+        &read(CAPABILITIES),
+        &caps,
+        Limits::default(),
+    )
+    .await;
+    assert_eq!(
+        w.invoke(&w.invoker, "caps2", "kv-get", json!({ "args": "k" }))
+            .await
+            .expect(200)["result"],
+        Value::Null
+    );
+}
+on_both_databases!(configuration_changes_apply_to_the_next_invocation);
