@@ -397,6 +397,36 @@ fn demo_serves_the_examples_approved_and_ready_to_invoke() {
         }
         _ => eprintln!("node is not installed: examples/portal/client.mjs not exercised"),
     }
+    // The Rust client (cli/examples/portal_client.rs, built by cargo test).
+    let examples = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples");
+    let binary = examples.join("portal_client");
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test` builds examples unless targets are filtered (cargo build -p warden --example portal_client)",
+        binary.display()
+    );
+    let client = Command::new(binary)
+        .env("WARDEN_URL", &server.url)
+        .env("WARDEN_TOKEN", &portal)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&client.stdout);
+    assert!(
+        client.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    assert!(
+        out.contains("the plugin said: \"nothing usable")
+            && out.contains("from acme/text-tools@0.1.0"),
+        "{out}"
+    );
 }
 
 #[test]
