@@ -165,6 +165,31 @@ async fn publish_review_approve(backend: Backend) {
         next["diff"],
         json!({ "against": "1.0.0", "added": ["kv"], "removed": [] })
     );
+    // The catalog still lists the newest *approved* version, next to a plugin with none.
+    h.publish(
+        &publisher,
+        &alice,
+        "acme/counter",
+        "0.1.0",
+        &counter,
+        &["kv"],
+    )
+    .await
+    .expect(201);
+    let catalog = h.get(&publisher, "/v1/orgs/acme/plugins").await.expect(200);
+    let listed: Vec<(&str, &Value)> = catalog["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), &p["latest_approved"]))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("acme/counter", &Value::Null),
+            ("acme/hello", &json!("1.0.0"))
+        ]
+    );
 }
 on_both_databases!(publish_review_approve);
 

@@ -110,16 +110,42 @@ async fn list_plugins(
     .fetch_all(state.db.pool())
     .await?;
     let more = rows.len() as i64 > limit;
-    let mut items = Vec::new();
-    for (name, description, updated_at) in rows.into_iter().take(limit as usize) {
-        let latest_approved = newest(&state, &org, &name, true).await?;
-        items.push(PluginSummary {
+    let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    // The page is a contiguous range of names: one query finds the approved
+    // versions of all its plugins.
+    let mut newest: std::collections::HashMap<String, (semver::Version, String)> =
+        std::collections::HashMap::new();
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        let approved: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, version FROM releases
+             WHERE org = $1 AND status = 'approved' AND name >= $2 AND name <= $3",
+        )
+        .bind(&org)
+        .bind(&first.0)
+        .bind(&last.0)
+        .fetch_all(state.db.pool())
+        .await?;
+        for (name, version) in approved {
+            let Ok(parsed) = semver::Version::parse(&version) else {
+                continue;
+            };
+            let entry = newest
+                .entry(name)
+                .or_insert((parsed.clone(), version.clone()));
+            if parsed > entry.0 {
+                *entry = (parsed, version);
+            }
+        }
+    }
+    let items: Vec<PluginSummary> = rows
+        .into_iter()
+        .map(|(name, description, updated_at)| PluginSummary {
+            latest_approved: newest.remove(&name).map(|(_, v)| v),
             name: format!("{org}/{name}"),
             description,
-            latest_approved,
             updated_at,
-        });
-    }
+        })
+        .collect();
     let next_cursor = more
         .then(|| {
             items
