@@ -663,11 +663,17 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn running_invocations_finish_on_the_release_they_started_with(backend: Backend) {
     let w = world(backend).await;
     let hostile = read(HOSTILE);
-    w.release("slow", "1.0.0", &hostile, &[], Limits::default())
+    // One invocation at a time: a 429 on 1.0.0 proves the slow call is running.
+    let one_at_a_time = Limits {
+        concurrency: 1,
+        ..Limits::default()
+    };
+    w.release("slow", "1.0.0", &hostile, &[], one_at_a_time)
         .await;
-    w.invoke(&w.invoker, "slow", "ping", json!({}))
-        .await
-        .expect(200);
+    let release =
+        w.h.publish(&w.publisher, &w.alice, "acme/slow", "1.1.0", &hostile, &[])
+            .await
+            .expect(201);
     let url = format!("{}/v1/plugins/acme/slow/invoke/sleep", w.h.url);
     let running = {
         let request =
@@ -677,9 +683,24 @@ async fn running_invocations_finish_on_the_release_they_started_with(backend: Ba
                 .json(&json!({ "args": [1500] }));
         tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
     };
+    for attempt in 0.. {
+        assert!(attempt < 10_000, "the slow call never started");
+        let probe = w
+            .invoke(&w.invoker, "slow", "ping", json!({ "version": "=1.0.0" }))
+            .await;
+        if probe.status == 429 {
+            break;
+        }
+        assert_eq!(probe.status, 200, "{}", probe.body);
+    }
     // While it sleeps, 1.1.0 is approved and takes every new call.
-    w.release("slow", "1.1.0", &hostile, &[], Limits::default())
-        .await;
+    w.h.post(
+        &w.h.admin,
+        "/v1/plugins/acme/slow/releases/1.1.0/approve",
+        approval(&w.bob, &release, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
     let new = w
         .invoke(&w.invoker, "slow", "ping", json!({}))
         .await
