@@ -675,13 +675,25 @@ async fn running_invocations_finish_on_the_release_they_started_with(backend: Ba
             .await
             .expect(201);
     let url = format!("{}/v1/plugins/acme/slow/invoke/sleep", w.h.url);
+    // The slow call competes with the probes below for the single slot: it
+    // retries while a probe holds it; a probe that gets 429 proves it runs.
     let running = {
-        let request =
-            w.h.http
-                .post(&url)
-                .bearer_auth(&w.invoker)
-                .json(&json!({ "args": [1500] }));
-        tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
+        let (http, token) = (w.h.http.clone(), w.invoker.clone());
+        tokio::spawn(async move {
+            for _ in 0..10_000 {
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "args": [1500] }))
+                    .send()
+                    .await
+                    .unwrap();
+                if response.status() != 429 {
+                    return response.json::<Value>().await.unwrap();
+                }
+            }
+            panic!("the slow call never got its slot");
+        })
     };
     for attempt in 0.. {
         assert!(attempt < 10_000, "the slow call never started");
