@@ -330,29 +330,10 @@ pub async fn catalog(
                 Some(org) => org,
                 None => remote.my_org().await?,
             };
-            let mut items = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut query = vec![("limit", "100".to_owned())];
-                if let Some(q) = &search {
-                    query.push(("q", q.clone()));
-                }
-                if let Some(c) = &cursor {
-                    query.push(("cursor", c.clone()));
-                }
-                let page: Json = remote
-                    .call(
-                        remote
-                            .request(Method::GET, &format!("/v1/orgs/{org}/plugins"))
-                            .query(&query),
-                    )
-                    .await?;
-                items.extend(page["items"].as_array().cloned().unwrap_or_default());
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = Some(next.to_owned()),
-                    None => break,
-                }
-            }
+            let query: Vec<(&str, String)> = search.iter().map(|q| ("q", q.clone())).collect();
+            let items = remote
+                .all_pages(&format!("/v1/orgs/{org}/plugins"), &query)
+                .await?;
             show(&Json::Array(items), output.json, |items| {
                 for p in items.as_array().into_iter().flatten() {
                     println!(

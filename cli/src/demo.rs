@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use warden_host::PrivateKey;
-use warden_registry::{ControlPlane, ServerConfig, serve};
+use warden_registry::{ServerConfig, serve};
 
 /// The examples the demo publishes, by crate directory.
 const EXAMPLES: [&str; 4] = ["hello", "text-tools", "counter", "http-fetch"];
@@ -95,21 +95,7 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
 
     let mut config = ServerConfig::new(&args.data_dir);
     config.admin_keys = vec![admin_key.public_key()];
-    let plane = ControlPlane::open(&config)
-        .await
-        .map_err(|e| Failure::new(exit::UNAVAILABLE, format!("starting: {e}")))?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            Failure::new(
-                exit::UNAVAILABLE,
-                format!("listening on {}: {e}", args.listen),
-            )
-        })?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
-    plane.listening_on(address);
+    let (plane, listener, address) = crate::serve::open_and_listen(&config, args.listen).await?;
     let url = format!("http://{address}");
     let server = tokio::spawn(serve(listener, plane.router()));
 

@@ -66,29 +66,10 @@ async fn list(remote: &Remote, args: ListArgs) -> Result<u8, Failure> {
     } else {
         args.status
     };
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut query = vec![("limit", "100".to_owned())];
-        if let Some(status) = &status {
-            query.push(("status", status.clone()));
-        }
-        if let Some(cursor) = &cursor {
-            query.push(("cursor", cursor.clone()));
-        }
-        let page: Json = remote
-            .call(
-                remote
-                    .request(Method::GET, &format!("/v1/orgs/{org}/releases"))
-                    .query(&query),
-            )
-            .await?;
-        items.extend(page["items"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let query: Vec<(&str, String)> = status.iter().map(|s| ("status", s.clone())).collect();
+    let items = remote
+        .all_pages(&format!("/v1/orgs/{org}/releases"), &query)
+        .await?;
     if args.json {
         print_json(&items);
         return Ok(exit::OK);

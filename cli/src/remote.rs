@@ -145,6 +145,32 @@ impl Remote {
         )
     }
 
+    /// Every item of a paginated list at `path` (`{"items", "next_cursor"}`),
+    /// following cursors, 100 per request, with `query` on each request.
+    pub async fn all_pages(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Json>, Failure> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![("limit", "100".to_owned())];
+            params.extend(query.iter().cloned());
+            if let Some(cursor) = &cursor {
+                params.push(("cursor", cursor.clone()));
+            }
+            let page: Json = self
+                .call(self.request(Method::GET, path).query(&params))
+                .await?;
+            items.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// The organization of our token.
     pub async fn my_org(&self) -> Result<String, Failure> {
         let me: Json = self.get("/v1/whoami").await?;

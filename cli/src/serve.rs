@@ -87,22 +87,8 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             "warning: no admin key pinned (--admin-key): approved releases cannot be invoked until the server is restarted with one"
         );
     }
-    let plane = ControlPlane::open(&config)
-        .await
-        .map_err(|e| Failure::new(exit::UNAVAILABLE, format!("starting: {e}")))?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            Failure::new(
-                exit::UNAVAILABLE,
-                format!("listening on {}: {e}", args.listen),
-            )
-        })?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
+    let (plane, listener, address) = open_and_listen(&config, args.listen).await?;
     let url = format!("http://{address}");
-    plane.listening_on(address);
     if plane.bootstrap_token.is_some() {
         println!(
             "First start: created organization {:?} and its first admin token.",
@@ -131,4 +117,23 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("serving: {e}")))?;
     plane.state.db.close().await;
     Ok(exit::OK)
+}
+
+/// Opens the control plane for `config`, binds `listen`, and tells the runtime
+/// where the embedded registry now listens. Shared by `serve` and `demo`.
+pub async fn open_and_listen(
+    config: &ServerConfig,
+    listen: SocketAddr,
+) -> Result<(ControlPlane, tokio::net::TcpListener, SocketAddr), Failure> {
+    let plane = ControlPlane::open(config)
+        .await
+        .map_err(|e| Failure::new(exit::UNAVAILABLE, format!("starting: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::new(exit::UNAVAILABLE, format!("listening on {listen}: {e}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
+    plane.listening_on(address);
+    Ok((plane, listener, address))
 }
