@@ -102,18 +102,17 @@ impl ControlPlane {
                 .await
                 .map_err(io)?,
         );
-        let engine = warden_host::Engine::new(warden_host::EngineConfig {
-            pooled_instances: None,
-            ..warden_host::EngineConfig::default()
-        })
-        .map_err(|e| StartError::Config(format!("engine: {e}")))?;
-        let runtime_engine = warden_host::Engine::new(warden_host::EngineConfig {
-            cache_dir: Some(data_dir.join("compiled")),
-            ..warden_host::EngineConfig::default()
-        })
-        .map_err(|e| StartError::Config(format!("engine: {e}")))?;
+        // One engine: the component compiled to check a publish is the one
+        // the first invocation loads from the on-disk cache.
+        let engine = Arc::new(
+            warden_host::Engine::new(warden_host::EngineConfig {
+                cache_dir: Some(data_dir.join("compiled")),
+                ..warden_host::EngineConfig::default()
+            })
+            .map_err(|e| StartError::Config(format!("engine: {e}")))?,
+        );
         let runtime = Runtime::new(
-            Arc::new(runtime_engine),
+            engine.clone(),
             warden_host::TrustPolicy {
                 admin_keys: config.admin_keys.clone(),
                 approvals_required: config.approvals_required as usize,
@@ -125,7 +124,7 @@ impl ControlPlane {
         let state = AppState {
             db,
             oci,
-            engine: Arc::new(engine),
+            engine,
             approvals_required: config.approvals_required,
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
