@@ -2,7 +2,7 @@
 //! with its head, so that a client can verify it end to end.
 
 use super::auth::{Caller, Permission};
-use super::{ApiError, ApiPath, ApiQuery, ApiResult, AppState};
+use super::{ApiPath, ApiQuery, ApiResult, AppState, page_size};
 use crate::audit::{AuditEntry, AuditHead, GENESIS};
 use axum::Json;
 use axum::Router;
@@ -61,13 +61,7 @@ async fn audit(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     caller.require(Permission::Administer, &org)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_page_size",
-            format!("limit must be between 1 and {MAX_AUDIT_PAGE}, got {limit}"),
-        ));
-    }
+    let limit = page_size(query.limit, 100, MAX_AUDIT_PAGE)?;
     let mut tx = state.db.pool().begin().await?;
     let head: Option<AuditHead> =
         sqlx::query_as("SELECT org, seq, hash FROM audit_heads WHERE org = $1")

@@ -4,7 +4,10 @@
 
 use super::auth::{Caller, Permission};
 use super::releases::load_release;
-use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, PageQuery};
+use super::{
+    ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, MAX_PAGE,
+    newest_by_version, page_size,
+};
 use crate::audit::Change;
 use crate::db::now_ms;
 use axum::Json;
@@ -84,11 +87,7 @@ async fn list_plugins(
     ApiQuery(query): ApiQuery<CatalogQuery>,
 ) -> ApiResult<Json<PluginPage>> {
     caller.require(Permission::Read, &org)?;
-    let limit = PageQuery {
-        limit: query.limit,
-        cursor: None,
-    }
-    .limit()?;
+    let limit = page_size(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let q = query.q.as_deref().map(str::trim).unwrap_or("");
     if q.len() > 200 {
         return Err(ApiError::bad_request(
@@ -113,7 +112,7 @@ async fn list_plugins(
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
     // The page is a contiguous range of names: one query finds the approved
     // versions of all its plugins.
-    let mut newest: std::collections::HashMap<String, (semver::Version, String)> =
+    let mut approved_versions: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
         let approved: Vec<(String, String)> = sqlx::query_as(
@@ -126,21 +125,15 @@ async fn list_plugins(
         .fetch_all(state.db.pool())
         .await?;
         for (name, version) in approved {
-            let Ok(parsed) = semver::Version::parse(&version) else {
-                continue;
-            };
-            let entry = newest
-                .entry(name)
-                .or_insert((parsed.clone(), version.clone()));
-            if parsed > entry.0 {
-                *entry = (parsed, version);
-            }
+            approved_versions.entry(name).or_default().push(version);
         }
     }
     let items: Vec<PluginSummary> = rows
         .into_iter()
         .map(|(name, description, updated_at)| PluginSummary {
-            latest_approved: newest.remove(&name).map(|(_, v)| v),
+            latest_approved: approved_versions
+                .remove(&name)
+                .and_then(|versions| newest_by_version(versions, String::as_str, |_| true)),
             name: format!("{org}/{name}"),
             description,
             updated_at,
@@ -171,11 +164,7 @@ async fn newest(
     .bind(i64::from(approved_only))
     .fetch_all(state.db.pool())
     .await?;
-    Ok(versions
-        .into_iter()
-        .filter_map(|(v,)| Some((semver::Version::parse(&v).ok()?, v)))
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, v)| v))
+    Ok(newest_by_version(versions, |(v,)| v.as_str(), |_| true).map(|(v,)| v))
 }
 
 /// One version in a plugin's history.

@@ -3,7 +3,7 @@
 //! that ran and what it used, or a precise error.
 
 use super::auth::{Caller, Permission};
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, newest_by_version};
 use crate::audit::Change;
 use crate::runtime::{LoadError, ReleaseRecord};
 use axum::Json;
@@ -283,12 +283,12 @@ async fn resolve(
     .bind(name)
     .fetch_all(state.db.pool())
     .await?;
-    let chosen = approved
-        .into_iter()
-        .filter_map(|row| Some((semver::Version::parse(&row.0).ok()?, row)))
-        .filter(|(version, _)| requirement.as_ref().is_none_or(|r| r.matches(version)))
-        .max_by(|a, b| a.0.cmp(&b.0));
-    let Some((_, (version, manifest_digest, envelope, publisher_key))) = chosen else {
+    let chosen = newest_by_version(
+        approved,
+        |row| row.0.as_str(),
+        |version| requirement.as_ref().is_none_or(|r| r.matches(version)),
+    );
+    let Some((version, manifest_digest, envelope, publisher_key)) = chosen else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_approved_release",

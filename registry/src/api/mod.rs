@@ -22,7 +22,6 @@ use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -40,7 +39,8 @@ pub struct AppState {
     pub db: Db,
     /// The embedded OCI store.
     pub oci: Arc<OciStore>,
-    /// Used to parse and inspect published components (never to run them).
+    /// The engine: compiles published components to check them (the runtime
+    /// shares it, so the compiled code is cached for the first invocation).
     pub engine: Arc<warden_host::Engine>,
     /// Approvals from distinct admin keys a release needs.
     pub approvals_required: u32,
@@ -105,28 +105,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// `?limit=&cursor=` of list endpoints.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// How many items (1 to 100, default 20).
-    pub limit: Option<i64>,
-    /// Where the previous page ended (its `next_cursor`).
-    pub cursor: Option<String>,
+/// The page size a list endpoint was asked for: `default` when absent,
+/// refused outside `1..=max`.
+pub fn page_size(limit: Option<i64>, default: i64, max: i64) -> ApiResult<i64> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_page_size",
+            format!("limit must be between 1 and {max}, got {n}"),
+        )),
+    }
 }
 
-impl PageQuery {
-    /// The page size, refused outside 1..=MAX_PAGE.
-    pub fn limit(&self) -> ApiResult<i64> {
-        match self.limit {
-            None => Ok(DEFAULT_PAGE),
-            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(n) => Err(ApiError::bad_request(
-                "invalid_page_size",
-                format!("limit must be between 1 and {MAX_PAGE}, got {n}"),
-            )),
-        }
-    }
+/// Of `rows`, the one whose version (as `version` reads it) is the highest
+/// semantic version among those `keep` accepts; unparsable versions are skipped.
+pub(crate) fn newest_by_version<T>(
+    rows: impl IntoIterator<Item = T>,
+    version: impl Fn(&T) -> &str,
+    keep: impl Fn(&semver::Version) -> bool,
+) -> Option<T> {
+    rows.into_iter()
+        .filter_map(|row| Some((semver::Version::parse(version(&row)).ok()?, row)))
+        .filter(|(parsed, _)| keep(parsed))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, row)| row)
 }
 
 /// Query strings parsed strictly, refused with our error format.

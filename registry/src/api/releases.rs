@@ -5,7 +5,10 @@
 
 use super::auth::{Caller, Permission};
 use super::keys::{KeyKind, active_keys};
-use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, PageQuery, check_name};
+use super::{
+    ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, MAX_PAGE, check_name,
+    newest_by_version, page_size,
+};
 use crate::audit::Change;
 use crate::db::now_ms;
 use crate::oci::{
@@ -799,11 +802,8 @@ async fn capability_diff(
     .bind(&row.version)
     .fetch_all(state.db.pool())
     .await?;
-    let newest = approved
-        .into_iter()
-        .filter_map(|(v, granted)| Some((semver::Version::parse(&v).ok()?, v, granted)))
-        .max_by(|a, b| a.0.cmp(&b.0));
-    let Some((_, version, granted)) = newest else {
+    let Some((version, granted)) = newest_by_version(approved, |(v, _)| v.as_str(), |_| true)
+    else {
         return Ok(CapabilityDiff {
             against: None,
             added: requested.to_vec(),
@@ -859,11 +859,7 @@ async fn list_releases(
     ApiQuery(query): ApiQuery<ReleaseQuery>,
 ) -> ApiResult<Json<ReleasePage>> {
     caller.require(Permission::Read, &org)?;
-    let limit = PageQuery {
-        limit: query.limit,
-        cursor: None,
-    }
-    .limit()?;
+    let limit = page_size(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let (after_name, after_version) = match &query.cursor {
         None => (String::new(), String::new()),
         Some(cursor) => cursor
