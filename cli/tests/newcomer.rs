@@ -10,7 +10,8 @@ use warden_test_programs as guests;
 struct Server {
     child: Child,
     url: String,
-    first_start_banner: bool,
+    /// What it printed before it was ready.
+    output: Vec<String>,
 }
 
 impl Drop for Server {
@@ -25,35 +26,46 @@ fn serve(data: &Path, admin_key: &Path) -> Server {
 }
 
 fn serve_with(data: &Path, admin_key: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .arg("--admin-key")
         .arg(admin_key)
-        .args(extra)
+        .args(extra);
+    start(&mut command, "warden listening on ")
+}
+
+/// Spawns `command` and reads its stdout until a line starts with `ready`,
+/// whose next word is the server's URL.
+fn start(command: &mut Command, ready: &str) -> Server {
+    let mut child = command
         .stdout(Stdio::piped())
         .spawn()
-        .expect("starting warden serve");
+        .expect("starting warden");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut first_start_banner = false;
+    let mut output = Vec::new();
     loop {
         let Some(Ok(line)) = lines.next() else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("warden serve exited before listening");
+            panic!("warden exited before it was ready; it printed {output:?}");
         };
-        first_start_banner |= line.starts_with("First start");
-        if let Some(rest) = line.strip_prefix("warden listening on ") {
+        if let Some(rest) = line.strip_prefix(ready) {
             let url = rest.split_whitespace().next().unwrap().to_owned();
             // Keep draining stdout so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
-            return Server {
-                child,
-                url,
-                first_start_banner,
-            };
+            return Server { child, url, output };
         }
+        output.push(line);
     }
+}
+
+fn first_start_banner(server: &Server) -> bool {
+    server
+        .output
+        .iter()
+        .any(|line| line.starts_with("First start"))
 }
 
 fn warden(server: &Server, token: &str, dir: &Path, args: &[&str]) -> Output {
@@ -91,7 +103,7 @@ fn newcomer_publishes_approves_and_finds_hello_in_the_catalog() {
         .unwrap();
     assert!(keygen.status.success());
     let server = serve(&data, &work.join("bob.key"));
-    assert!(server.first_start_banner);
+    assert!(first_start_banner(&server));
     let admin = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
         .trim()
@@ -193,7 +205,7 @@ fn newcomer_publishes_approves_and_finds_hello_in_the_catalog() {
     // A restart keeps everything and does not bootstrap again.
     drop(server);
     let server = serve(&data, &work.join("bob.key"));
-    assert!(!server.first_start_banner);
+    assert!(!first_start_banner(&server));
     let run = |token: &str, args: &[&str]| warden(&server, token, work, args);
     let catalog = ok(run(&admin, &["catalog", "list", "--json"]));
     let catalog: serde_json::Value = serde_json::from_str(&catalog).unwrap();
@@ -294,35 +306,20 @@ fn commands_without_a_server_or_token_fail_clearly() {
 fn demo_serves_the_examples_approved_and_ready_to_invoke() {
     let dir = tempfile::tempdir().unwrap();
     let components = Path::new(guests::HELLO).parent().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("demo"))
-        .arg("--components")
-        .arg(components)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut approved = Vec::new();
-    let url = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("warden demo exited early; approved so far: {approved:?}");
-        };
-        if line.trim_end().ends_with("approved") && line.starts_with("  ") {
-            approved.push(line.split_whitespace().next().unwrap().to_owned());
-        }
-        if let Some(rest) = line.strip_prefix("Warden is running at ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let server = Server {
-        child,
-        url,
-        first_start_banner: true,
-    };
+    let server = start(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("demo"))
+            .arg("--components")
+            .arg(components),
+        "Warden is running at ",
+    );
+    let approved: Vec<&str> = server
+        .output
+        .iter()
+        .filter(|line| line.starts_with("  ") && line.trim_end().ends_with("approved"))
+        .map(|line| line.split_whitespace().next().unwrap())
+        .collect();
     assert_eq!(
         approved,
         [

@@ -7,7 +7,7 @@ mod common;
 use common::{Backend, Harness, start_with};
 use reqwest::Method;
 use serde_json::{Value, json};
-use warden_host::{APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Limits, PrivateKey};
+use warden_host::{Limits, PrivateKey};
 use warden_test_programs::{CAPABILITIES, COUNTER, HELLO, HOSTILE, TEXT_TOOLS, read};
 
 struct World {
@@ -33,18 +33,9 @@ async fn world(backend: Backend) -> World {
     }
 }
 
+/// The body of an approve request.
 fn approval(key: &PrivateKey, release: &Value, capabilities: &[&str], limits: Limits) -> Value {
-    let statement = ApprovalStatement {
-        release: format!(
-            "{}@{}",
-            release["name"].as_str().unwrap(),
-            release["version"].as_str().unwrap()
-        ),
-        release_statement: release["statement_digest"].as_str().unwrap().to_owned(),
-        capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
-        limits,
-    };
-    json!({ "envelope": key.sign(APPROVAL_PAYLOAD_TYPE, &statement).unwrap() })
+    json!({ "envelope": common::approval(key, release, capabilities, limits) })
 }
 
 impl World {

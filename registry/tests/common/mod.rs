@@ -352,18 +352,7 @@ impl Harness {
 
     /// Signs an approval of `release` (as shown by the API) granting `capabilities`.
     pub fn approval(&self, key: &PrivateKey, release: &Value, capabilities: &[&str]) -> Envelope {
-        let statement = warden_host::ApprovalStatement {
-            release: format!(
-                "{}@{}",
-                release["name"].as_str().unwrap(),
-                release["version"].as_str().unwrap()
-            ),
-            release_statement: release["statement_digest"].as_str().unwrap().to_owned(),
-            capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
-            limits: Limits::default(),
-        };
-        key.sign(warden_host::APPROVAL_PAYLOAD_TYPE, &statement)
-            .unwrap()
+        approval(key, release, capabilities, Limits::default())
     }
 
     /// The number of audit entries of `org`.
@@ -398,4 +387,25 @@ pub fn statement(
         dependencies: BTreeMap::new(),
         publisher_key: key.public_key().key_id(),
     }
+}
+
+/// Signs an approval of `release` (as shown by the API) granting `capabilities` and `limits`.
+pub fn approval(
+    key: &PrivateKey,
+    release: &Value,
+    capabilities: &[&str],
+    limits: Limits,
+) -> Envelope {
+    let statement = warden_host::ApprovalStatement {
+        release: format!(
+            "{}@{}",
+            release["name"].as_str().unwrap(),
+            release["version"].as_str().unwrap()
+        ),
+        release_statement: release["statement_digest"].as_str().unwrap().to_owned(),
+        capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
+        limits,
+    };
+    key.sign(warden_host::APPROVAL_PAYLOAD_TYPE, &statement)
+        .unwrap()
 }
