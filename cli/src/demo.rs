@@ -55,25 +55,29 @@ fn demo_key(path: &Path) -> Result<PrivateKey, Failure> {
 }
 
 fn build_examples(root: &Path) -> Result<(), Failure> {
-    eprintln!("building the example plugins for wasm32-wasip2 (cargo build --release) ...");
-    let mut command =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command
-        .current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2"]);
-    for example in EXAMPLES {
-        command.args(["-p", &format!("warden-example-{example}")]);
-    }
-    let status = command.status().map_err(|e| {
-        Failure::new(
-            exit::HOST_FAILURE,
-            format!("running cargo: {e} (or build the examples yourself and pass --no-build)"),
-        )
-    })?;
+    warden_guest_build::ensure_target(root)
+        .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
+    eprintln!(
+        "building the example plugins for wasm32-wasip2 (cargo build --release; \
+         the first build takes a minute or two) ..."
+    );
+    let packages: Vec<String> = EXAMPLES
+        .iter()
+        .map(|example| format!("warden-example-{example}"))
+        .collect();
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let status = warden_guest_build::cargo_build(root, &packages)
+        .status()
+        .map_err(|e| {
+            Failure::new(
+                exit::HOST_FAILURE,
+                format!("running cargo: {e} (or build the examples yourself and pass --no-build)"),
+            )
+        })?;
     if !status.success() {
         return Err(Failure::new(
             exit::HOST_FAILURE,
-            "building the examples failed",
+            "building the examples failed (cargo's errors are above)",
         ));
     }
     Ok(())

@@ -1,10 +1,11 @@
 //! `warden inspect`: what a component exports and what it asks for.
 
 use crate::exit::{Failure, read_component};
+use crate::run::CacheArgs;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use warden_host::{Engine, EngineConfig, format_bytes};
+use warden_host::format_bytes;
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -13,14 +14,13 @@ pub struct InspectArgs {
     /// Print JSON: functions with their JSON Schemas, and capabilities.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 pub fn inspect(args: InspectArgs) -> Result<u8, Failure> {
     let bytes = read_component(&args.component)?;
-    let engine = Engine::new(EngineConfig {
-        pooled_instances: None,
-        ..EngineConfig::default()
-    })?;
+    let engine = args.cache.local_engine(None)?;
     let component = engine.compile(&bytes)?;
     let requested = component.requested();
 

@@ -317,15 +317,9 @@ pub async fn approve_release(
     };
     let mut limits: Limits = statement.limits.clone();
     for entry in limit_overrides {
-        let (name, value) = entry.split_once('=').ok_or_else(|| {
-            Failure::new(
-                exit::USAGE,
-                format!("--limit {entry:?}: expected NAME=VALUE"),
-            )
-        })?;
         limits
-            .set(name.trim(), value.trim())
-            .map_err(Failure::invalid)?;
+            .set_pair(entry)
+            .map_err(|e| Failure::new(exit::USAGE, format!("--limit: {e}")))?;
     }
     let approval = ApprovalStatement {
         release: statement.reference(),

@@ -49,6 +49,12 @@ pub struct RunArgs {
     /// Limit on one host-call argument (log message, kv value), e.g. 1MiB.
     #[arg(long, value_parser = parse_bytes)]
     host_call_limit: Option<u64>,
+    /// Any limit an admin can approve, as NAME=VALUE: fuel, memory, timeout,
+    /// table_elements, instances, tables, memories, log_bytes, result_bytes,
+    /// host_call_bytes, concurrency, kv_keys, kv_value_bytes. Repeatable;
+    /// applied after the flags above.
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    limits: Vec<String>,
     /// Keep the plugin's key-value data in this SQLite file (grants `kv`); by default
     /// a granted kv lives in memory for this one run.
     #[arg(long, value_name = "PATH")]
@@ -59,12 +65,40 @@ pub struct RunArgs {
     /// Print the whole outcome (result or error, metering, logs) as one JSON object.
     #[arg(long)]
     json: bool,
-    /// Where compiled components are cached.
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Where `warden run` and `warden inspect` keep compiled components.
+#[derive(Args)]
+pub struct CacheArgs {
+    /// Where compiled components are cached (default: $XDG_CACHE_HOME/warden/compiled
+    /// or ~/.cache/warden/compiled).
     #[arg(long, env = "WARDEN_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Compile without the on-disk cache.
-    #[arg(long, conflicts_with = "cache_dir")]
+    /// Compile without the on-disk cache (even if WARDEN_CACHE_DIR is set).
+    #[arg(long)]
     no_cache: bool,
+}
+
+impl CacheArgs {
+    /// An engine for one local invocation (no pool to pre-allocate) using this cache.
+    pub fn local_engine(&self, max_wasm_stack: Option<u64>) -> Result<Engine, Failure> {
+        let mut config = EngineConfig {
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir.clone().or_else(default_cache_dir)
+            },
+            pooled_instances: None,
+            ..EngineConfig::default()
+        };
+        if let Some(stack) = max_wasm_stack {
+            config.max_wasm_stack =
+                usize::try_from(stack).map_err(|_| Failure::invalid("--stack is too large"))?;
+        }
+        Ok(Engine::new(config)?)
+    }
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -75,7 +109,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 impl RunArgs {
-    fn limits(&self) -> Limits {
+    fn limits(&self) -> Result<Limits, Failure> {
         let mut limits = Limits::default();
         if let Some(fuel) = self.fuel {
             limits.fuel = fuel;
@@ -95,7 +129,12 @@ impl RunArgs {
         if let Some(bytes) = self.host_call_limit {
             limits.host_call_bytes = bytes;
         }
-        limits
+        for pair in &self.limits {
+            limits
+                .set_pair(pair)
+                .map_err(|e| Failure::new(exit::USAGE, format!("--limit: {e}")))?;
+        }
+        Ok(limits)
     }
 
     async fn settings(&self) -> Result<PluginSettings, Failure> {
@@ -123,28 +162,10 @@ impl RunArgs {
         Ok(PluginSettings {
             name: self.component.display().to_string(),
             grants,
-            limits: self.limits(),
+            limits: self.limits()?,
             config,
             kv,
         })
-    }
-
-    fn engine(&self) -> Result<Engine, Failure> {
-        let mut config = EngineConfig {
-            cache_dir: if self.no_cache {
-                None
-            } else {
-                self.cache_dir.clone().or_else(default_cache_dir)
-            },
-            // One invocation: no pool to pre-allocate.
-            pooled_instances: None,
-            ..EngineConfig::default()
-        };
-        if let Some(stack) = self.stack {
-            config.max_wasm_stack =
-                usize::try_from(stack).map_err(|_| Failure::invalid("--stack is too large"))?;
-        }
-        Ok(Engine::new(config)?)
     }
 }
 
@@ -153,7 +174,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         .map_err(|e| Failure::invalid(format!("the arguments are not valid JSON: {e}")))?;
     let bytes = read_component(&args.component)?;
     let settings = args.settings().await?;
-    let engine = args.engine()?;
+    let engine = args.cache.local_engine(args.stack)?;
     let component = {
         let engine = engine.clone();
         tokio::task::spawn_blocking(move || engine.compile(&bytes))

@@ -90,7 +90,7 @@ impl Engine {
         if let Some(slots) = config.pooled_instances {
             let mut pool = PoolingAllocationConfig::new();
             pool.total_component_instances(slots)
-                .total_core_instances(slots.saturating_mul(16))
+                .total_core_instances(slots.saturating_mul(32))
                 .total_memories(slots.saturating_mul(2))
                 .total_tables(slots.saturating_mul(8))
                 .total_stacks(slots)

@@ -47,7 +47,8 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(5),
             table_elements: 100_000,
-            instances: 32,
+            // componentize-py's --stub-wasi build of a small plugin needs 38.
+            instances: 64,
             tables: 32,
             memories: 8,
             log_bytes: 1 << 20,
@@ -77,6 +78,14 @@ impl Limits {
         "kv_keys",
         "kv_value_bytes",
     ];
+
+    /// Sets one limit from a command-line `NAME=VALUE` (`memory=16MiB`).
+    pub fn set_pair(&mut self, pair: &str) -> Result<(), String> {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("limit {pair:?}: expected NAME=VALUE"))?;
+        self.set(name.trim(), value.trim())
+    }
 
     /// Sets one limit from text as users write it: `fuel=1000000`,
     /// `memory=32MiB`, `timeout=2s`, `log_bytes=64KiB`, `concurrency=4`.
@@ -298,6 +307,22 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown limit \"speed\"")
         );
+    }
+
+    #[test]
+    fn limits_are_set_from_name_value_pairs() {
+        let mut limits = Limits::default();
+        limits.set_pair("instances=64").unwrap();
+        limits.set_pair(" memory = 16MiB ").unwrap();
+        assert_eq!(limits.instances, 64);
+        assert_eq!(limits.memory_bytes, 16 << 20);
+        assert!(
+            limits
+                .set_pair("instances")
+                .unwrap_err()
+                .contains("expected NAME=VALUE")
+        );
+        assert!(limits.set_pair("tables=-1").unwrap_err().contains("tables"));
     }
 
     #[test]

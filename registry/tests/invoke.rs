@@ -788,3 +788,70 @@ async fn configuration_changes_apply_to_the_next_invocation(backend: Backend) {
     );
 }
 on_both_databases!(configuration_changes_apply_to_the_next_invocation);
+
+/// Plugins from other languages go through the same publish -> approve ->
+/// invoke flow: a Python (componentize-py) and a JavaScript (componentize-js)
+/// build of one plugin, their typed functions over HTTP, and the approved
+/// limits stopping an endless loop and a memory bomb.
+async fn python_and_javascript_plugins_are_published_approved_and_invoked(backend: Backend) {
+    let w = world(backend).await;
+    let limits = Limits {
+        fuel: 200_000_000,
+        memory_bytes: 48 << 20,
+        ..Limits::default()
+    };
+    for (name, component) in [
+        ("python", warden_test_programs::PYTHON_POLYGLOT),
+        ("javascript", warden_test_programs::JAVASCRIPT_POLYGLOT),
+    ] {
+        w.release(name, "1.0.0", &read(component), &[], limits.clone())
+            .await;
+        let call = |function: &'static str, args: Value| {
+            let w = &w;
+            async move {
+                w.invoke(&w.invoker, name, function, json!({ "args": args }))
+                    .await
+            }
+        };
+        let area = call(
+            "shapes.area",
+            json!({"rect": [{"x": 0, "y": 0}, {"x": 3, "y": 7}]}),
+        )
+        .await
+        .expect(200);
+        assert_eq!(area["result"], 21, "{name}");
+        assert_eq!(area["release"]["name"], format!("acme/{name}"));
+        let moved = call("shapes.shift", json!([[{"x": 1, "y": 1}], -1, 2]))
+            .await
+            .expect(200);
+        assert_eq!(moved["result"], json!([{"x": 0, "y": 3}]), "{name}");
+        let label = call(
+            "shapes.label",
+            json!({"p": {"x": 5, "y": 6}, "u": "metric"}),
+        )
+        .await
+        .expect(200);
+        assert_eq!(label["result"], "(5, 6) m", "{name}");
+        let refused = call("shapes.parse-age", json!("-3")).await;
+        refused.expect_error(422, "plugin_error");
+        assert_eq!(
+            refused.body["error"]["details"]["error"], "out of range: -3",
+            "{name}"
+        );
+        call("shapes.find", json!([["a"], 7]))
+            .await
+            .expect_error(400, "bad_argument");
+        // The approved limits, both sides.
+        let held = call("hog", json!(4)).await.expect(200);
+        assert_eq!(held["result"], 4, "{name}");
+        call("hog", json!(64))
+            .await
+            .expect_error(422, "memory_limit");
+        call("spin", json!([]))
+            .await
+            .expect_error(422, "out_of_fuel");
+        // And the plugin still answers afterwards.
+        call("shapes.area", json!({"circle": 1})).await.expect(200);
+    }
+}
+on_both_databases!(python_and_javascript_plugins_are_published_approved_and_invoked);

@@ -136,7 +136,7 @@ async fn skopeo_copies_a_release_out_and_back_byte_identically() {
         let output = std::process::Command::new("skopeo")
             .args(args)
             .output()
-            .expect("skopeo is installed (.ci/run installs it)");
+            .expect("skopeo is installed (scripts/test installs it)");
         assert!(
             output.status.success(),
             "skopeo {args:?}: {}",

@@ -41,12 +41,12 @@ pub enum Backend {
 
 /// The server admin URL PostgreSQL tests create their databases through.
 pub fn postgres_admin_url() -> String {
-    std::env::var("WARDEN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://warden:warden@127.0.0.1:5432/postgres".to_owned())
+    warden_test_programs::postgres::admin_url()
 }
 
 impl Backend {
-    /// A fresh PostgreSQL database for one test. `None` only when
+    /// A fresh PostgreSQL database for one test, on WARDEN_TEST_POSTGRES_URL or
+    /// on a throwaway server this test process starts. `None` only when
     /// WARDEN_TEST_POSTGRES=skip; otherwise an unreachable server fails the test.
     pub async fn postgres() -> Option<Backend> {
         if std::env::var("WARDEN_TEST_POSTGRES").as_deref() == Ok("skip") {
@@ -59,9 +59,9 @@ impl Backend {
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "PostgreSQL is not reachable at {admin}: {e}. Start it as .ci/run does \
-                     (pg_ctlcluster 15 main start; role warden/warden with CREATEDB), set \
-                     WARDEN_TEST_POSTGRES_URL, or WARDEN_TEST_POSTGRES=skip to skip these tests"
+                    "PostgreSQL is not reachable at {admin}: {e}. Unset WARDEN_TEST_POSTGRES_URL \
+                     to have the tests start their own server, or set \
+                     WARDEN_TEST_POSTGRES=skip to skip these tests"
                 )
             });
         let name = format!("warden_test_{}", hex::encode(rand::random::<[u8; 6]>()));

@@ -7,6 +7,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+pub mod postgres;
+
 /// Reads a guest component.
 pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("reading guest {path}: {e}"))
@@ -49,7 +51,7 @@ impl Distribution {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("docker-registry (Debian package docker-registry; .ci/run installs it) cannot start: {e}")
+                panic!("docker-registry (Debian package docker-registry; scripts/test installs it) cannot start: {e}")
             });
         let registry = Distribution {
             child,
