@@ -152,7 +152,7 @@ fn python_and_javascript_plugins_are_stopped_by_their_limits() {
             component,
             "spin",
             json!([]),
-            &["--timeout", "300ms"],
+            &["--timeout", "300ms", "--fuel", "1000000000000000"],
             "deadline_exceeded",
         );
         // Memory: 8 MiB fits in 64 MiB, 100 MiB does not.

@@ -79,7 +79,7 @@ pub fn ensure_target(workspace: &Path) -> Result<TargetStatus, Error> {
     );
     eprintln!(
         "warden: the Rust toolchain has no {TARGET} target; adding it with \
-         `rustup target add {TARGET}` (a one-time download of about 30 MB)"
+         `rustup target add {TARGET}` (a one-time download)"
     );
     let added = Command::new("rustup")
         .current_dir(workspace)
