@@ -9,14 +9,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Method, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use warden_host::{
     ComponentRef, Engine, EngineConfig, Limits, PrivateKey, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
     capability_list, parse_capabilities,
 };
-use warden_registry::oci::{MANIFEST_V1, WASM_CONFIG_V0, WASM_LAYER};
+use warden_registry::artifact::WasmArtifact;
+use warden_registry::oci::{Digest, MANIFEST_V1};
 
 /// Upload chunk size.
 const CHUNK: usize = 1 << 20;
@@ -198,14 +198,22 @@ pub async fn publish_manifest(
         )));
     }
 
-    let component_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    // The artifact: CNCF Wasm OCI layout.
+    let exports: Vec<&str> = compiled.functions().map(|f| f.name.as_str()).collect();
+    let imports: Vec<&str> = requested
+        .capabilities
+        .iter()
+        .flat_map(|(_, i)| i)
+        .map(String::as_str)
+        .collect();
+    let artifact = WasmArtifact::new(bytes, &exports, &imports);
     let statement = ReleaseStatement {
         name: manifest.name.clone(),
         version: manifest.version.clone(),
         description: manifest.description.clone(),
         component: ComponentRef {
-            digest: component_digest.clone(),
-            size: bytes.len() as u64,
+            digest: artifact.component_digest().to_string(),
+            size: artifact.component.len() as u64,
         },
         capabilities: capability_list(&grants),
         limits: manifest.limits()?,
@@ -216,32 +224,14 @@ pub async fn publish_manifest(
         .sign(RELEASE_PAYLOAD_TYPE, &statement)
         .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("signing: {e}")))?;
 
-    // The artifact: CNCF Wasm OCI layout.
-    let exports: Vec<&str> = compiled.functions().map(|f| f.name.as_str()).collect();
-    let imports: Vec<&String> = requested.capabilities.iter().flat_map(|(_, i)| i).collect();
-    let config = serde_json::to_vec(&json!({
-        "architecture": "wasm",
-        "os": "wasip2",
-        "layerDigests": [component_digest],
-        "component": { "exports": exports, "imports": imports },
-    }))
-    .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
     let repo = &manifest.name;
     // The embedded registry sets the version tag itself once the release is
     // registered; an external registry gets it with the push.
     let external = registry.is_some();
     let registry = registry.unwrap_or(remote);
-    let config_digest = push_blob(registry, repo, &config, "config").await?;
-    push_blob(registry, repo, &bytes, "component").await?;
-    let oci_manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_V1,
-        "artifactType": WASM_CONFIG_V0,
-        "config": { "mediaType": WASM_CONFIG_V0, "digest": config_digest, "size": config.len() },
-        "layers": [{ "mediaType": WASM_LAYER, "digest": component_digest, "size": bytes.len() }],
-    }))
-    .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
-    let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&oci_manifest)));
+    push_blob(registry, repo, &artifact.config, "config").await?;
+    push_blob(registry, repo, &artifact.component, "component").await?;
+    let manifest_digest = artifact.manifest_digest().to_string();
     let reference = if external {
         &manifest.version
     } else {
@@ -250,7 +240,7 @@ pub async fn publish_manifest(
     let response = registry
         .request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
         .header(header::CONTENT_TYPE, MANIFEST_V1)
-        .body(oci_manifest)
+        .body(artifact.manifest.clone())
         .send()
         .await
         .map_err(|e| registry.unreachable(e))?;
@@ -278,7 +268,7 @@ async fn push_blob(
     bytes: &[u8],
     what: &str,
 ) -> Result<String, Failure> {
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let digest = Digest::of(bytes).to_string();
     let head = remote
         .request(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"))
         .send()

@@ -4,7 +4,7 @@ use crate::exit::{self, Failure};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use warden_registry::runtime::RegistrySource;
+use warden_registry::artifact::RegistrySource;
 use warden_registry::{ControlPlane, ServerConfig, serve as serve_http};
 
 #[derive(Args)]
@@ -134,6 +134,5 @@ pub async fn open_and_listen(
     let address = listener
         .local_addr()
         .map_err(|e| Failure::new(exit::HOST_FAILURE, e.to_string()))?;
-    plane.listening_on(address);
     Ok((plane, listener, address))
 }

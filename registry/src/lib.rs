@@ -6,24 +6,35 @@
 //! `/metrics`, `/openapi.json`. State lives in SQLite (the embedded default) or
 //! PostgreSQL, and in a content-addressed store on disk.
 //!
-//! ```no_run
+//! ```
 //! use warden_registry::{ControlPlane, ServerConfig, serve};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let plane = ControlPlane::open(&ServerConfig::new("./warden-data")).await?;
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let data_dir = dir.path().join("warden-data");
+//! let plane = ControlPlane::open(&ServerConfig::new(data_dir)).await?;
 //! if let Some(token) = &plane.bootstrap_token {
 //!     println!("first start: admin token {token}");
 //! }
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! serve(listener, plane.router()).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let address = listener.local_addr()?;
+//! // Ready as it is: the runtime reads artifacts from the embedded store in
+//! // process, not through this listener.
+//! let server = tokio::spawn(serve(listener, plane.router()));
+//! # let health = reqwest::get(format!("http://{address}/readyz")).await?;
+//! # assert!(health.status().is_success());
+//! # server.abort();
 //! # Ok(())
 //! # }
 //! ```
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod artifact;
 pub mod audit;
 pub mod db;
+pub mod domain;
 pub mod oci;
 pub mod runtime;
 mod server;

@@ -3,9 +3,10 @@
 //! serving it until a shutdown signal.
 
 use crate::api::{self, AppState, Metrics, Permission, authenticate};
+use crate::artifact::{ArtifactSource, RegistrySource};
 use crate::db::{Db, DbError};
 use crate::oci::{self, Action, OciAccess, OciError, OciState, OciStore, RepositoryName};
-use crate::runtime::{RegistrySource, Runtime, SqlKvStore};
+use crate::runtime::{Runtime, SqlKvStore};
 use async_trait::async_trait;
 use axum::Router;
 use std::path::{Path, PathBuf};
@@ -111,6 +112,10 @@ impl ControlPlane {
             })
             .map_err(|e| StartError::Config(format!("engine: {e}")))?,
         );
+        let artifacts = match &config.external_registry {
+            Some(registry) => ArtifactSource::External(registry.clone()),
+            None => ArtifactSource::Embedded(oci.clone()),
+        };
         let runtime = Runtime::new(
             engine.clone(),
             warden_host::TrustPolicy {
@@ -118,7 +123,7 @@ impl ControlPlane {
                 approvals_required: config.approvals_required as usize,
             },
             SqlKvStore::new(db.pool().clone()),
-            config.external_registry.clone(),
+            artifacts.clone(),
         )
         .map_err(|e| StartError::Config(format!("plugin threads: {e}")))?;
         let state = AppState {
@@ -128,8 +133,7 @@ impl ControlPlane {
             approvals_required: config.approvals_required,
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
-            external_registry: config.external_registry.clone(),
-            pull_secret: Arc::new(crate::api::new_secret()),
+            artifacts,
         };
         let admin_token_path = data_dir.join("admin-token");
         let bootstrap_token = api::bootstrap(&state, &config.bootstrap_org)
@@ -143,21 +147,6 @@ impl ControlPlane {
             bootstrap_token,
             admin_token_path,
         })
-    }
-
-    /// Tells the runtime where the embedded registry listens (unless an
-    /// external registry is configured).
-    pub fn listening_on(&self, mut address: std::net::SocketAddr) {
-        if address.ip().is_unspecified() {
-            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        if self.state.runtime.source().is_none() {
-            self.state.runtime.set_source(RegistrySource {
-                registry: address.to_string(),
-                insecure: true,
-                credentials: Some(("warden-runtime".into(), self.state.pull_secret.to_string())),
-            });
-        }
     }
 
     /// The whole HTTP surface: `/v1`, `/v2`, operations.
@@ -220,9 +209,6 @@ impl OciAccess for TokenAccess {
         repository: Option<&RepositoryName>,
         action: Action,
     ) -> Result<(), OciError> {
-        if action == Action::Pull && token == Some(self.state.pull_secret.as_str()) {
-            return Ok(());
-        }
         let caller = match authenticate(&self.state, token).await {
             Ok(caller) => caller,
             Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {

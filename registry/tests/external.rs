@@ -7,7 +7,7 @@ mod common;
 
 use common::{Backend, start_configured};
 use serde_json::json;
-use warden_registry::runtime::RegistrySource;
+use warden_registry::artifact::RegistrySource;
 use warden_test_programs::{Distribution, HELLO, read};
 
 async fn releases_live_in_an_external_registry(backend: Backend) {

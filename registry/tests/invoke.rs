@@ -607,7 +607,6 @@ async fn a_replaced_compiled_cache_entry_is_discarded_and_audited(backend: Backe
     let plane = warden_registry::ControlPlane::open(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    plane.listening_on(address);
     tokio::spawn(axum::serve(listener, plane.router()).into_future());
     let ran =
         w.h.http
@@ -637,6 +636,37 @@ async fn a_replaced_compiled_cache_entry_is_discarded_and_audited(backend: Backe
     assert_eq!(rejected, 1);
 }
 on_both_databases!(a_replaced_compiled_cache_entry_is_discarded_and_audited);
+
+/// The runtime reads artifacts from the embedded store in process: a control
+/// plane that listens nowhere (its router driven directly, as an embedder or
+/// a test would) runs an approved release. It used to pull from its own
+/// `/v2/` over loopback HTTP, and without a listener every invocation was 502.
+async fn a_control_plane_runs_releases_without_listening_anywhere(backend: Backend) {
+    use tower::ServiceExt as _;
+    let w = world(backend.clone()).await;
+    w.release("hello", "1.0.0", &read(HELLO), &[], Limits::default())
+        .await;
+    let mut config = warden_registry::ServerConfig::new(w.h.dir.path().join("data"));
+    config.admin_keys = w.h.pinned.iter().map(PrivateKey::public_key).collect();
+    if let Backend::Postgres(url) = &backend {
+        config.database_url = Some(url.clone());
+    }
+    let plane = warden_registry::ControlPlane::open(&config).await.unwrap();
+    let request = axum::http::Request::post("/v1/plugins/acme/hello/invoke/greet")
+        .header("authorization", format!("Bearer {}", w.invoker))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(r#"{"args": "in process"}"#))
+        .unwrap();
+    let response = plane.router().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "Hello, in process!");
+}
+on_both_databases!(a_control_plane_runs_releases_without_listening_anywhere);
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();

@@ -5,11 +5,11 @@
 use super::auth::{Caller, Permission};
 use super::releases::load_release;
 use super::{
-    ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, MAX_PAGE,
-    newest_by_version, page_size,
+    ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, MAX_PAGE, page_size,
 };
 use crate::audit::Change;
 use crate::db::now_ms;
+use crate::domain::resolution::newest_by_version;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;

@@ -3,8 +3,9 @@
 //! that ran and what it used, or a precise error.
 
 use super::auth::{Caller, Permission};
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, newest_by_version};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState};
 use crate::audit::Change;
+use crate::domain::resolution::{self, ResolveError};
 use crate::runtime::{LoadError, ReleaseRecord};
 use axum::Json;
 use axum::Router;
@@ -14,7 +15,7 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json_, json};
 use std::collections::BTreeMap;
-use warden_host::{Envelope, Error as HostError, LogEntry, Output};
+use warden_host::{Error as HostError, LogEntry, Output};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/v1/plugins/{org}/{name}/invoke/{function}", post(invoke))
@@ -248,8 +249,8 @@ async fn audit_refusal(
     }
 }
 
-/// The newest approved release of `org/name` matching `requirement`, with its
-/// approvals, publisher key and the plugin's configuration.
+/// Parses the requirement and resolves the release through the domain layer,
+/// mapping its errors to statuses and codes.
 async fn resolve(
     state: &AppState,
     org: &str,
@@ -266,82 +267,18 @@ async fn resolve(
             })
         })
         .transpose()?;
-    let plugin: Option<(String,)> =
-        sqlx::query_as("SELECT config FROM plugins WHERE org = $1 AND name = $2")
-            .bind(org)
-            .bind(name)
-            .fetch_optional(state.db.pool())
-            .await?;
-    let Some((config,)) = plugin else {
-        return Err(ApiError::not_found(format!("no plugin {org}/{name}")));
-    };
-    let approved: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT version, manifest_digest, envelope, publisher_key FROM releases
-         WHERE org = $1 AND name = $2 AND status = 'approved'",
-    )
-    .bind(org)
-    .bind(name)
-    .fetch_all(state.db.pool())
-    .await?;
-    let chosen = newest_by_version(
-        approved,
-        |row| row.0.as_str(),
-        |version| requirement.as_ref().is_none_or(|r| r.matches(version)),
-    );
-    let Some((version, manifest_digest, envelope, publisher_key)) = chosen else {
-        return Err(ApiError::new(
+    match resolution::resolve(&state.db, org, name, requirement.as_ref()).await {
+        Ok(resolved) => Ok((resolved.record, resolved.config)),
+        Err(e @ ResolveError::NoPlugin { .. }) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ ResolveError::NoApprovedRelease { .. }) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_approved_release",
-            match &requirement {
-                Some(r) => format!("{org}/{name} has no approved release matching {r}"),
-                None => format!("{org}/{name} has no approved release"),
-            },
-        ));
-    };
-    let key: Option<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT public_key, revoked_at FROM signing_keys WHERE org = $1 AND key_id = $2",
-    )
-    .bind(org)
-    .bind(&publisher_key)
-    .fetch_optional(state.db.pool())
-    .await?;
-    let reference = format!("{org}/{name}@{version}");
-    let publisher = match key {
-        Some((public_key, None)) => public_key.parse().map_err(ApiError::internal)?,
-        Some((_, Some(_))) | None => {
-            let reason = format!("publisher key {publisher_key} is revoked or unknown");
-            return Err(ApiError::conflict(
-                "release_untrusted",
-                format!("{reference} was refused: {reason}"),
-            ));
+            e.to_string(),
+        )),
+        Err(e @ ResolveError::Untrusted { .. }) => {
+            Err(ApiError::conflict("release_untrusted", e.to_string()))
         }
-    };
-    let approvals: Vec<(String,)> =
-        sqlx::query_as("SELECT envelope FROM approvals WHERE org = $1 AND name = $2 AND version = $3 ORDER BY key_id")
-            .bind(org)
-            .bind(name)
-            .bind(&version)
-            .fetch_all(state.db.pool())
-            .await?;
-    let parse = |text: &str| -> ApiResult<Envelope> {
-        serde_json::from_str(text).map_err(|e| {
-            ApiError::conflict(
-                "release_untrusted",
-                format!("{reference} was refused: a stored envelope is malformed: {e}"),
-            )
-        })
-    };
-    let record = ReleaseRecord {
-        repository: format!("{org}/{name}"),
-        version: version.clone(),
-        manifest_digest,
-        envelope: parse(&envelope)?,
-        approvals: approvals
-            .iter()
-            .map(|(text,)| parse(text))
-            .collect::<ApiResult<_>>()?,
-        publisher,
-    };
-    let config = serde_json::from_str(&config).map_err(ApiError::internal)?;
-    Ok((record, config))
+        Err(ResolveError::Db(e)) => Err(e.into()),
+        Err(e @ ResolveError::Corrupt(_)) => Err(ApiError::internal(e)),
+    }
 }

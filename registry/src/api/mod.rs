@@ -48,11 +48,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Loads and runs approved releases.
     pub runtime: Arc<crate::runtime::Runtime>,
-    /// The external registry releases live in, if not the embedded one.
-    pub external_registry: Option<crate::runtime::RegistrySource>,
-    /// The credential the runtime pulls from the embedded registry with
-    /// (in memory only; pull access to every repository).
-    pub pull_secret: Arc<String>,
+    /// Where release artifacts are read from: the embedded store (`oci`) or
+    /// an external registry.
+    pub artifacts: crate::artifact::ArtifactSource,
 }
 
 /// All `/v1` routes, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
@@ -116,20 +114,6 @@ pub fn page_size(limit: Option<i64>, default: i64, max: i64) -> ApiResult<i64> {
             format!("limit must be between 1 and {max}, got {n}"),
         )),
     }
-}
-
-/// Of `rows`, the one whose version (as `version` reads it) is the highest
-/// semantic version among those `keep` accepts; unparsable versions are skipped.
-pub(crate) fn newest_by_version<T>(
-    rows: impl IntoIterator<Item = T>,
-    version: impl Fn(&T) -> &str,
-    keep: impl Fn(&semver::Version) -> bool,
-) -> Option<T> {
-    rows.into_iter()
-        .filter_map(|row| Some((semver::Version::parse(version(&row)).ok()?, row)))
-        .filter(|(parsed, _)| keep(parsed))
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, row)| row)
 }
 
 /// Query strings parsed strictly, refused with our error format.

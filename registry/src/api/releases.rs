@@ -7,13 +7,13 @@ use super::auth::{Caller, Permission};
 use super::keys::{KeyKind, active_keys};
 use super::{
     ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, MAX_PAGE, check_name,
-    newest_by_version, page_size,
+    page_size,
 };
+use crate::artifact::{FetchError, SignatureReferrer};
 use crate::audit::Change;
 use crate::db::now_ms;
-use crate::oci::{
-    Digest, MANIFEST_V1, ManifestDocument, Reference, RepositoryName, WASM_CONFIG_V0, WASM_LAYER,
-};
+use crate::domain::resolution::newest_by_version;
+use crate::oci::{Digest, MANIFEST_V1, OciStore, Reference, RepositoryName};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -26,10 +26,6 @@ use warden_host::{
     APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Envelope, Limits, RELEASE_PAYLOAD_TYPE,
     ReleaseStatement, TrustError, beyond, capability_list, parse_capabilities,
 };
-
-/// Media type of a DSSE envelope stored as a referrer layer.
-pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
-const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -53,41 +49,11 @@ pub(super) fn router() -> Router<AppState> {
         )
 }
 
-/// Where a release stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Published, waiting for approvals.
-    Pending,
-    /// Approved by enough admin keys: may run.
-    Approved,
-    /// Refused by an admin.
-    Rejected,
-    /// Withdrawn: never runs again.
-    Yanked,
-}
+pub use crate::domain::status::Status;
 
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Approved => "approved",
-            Status::Rejected => "rejected",
-            Status::Yanked => "yanked",
-        }
-    }
-
-    fn parse(text: &str) -> ApiResult<Status> {
-        match text {
-            "pending" => Ok(Status::Pending),
-            "approved" => Ok(Status::Approved),
-            "rejected" => Ok(Status::Rejected),
-            "yanked" => Ok(Status::Yanked),
-            other => Err(ApiError::internal(format!(
-                "unknown release status {other:?}"
-            ))),
-        }
-    }
+/// A stored status, or a 500 (the control plane wrote it).
+fn stored_status(text: &str) -> ApiResult<Status> {
+    Status::parse(text).map_err(ApiError::internal)
 }
 
 /// A release to register: its signed statement, and the OCI manifest (already
@@ -455,57 +421,19 @@ async fn publish(
         .manifest_digest
         .parse()
         .map_err(|e: String| ApiError::bad_request("invalid_digest", e))?;
-    let pulled = match &state.external_registry {
-        None => None,
-        Some(source) => Some(
-            crate::runtime::pull_artifact(source, repo.as_str(), &manifest_digest.to_string())
-                .await
-                .map_err(|e| match e {
-                    crate::runtime::LoadError::Registry { .. } => ApiError::unprocessable(
-                        "manifest_unknown",
-                        format!("{e}; push the artifact to {} first", source.registry),
-                    ),
-                    other => ApiError::unprocessable("artifact_invalid", other.to_string()),
-                })?,
-        ),
-    };
-    let (media_type, manifest_bytes) = match &pulled {
-        Some(pulled) => (MANIFEST_V1.to_owned(), pulled.manifest.clone()),
-        None => {
-            let Some((media_type, manifest_bytes, _)) = state
-                .oci
-                .get_manifest(&repo, &Reference::Digest(manifest_digest.clone()))
-                .await?
-            else {
-                return Err(ApiError::unprocessable(
-                    "manifest_unknown",
-                    format!("{repo} has no manifest {manifest_digest}; push the artifact first"),
-                ));
-            };
-            (media_type, manifest_bytes)
-        }
-    };
-    let manifest: ManifestDocument = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| ApiError::unprocessable("artifact_invalid", format!("manifest: {e}")))?;
-    let config_type = manifest.config.as_ref().map(|c| c.media_type.as_str());
-    if media_type != MANIFEST_V1
-        || config_type != Some(WASM_CONFIG_V0)
-        || manifest.layers.len() != 1
-    {
-        return Err(ApiError::unprocessable(
-            "artifact_invalid",
-            format!(
-                "expected an OCI image manifest with config {WASM_CONFIG_V0} and one {WASM_LAYER} layer"
-            ),
-        ));
-    }
-    let layer = &manifest.layers[0];
-    if layer.media_type != WASM_LAYER {
-        return Err(ApiError::unprocessable(
-            "artifact_invalid",
-            format!("the layer is {}, expected {WASM_LAYER}", layer.media_type),
-        ));
-    }
+    let artifact = state
+        .artifacts
+        .fetch(&repo, &manifest_digest)
+        .await
+        .map_err(|e| match e {
+            FetchError::Invalid { .. } => {
+                ApiError::unprocessable("artifact_invalid", e.to_string())
+            }
+            FetchError::NotFound { .. } | FetchError::Unavailable { .. } => {
+                ApiError::unprocessable("manifest_unknown", e.to_string())
+            }
+        })?;
+    let layer = &artifact.layer;
     if layer.digest.to_string() != statement.component.digest
         || layer.size != statement.component.size
     {
@@ -517,10 +445,18 @@ async fn publish(
             ),
         ));
     }
-    let bytes = match pulled {
-        Some(pulled) => pulled.component,
-        None => state.oci.read_blob(&repo, &layer.digest).await?,
-    };
+    let manifest_size = artifact.manifest.len();
+    let bytes = artifact.component;
+    // The version tag never moves once set: refuse now, before anything is
+    // committed, if it already names another manifest.
+    if let Some(store) = state.artifacts.embedded()
+        && let Some((_, _, tagged)) = store
+            .get_manifest(&repo, &Reference::Tag(statement.version.clone()))
+            .await?
+        && tagged != manifest_digest
+    {
+        return Err(tag_conflict(&repo, &statement.version));
+    }
 
     // The component itself: it must parse, and ask for nothing it did not declare.
     let engine = state.engine.clone();
@@ -598,33 +534,6 @@ async fn publish(
         }
         other => other?,
     };
-    // The tag is the version; it never moves once set. (An external registry
-    // keeps its own tags; the release is pinned by manifest digest anyway.)
-    if state.external_registry.is_none() {
-        state
-            .oci
-            .tag(&repo, &statement.version, &manifest_digest)
-            .await
-            .map_err(|e| match e {
-                crate::oci::OciError::TagImmutable(_) => ApiError::conflict(
-                    "tag_conflict",
-                    format!(
-                        "tag {} of {repo} already points to another manifest",
-                        statement.version
-                    ),
-                ),
-                other => other.into(),
-            })?;
-        attach(
-            &state,
-            &repo,
-            &manifest_digest,
-            manifest_bytes.len(),
-            RELEASE_PAYLOAD_TYPE,
-            &envelope_json,
-        )
-        .await?;
-    }
     change
         .commit(
             &caller.actor(),
@@ -639,9 +548,46 @@ async fn publish(
             }),
         )
         .await?;
+    // After the commit, so that a refused or failed publish leaves no tag;
+    // the database is the record, the tag and referrer are its OCI view.
+    // (An external registry keeps its own tags; releases are pinned by
+    // manifest digest anyway.)
+    if let Some(store) = state.artifacts.embedded() {
+        let written = async {
+            store
+                .tag(&repo, &statement.version, &manifest_digest)
+                .await
+                .map_err(|e| match e {
+                    crate::oci::OciError::TagImmutable(_) => {
+                        tag_conflict(&repo, &statement.version)
+                    }
+                    other => other.into(),
+                })?;
+            attach(
+                store,
+                &repo,
+                &manifest_digest,
+                manifest_size,
+                RELEASE_PAYLOAD_TYPE,
+                &envelope_json,
+            )
+            .await
+        };
+        if let Err(e) = written.await {
+            tracing::error!(release = %statement.reference(), error = %e.message,
+                "published, but writing its OCI tag or signature referrer failed");
+        }
+    }
     tracing::info!(release = %statement.reference(), "published");
     let release = load_release(&state, &org, &name, &statement.version).await?;
     Ok((StatusCode::CREATED, Json(release)))
+}
+
+fn tag_conflict(repo: &RepositoryName, version: &str) -> ApiError {
+    ApiError::conflict(
+        "tag_conflict",
+        format!("tag {version} of {repo} already points to another manifest"),
+    )
 }
 
 fn version_exists(org: &str, name: &str, version: &str) -> ApiError {
@@ -655,28 +601,23 @@ fn version_exists(org: &str, name: &str, version: &str) -> ApiError {
 
 /// Stores `envelope` as an OCI referrer of the manifest `subject`.
 async fn attach(
-    state: &AppState,
+    store: &OciStore,
     repo: &RepositoryName,
     subject: &Digest,
     subject_size: usize,
     artifact_type: &str,
     envelope: &str,
 ) -> ApiResult<()> {
-    let empty = state.oci.put_blob(repo, b"{}").await?;
-    let layer = state.oci.put_blob(repo, envelope.as_bytes()).await?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_V1,
-        "artifactType": artifact_type,
-        "config": { "mediaType": EMPTY_MEDIA_TYPE, "digest": empty.to_string(), "size": 2 },
-        "layers": [{ "mediaType": DSSE_MEDIA_TYPE, "digest": layer.to_string(), "size": envelope.len() }],
-        "subject": { "mediaType": MANIFEST_V1, "digest": subject.to_string(), "size": subject_size },
-    });
-    let bytes = serde_json::to_vec(&manifest).map_err(ApiError::internal)?;
-    let digest = Digest::of(&bytes);
-    state
-        .oci
-        .put_manifest(repo, &Reference::Digest(digest), MANIFEST_V1, &bytes)
+    let referrer = SignatureReferrer::new(subject, subject_size, artifact_type, envelope);
+    store.put_blob(repo, &referrer.config).await?;
+    store.put_blob(repo, &referrer.envelope).await?;
+    store
+        .put_manifest(
+            repo,
+            &Reference::Digest(Digest::of(&referrer.manifest)),
+            MANIFEST_V1,
+            &referrer.manifest,
+        )
         .await?;
     Ok(())
 }
@@ -753,7 +694,7 @@ pub(super) async fn load_release(
     Ok(Release {
         name: format!("{}/{}", row.org, row.name),
         version: row.version.clone(),
-        status: Status::parse(&row.status)?,
+        status: stored_status(&row.status)?,
         description: statement.description.clone(),
         signer: Signer {
             key_id: row.publisher_key.clone(),
@@ -888,7 +829,7 @@ async fn list_releases(
                 Ok(ReleaseSummary {
                     name: format!("{org}/{name}"),
                     version,
-                    status: Status::parse(&status)?,
+                    status: stored_status(&status)?,
                     component_digest,
                     publisher_key,
                     created_at,
@@ -938,7 +879,7 @@ async fn approve(
     let row = release_row(&state, &org, &name, &version)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no release {org}/{name}@{version}")))?;
-    check_open(&row, Status::Pending)?;
+    check_open(&row, Status::Approved)?;
     let (verified, signers) = verify_envelope(
         &state,
         &org,
@@ -1034,7 +975,7 @@ async fn approve(
             .bind(&version)
             .fetch_one(change.tx())
             .await?;
-    if status.0 != "pending" {
+    if !stored_status(&status.0)?.may_become(Status::Approved) {
         return Err(ApiError::conflict(
             "release_decided",
             format!("{reference} is {} now", status.0),
@@ -1087,26 +1028,6 @@ async fn approve(
     .bind(&version)
     .execute(change.tx())
     .await?;
-    if state.external_registry.is_none() {
-        let repo = repository(&org, &name)?;
-        let manifest: Digest = row.manifest_digest.parse().map_err(ApiError::internal)?;
-        let manifest_size = state
-            .oci
-            .blob_size(&repo, &manifest)
-            .await?
-            .ok_or_else(|| {
-                ApiError::internal(format!("manifest {manifest} of {reference} is gone"))
-            })?;
-        attach(
-            &state,
-            &repo,
-            &manifest,
-            manifest_size as usize,
-            APPROVAL_PAYLOAD_TYPE,
-            &envelope_json,
-        )
-        .await?;
-    }
     change
         .commit(
             &caller.actor(),
@@ -1121,11 +1042,34 @@ async fn approve(
             }),
         )
         .await?;
+    // After the commit, like the publish's: the referrer is the record's OCI view.
+    if let Some(store) = state.artifacts.embedded() {
+        let written = async {
+            let repo = repository(&org, &name)?;
+            let manifest: Digest = row.manifest_digest.parse().map_err(ApiError::internal)?;
+            let manifest_size = store.blob_size(&repo, &manifest).await?.ok_or_else(|| {
+                ApiError::internal(format!("manifest {manifest} of {reference} is gone"))
+            })?;
+            attach(
+                store,
+                &repo,
+                &manifest,
+                manifest_size as usize,
+                APPROVAL_PAYLOAD_TYPE,
+                &envelope_json,
+            )
+            .await
+        };
+        if let Err(e) = written.await {
+            tracing::error!(release = %reference, error = %e.message,
+                "approved, but writing its approval referrer failed");
+        }
+    }
     Ok(Json(load_release(&state, &org, &name, &version).await?))
 }
 
-fn check_open(row: &ReleaseRow, expected: Status) -> ApiResult<()> {
-    if row.status == expected.as_str() {
+fn check_open(row: &ReleaseRow, next: Status) -> ApiResult<()> {
+    if stored_status(&row.status)?.may_become(next) {
         return Ok(());
     }
     Err(ApiError::conflict(
@@ -1161,7 +1105,6 @@ async fn reject(
         name,
         version,
         body,
-        &[Status::Pending],
         Status::Rejected,
         "release.reject",
     )
@@ -1187,7 +1130,6 @@ async fn yank(
         name,
         version,
         body,
-        &[Status::Pending, Status::Approved],
         Status::Yanked,
         "release.yank",
     )
@@ -1202,7 +1144,6 @@ async fn decide(
     name: String,
     version: String,
     body: Reason,
-    from: &[Status],
     to: Status,
     action: &str,
 ) -> ApiResult<Json<Release>> {
@@ -1226,7 +1167,7 @@ async fn decide(
     let Some((status,)) = status else {
         return Err(ApiError::not_found(format!("no release {reference}")));
     };
-    if !from.iter().any(|s| s.as_str() == status) {
+    if !stored_status(&status)?.may_become(to) {
         return Err(ApiError::conflict(
             "release_decided",
             format!("{reference} is {status}"),

@@ -1,6 +1,6 @@
-//! Running approved releases: resolve a version among the approved ones, pull
-//! the artifact with `oci-client` (from the embedded registry or an external
-//! one), verify it against the pinned admin keys with
+//! Running approved releases: read the artifact from the
+//! [`ArtifactSource`] (the embedded store in process, or an external registry
+//! through `oci-client`), verify it against the pinned admin keys with
 //! [`warden_host::verify_release`], compile it (cached on disk), and keep it
 //! loaded; each invocation then gets a fresh instance with exactly the granted
 //! capabilities, the admin-set configuration, its kv namespace and the approved
@@ -10,10 +10,8 @@ mod kv;
 
 pub use kv::SqlKvStore;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use crate::artifact::{ArtifactSource, FetchError};
+use crate::oci::{Digest, RepositoryName};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -21,17 +19,6 @@ use warden_host::{
     CompiledComponent, Engine, Envelope, Plugin, PluginSettings, PublicKey, TrustPolicy,
     VerifiedRelease, verify_release,
 };
-
-/// Where the host pulls artifacts from.
-#[derive(Clone, Debug)]
-pub struct RegistrySource {
-    /// `host:port` of the registry.
-    pub registry: String,
-    /// Plain HTTP (loopback, tests) instead of HTTPS.
-    pub insecure: bool,
-    /// Credentials: `None` for anonymous.
-    pub credentials: Option<(String, String)>,
-}
 
 /// Why a release could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +122,7 @@ pub struct Runtime {
     executor: Executor,
     engine: Arc<Engine>,
     policy: TrustPolicy,
-    source: Mutex<Option<RegistrySource>>,
+    source: ArtifactSource,
     loaded: Mutex<HashMap<String, Arc<LoadedRelease>>>,
     kv: Arc<SqlKvStore>,
     /// Serializes loads so that 200 first calls do not pull 200 times.
@@ -146,14 +133,12 @@ pub struct Runtime {
 const MAX_LOADED: usize = 256;
 
 impl Runtime {
-    /// A runtime verifying against `policy`, pulling from `source` (set later
-    /// with [`Runtime::set_source`] for the embedded registry, whose address is
-    /// known only once the server listens).
+    /// A runtime verifying against `policy`, reading artifacts from `source`.
     pub fn new(
         engine: Arc<Engine>,
         policy: TrustPolicy,
         kv: SqlKvStore,
-        source: Option<RegistrySource>,
+        source: ArtifactSource,
     ) -> std::io::Result<Runtime> {
         let executor = tokio::runtime::Builder::new_multi_thread()
             .thread_name("warden-plugin")
@@ -164,7 +149,7 @@ impl Runtime {
             executor: Executor(Some(executor)),
             engine,
             policy,
-            source: Mutex::new(source),
+            source,
             loaded: Mutex::new(HashMap::new()),
             kv: Arc::new(kv),
             loading: tokio::sync::Mutex::new(()),
@@ -189,17 +174,9 @@ impl Runtime {
             })
     }
 
-    /// Where artifacts are pulled from.
-    pub fn set_source(&self, source: RegistrySource) {
-        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
-    }
-
-    /// Whether a pull source is set.
-    pub fn source(&self) -> Option<RegistrySource> {
-        self.source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// Where artifacts are read from.
+    pub fn source(&self) -> &ArtifactSource {
+        &self.source
     }
 
     /// The pinned policy.
@@ -294,103 +271,22 @@ impl Runtime {
     }
 
     async fn pull(&self, record: &ReleaseRecord) -> Result<Vec<u8>, LoadError> {
-        let source = self.source().ok_or_else(|| LoadError::Registry {
-            reference: record.repository.clone(),
-            detail: "no registry configured".into(),
-        })?;
-        let artifact = pull_artifact(&source, &record.repository, &record.manifest_digest).await?;
-        Ok(artifact.component)
+        let repository: RepositoryName = record
+            .repository
+            .parse()
+            .map_err(|e: String| LoadError::Artifact(e))?;
+        let digest: Digest = record
+            .manifest_digest
+            .parse()
+            .map_err(|e: String| LoadError::Artifact(e))?;
+        match self.source.fetch(&repository, &digest).await {
+            Ok(artifact) => Ok(artifact.component),
+            // Tampering or a foreign artifact, not an outage.
+            Err(error @ FetchError::Invalid { .. }) => Err(LoadError::Artifact(error.to_string())),
+            Err(error) => Err(LoadError::Registry {
+                reference: format!("{repository}@{digest}"),
+                detail: error.to_string(),
+            }),
+        }
     }
-}
-
-/// A Wasm artifact as pulled: the manifest's bytes and media type, and the
-/// component (its one `application/wasm` layer).
-pub struct PulledArtifact {
-    /// The manifest's bytes.
-    pub manifest: Vec<u8>,
-    /// The manifest, parsed.
-    pub document: crate::oci::ManifestDocument,
-    /// The component's bytes.
-    pub component: Vec<u8>,
-}
-
-/// Pulls the artifact `repository@manifest_digest` from `source` with
-/// `oci-client`; the client checks each blob against its digest.
-pub async fn pull_artifact(
-    source: &RegistrySource,
-    repository: &str,
-    manifest_digest: &str,
-) -> Result<PulledArtifact, LoadError> {
-    let reference = Reference::with_digest(
-        source.registry.clone(),
-        repository.to_owned(),
-        manifest_digest.to_owned(),
-    );
-    let failed = |detail: String| LoadError::Registry {
-        reference: reference.whole(),
-        detail,
-    };
-    let client = Client::new(ClientConfig {
-        protocol: if source.insecure {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        connect_timeout: Some(std::time::Duration::from_secs(5)),
-        read_timeout: Some(std::time::Duration::from_secs(30)),
-        ..ClientConfig::default()
-    });
-    let auth = match &source.credentials {
-        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-        None => RegistryAuth::Anonymous,
-    };
-    let (manifest, digest) = client
-        .pull_manifest_raw(&reference, &auth, &[crate::oci::MANIFEST_V1])
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let computed = crate::oci::Digest::of(&manifest).to_string();
-    if computed != manifest_digest || digest != manifest_digest {
-        return Err(LoadError::Artifact(format!(
-            "the registry served a manifest that does not match {manifest_digest} (got {computed})"
-        )));
-    }
-    let document: crate::oci::ManifestDocument = serde_json::from_slice(&manifest)
-        .map_err(|e| LoadError::Artifact(format!("the manifest is malformed: {e}")))?;
-    let layers: Vec<&crate::oci::Descriptor> = document
-        .layers
-        .iter()
-        .filter(|l| l.media_type == crate::oci::WASM_LAYER)
-        .collect();
-    let [layer] = layers.as_slice() else {
-        return Err(LoadError::Artifact(format!(
-            "expected one {} layer, found {}",
-            crate::oci::WASM_LAYER,
-            layers.len()
-        )));
-    };
-    let descriptor = OciDescriptor {
-        media_type: layer.media_type.clone(),
-        digest: layer.digest.to_string(),
-        size: layer.size as i64,
-        urls: None,
-        annotations: None,
-        artifact_type: None,
-    };
-    let mut component = Vec::with_capacity(layer.size.min(256 << 20) as usize);
-    client
-        .pull_blob(&reference, &descriptor, &mut component)
-        .await
-        .map_err(|e| match e {
-            // The registry answered, with other bytes than the digest names:
-            // tampering, not an outage.
-            oci_client::errors::OciDistributionError::DigestError(digest) => LoadError::Artifact(
-                format!("the registry served a component that does not match its digest: {digest}"),
-            ),
-            other => failed(other.to_string()),
-        })?;
-    Ok(PulledArtifact {
-        manifest: manifest.to_vec(),
-        document,
-        component,
-    })
 }

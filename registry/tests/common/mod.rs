@@ -4,13 +4,13 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use warden_host::{
     ComponentRef, Envelope, Limits, PrivateKey, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
 };
 use warden_registry::api::AppState;
-use warden_registry::oci::{MANIFEST_V1, WASM_CONFIG_V0, WASM_LAYER};
+use warden_registry::artifact::WasmArtifact;
+use warden_registry::oci::{Digest, MANIFEST_V1};
 use warden_registry::{ControlPlane, ServerConfig};
 
 /// Runs a test body once on SQLite and once on PostgreSQL.
@@ -99,7 +99,7 @@ pub async fn start_with(backend: Backend, approvals: u32) -> Harness {
 pub async fn start_configured(
     backend: Backend,
     approvals: u32,
-    external: Option<warden_registry::runtime::RegistrySource>,
+    external: Option<warden_registry::artifact::RegistrySource>,
 ) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let pinned = vec![PrivateKey::generate(), PrivateKey::generate()];
@@ -117,7 +117,6 @@ pub async fn start_configured(
         .expect("first start bootstraps");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    plane.listening_on(listener.local_addr().unwrap());
     let router = plane.router();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let push_base = match &external {
@@ -248,7 +247,7 @@ impl Harness {
 
     /// Pushes one blob monolithically.
     pub async fn push_blob(&self, token: &str, repo: &str, bytes: &[u8]) -> String {
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let digest = Digest::of(bytes).to_string();
         let started = self
             .http
             .post(format!("{}/v2/{repo}/blobs/uploads/", self.push_base))
@@ -286,20 +285,14 @@ impl Harness {
         digest
     }
 
-    /// Pushes a Wasm artifact whose layer is `layer` (and claims `layer_digest`
-    /// and `layer_size`, normally those of `layer`); returns the manifest digest.
+    /// Pushes the Wasm artifact of `layer` (built as `warden publish` builds
+    /// it); returns the manifest digest.
     pub async fn push_artifact(&self, token: &str, repo: &str, layer: &[u8]) -> String {
-        let config = br#"{"architecture":"wasm","os":"wasip2"}"#;
-        let config_digest = self.push_blob(token, repo, config).await;
-        let layer_digest = self.push_blob(token, repo, layer).await;
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_V1,
-            "config": { "mediaType": WASM_CONFIG_V0, "digest": config_digest, "size": config.len() },
-            "layers": [{ "mediaType": WASM_LAYER, "digest": layer_digest, "size": layer.len() }],
-        }))
-        .unwrap();
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
+        let artifact = WasmArtifact::new(layer.to_vec(), &[], &[]);
+        self.push_blob(token, repo, &artifact.config).await;
+        self.push_blob(token, repo, &artifact.component).await;
+        let manifest = artifact.manifest;
+        let digest = Digest::of(&manifest).to_string();
         let response = self
             .http
             .put(format!("{}/v2/{repo}/manifests/{digest}", self.push_base))
@@ -379,7 +372,7 @@ pub fn statement(
         version: version.to_owned(),
         description: format!("{repo} for tests"),
         component: ComponentRef {
-            digest: format!("sha256:{}", hex::encode(Sha256::digest(component))),
+            digest: Digest::of(component).to_string(),
             size: component.len() as u64,
         },
         capabilities: capabilities.iter().map(|s| s.to_string()).collect(),

@@ -1,0 +1,210 @@
+//! Which release runs: the newest approved version of a plugin that matches
+//! a semver requirement, with what the runtime needs to verify and load it.
+//! The one place where "the newest approved version" is chosen.
+
+use crate::db::Db;
+use crate::runtime::ReleaseRecord;
+use semver::{Version, VersionReq};
+use std::collections::BTreeMap;
+use warden_host::Envelope;
+
+/// Why no release could be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// No such plugin in the org.
+    #[error("no plugin {org}/{name}")]
+    NoPlugin {
+        /// The org.
+        org: String,
+        /// The plugin.
+        name: String,
+    },
+    /// The plugin has no approved release (matching the requirement).
+    #[error("{plugin} has no approved release{}", requirement.as_ref().map(|r| format!(" matching {r}")).unwrap_or_default())]
+    NoApprovedRelease {
+        /// `org/name`.
+        plugin: String,
+        /// The requirement, if one was given.
+        requirement: Option<VersionReq>,
+    },
+    /// The chosen release cannot be trusted from what the database holds
+    /// (its publisher key is revoked or unknown, a stored envelope is
+    /// malformed): refused before anything is loaded.
+    #[error("{reference} was refused: {reason}")]
+    Untrusted {
+        /// `org/name@version`.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// A stored value that the control plane wrote is unreadable.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A resolved release: what to load, and the plugin's configuration.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The release, as the database describes it (verified again on load).
+    pub record: ReleaseRecord,
+    /// The admin-set configuration values of the plugin.
+    pub config: BTreeMap<String, String>,
+}
+
+/// The row with the newest semver version among `rows` that `keep` accepts;
+/// rows whose version does not parse are skipped.
+pub fn newest_by_version<T>(
+    rows: impl IntoIterator<Item = T>,
+    version: impl Fn(&T) -> &str,
+    keep: impl Fn(&Version) -> bool,
+) -> Option<T> {
+    rows.into_iter()
+        .filter_map(|row| Some((Version::parse(version(&row)).ok()?, row)))
+        .filter(|(parsed, _)| keep(parsed))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, row)| row)
+}
+
+/// The newest approved release of `org/name` matching `requirement` (any
+/// version without one), with its approvals, its publisher key (which must be
+/// registered and not revoked) and the plugin's configuration.
+pub async fn resolve(
+    db: &Db,
+    org: &str,
+    name: &str,
+    requirement: Option<&VersionReq>,
+) -> Result<Resolved, ResolveError> {
+    let plugin: Option<(String,)> =
+        sqlx::query_as("SELECT config FROM plugins WHERE org = $1 AND name = $2")
+            .bind(org)
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
+    let Some((config,)) = plugin else {
+        return Err(ResolveError::NoPlugin {
+            org: org.to_owned(),
+            name: name.to_owned(),
+        });
+    };
+    let approved: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT version, manifest_digest, envelope, publisher_key FROM releases
+         WHERE org = $1 AND name = $2 AND status = 'approved'",
+    )
+    .bind(org)
+    .bind(name)
+    .fetch_all(db.pool())
+    .await?;
+    let chosen = newest_by_version(
+        approved,
+        |row| row.0.as_str(),
+        |version| requirement.is_none_or(|r| r.matches(version)),
+    );
+    let Some((version, manifest_digest, envelope, publisher_key)) = chosen else {
+        return Err(ResolveError::NoApprovedRelease {
+            plugin: format!("{org}/{name}"),
+            requirement: requirement.cloned(),
+        });
+    };
+    let reference = format!("{org}/{name}@{version}");
+    let untrusted = |reason: String| ResolveError::Untrusted {
+        reference: reference.clone(),
+        reason,
+    };
+    let key: Option<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT public_key, revoked_at FROM signing_keys WHERE org = $1 AND key_id = $2",
+    )
+    .bind(org)
+    .bind(&publisher_key)
+    .fetch_optional(db.pool())
+    .await?;
+    let publisher = match key {
+        Some((public_key, None)) => public_key
+            .parse()
+            .map_err(|e| ResolveError::Corrupt(format!("signing key {publisher_key}: {e}")))?,
+        Some((_, Some(_))) | None => {
+            return Err(untrusted(format!(
+                "publisher key {publisher_key} is revoked or unknown"
+            )));
+        }
+    };
+    let approvals: Vec<(String,)> = sqlx::query_as(
+        "SELECT envelope FROM approvals WHERE org = $1 AND name = $2 AND version = $3
+         ORDER BY key_id",
+    )
+    .bind(org)
+    .bind(name)
+    .bind(&version)
+    .fetch_all(db.pool())
+    .await?;
+    let parse = |text: &str| -> Result<Envelope, ResolveError> {
+        serde_json::from_str(text)
+            .map_err(|e| untrusted(format!("a stored envelope is malformed: {e}")))
+    };
+    let record = ReleaseRecord {
+        repository: format!("{org}/{name}"),
+        version: version.clone(),
+        manifest_digest,
+        envelope: parse(&envelope)?,
+        approvals: approvals
+            .iter()
+            .map(|(text,)| parse(text))
+            .collect::<Result<_, _>>()?,
+        publisher,
+    };
+    let config = serde_json::from_str(&config)
+        .map_err(|e| ResolveError::Corrupt(format!("configuration of {org}/{name}: {e}")))?;
+    Ok(Resolved { record, config })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn newest(versions: &[&str], requirement: Option<&str>) -> Option<String> {
+        let requirement = requirement.map(|r| VersionReq::parse(r).unwrap());
+        newest_by_version(
+            versions.iter().map(|v| v.to_string()),
+            String::as_str,
+            |v| requirement.as_ref().is_none_or(|r| r.matches(v)),
+        )
+    }
+
+    #[test]
+    fn the_newest_version_is_chosen_by_semver_not_by_text() {
+        assert_eq!(
+            newest(&["1.9.0", "1.10.0", "1.2.0"], None).as_deref(),
+            Some("1.10.0")
+        );
+        assert_eq!(newest(&[], None), None);
+    }
+
+    #[test]
+    fn a_requirement_limits_the_choice() {
+        let versions = ["1.0.0", "1.4.2", "2.0.0", "2.1.0"];
+        assert_eq!(newest(&versions, Some("^1")).as_deref(), Some("1.4.2"));
+        assert_eq!(newest(&versions, Some("~1.0")).as_deref(), Some("1.0.0"));
+        assert_eq!(newest(&versions, Some("=2.0.0")).as_deref(), Some("2.0.0"));
+        assert_eq!(newest(&versions, Some("^3")), None);
+    }
+
+    #[test]
+    fn pre_releases_run_only_when_asked_for() {
+        let versions = ["1.0.0", "1.1.0-beta.1"];
+        assert_eq!(newest(&versions, Some("^1")).as_deref(), Some("1.0.0"));
+        assert_eq!(
+            newest(&versions, Some(">=1.1.0-beta.1")).as_deref(),
+            Some("1.1.0-beta.1")
+        );
+    }
+
+    #[test]
+    fn unparsable_versions_are_never_chosen() {
+        assert_eq!(
+            newest(&["not-a-version", "0.1.0"], None).as_deref(),
+            Some("0.1.0")
+        );
+    }
+}
