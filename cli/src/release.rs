@@ -7,12 +7,12 @@ use base64::Engine as _;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use warden_host::{
     APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Envelope, Limits, PrivateKey, ReleaseStatement,
     capability_list, parse_capabilities,
 };
+use warden_registry::oci::Digest;
 
 #[derive(Subcommand)]
 pub enum ReleaseCommand {
@@ -302,7 +302,7 @@ pub async fn approve_release(
     let payload = base64::engine::general_purpose::STANDARD
         .decode(&envelope.payload)
         .map_err(|e| bad(e.to_string()))?;
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&payload)));
+    let digest = Digest::of(&payload).to_string();
     if Some(digest.as_str()) != release["statement_digest"].as_str() {
         return Err(Failure::new(
             exit::TAMPERED,

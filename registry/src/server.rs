@@ -209,18 +209,7 @@ impl OciAccess for TokenAccess {
         repository: Option<&RepositoryName>,
         action: Action,
     ) -> Result<(), OciError> {
-        let caller = match authenticate(&self.state, token).await {
-            Ok(caller) => caller,
-            Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {
-                return Err(OciError::Unauthorized);
-            }
-            Err(error) if error.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
-                return Err(OciError::Unavailable);
-            }
-            Err(error) => {
-                return Err(OciError::Internal(std::io::Error::other(error.message)));
-            }
-        };
+        let caller = authenticate(&self.state, token).await?;
         let Some(repository) = repository else {
             return Ok(());
         };

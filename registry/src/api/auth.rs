@@ -147,14 +147,59 @@ struct TokenRow {
     operator: i64,
 }
 
-/// Looks a presented secret up. `Err` for unknown, revoked or expired tokens.
-pub async fn authenticate(state: &AppState, secret: Option<&str>) -> Result<Caller, ApiError> {
-    let Some(secret) = secret else {
-        return Err(ApiError::unauthorized(
-            "unauthorized",
-            "an API token is required (Authorization: Bearer <token>)",
-        ));
-    };
+/// Why a presented token does not authenticate anyone.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token was presented.
+    #[error("an API token is required (Authorization: Bearer <token>)")]
+    Missing,
+    /// No such token.
+    #[error("unknown API token")]
+    Unknown,
+    /// The token was revoked.
+    #[error("this API token was revoked")]
+    Revoked,
+    /// The token has expired.
+    #[error("this API token has expired")]
+    Expired,
+    /// The database could not be asked.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// A stored row the control plane wrote is unreadable.
+    #[error("corrupt token row: {0}")]
+    Corrupt(String),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::Db(e) => e.into(),
+            AuthError::Corrupt(_) => ApiError::internal(error),
+            AuthError::Missing | AuthError::Unknown => {
+                ApiError::unauthorized("unauthorized", error.to_string())
+            }
+            AuthError::Revoked => ApiError::unauthorized("token_revoked", error.to_string()),
+            AuthError::Expired => ApiError::unauthorized("token_expired", error.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for crate::oci::OciError {
+    fn from(error: AuthError) -> crate::oci::OciError {
+        use crate::oci::OciError;
+        match error {
+            AuthError::Missing | AuthError::Unknown | AuthError::Revoked | AuthError::Expired => {
+                OciError::Unauthorized
+            }
+            AuthError::Db(e) if crate::db::is_unavailable(&e) => OciError::Unavailable,
+            other => OciError::Internal(std::io::Error::other(other.to_string())),
+        }
+    }
+}
+
+/// Looks a presented secret up. `Err` for missing, unknown, revoked or expired tokens.
+pub async fn authenticate(state: &AppState, secret: Option<&str>) -> Result<Caller, AuthError> {
+    let secret = secret.ok_or(AuthError::Missing)?;
     let row: Option<TokenRow> = sqlx::query_as(
         "SELECT t.id, t.org, t.role, t.expires_at, t.revoked_at, o.operator
          FROM tokens t JOIN orgs o ON o.name = t.org WHERE t.secret_hash = $1",
@@ -171,21 +216,15 @@ pub async fn authenticate(state: &AppState, secret: Option<&str>) -> Result<Call
         operator,
     }) = row
     else {
-        return Err(ApiError::unauthorized("unauthorized", "unknown API token"));
+        return Err(AuthError::Unknown);
     };
     if revoked_at.is_some() {
-        return Err(ApiError::unauthorized(
-            "token_revoked",
-            "this API token was revoked",
-        ));
+        return Err(AuthError::Revoked);
     }
     if expires_at.is_some_and(|at| at <= now_ms()) {
-        return Err(ApiError::unauthorized(
-            "token_expired",
-            "this API token has expired",
-        ));
+        return Err(AuthError::Expired);
     }
-    let role = role.parse().map_err(ApiError::internal)?;
+    let role = role.parse().map_err(AuthError::Corrupt)?;
     Ok(Caller {
         token_id,
         org,
@@ -199,6 +238,6 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
         let secret = crate::oci::token(&parts.headers);
-        authenticate(state, secret.as_deref()).await
+        Ok(authenticate(state, secret.as_deref()).await?)
     }
 }
