@@ -38,7 +38,7 @@ pub fn inspect(args: InspectArgs) -> Result<u8, Failure> {
             })
             .collect();
         let report = json!({
-            "digest": format!("sha256:{}", component.digest()),
+            "digest": component.digest(),
             "size": component.size(),
             "functions": component.functions().collect::<Vec<_>>(),
             "capabilities": capabilities,
@@ -52,7 +52,7 @@ pub fn inspect(args: InspectArgs) -> Result<u8, Failure> {
     }
 
     println!("{}", args.component.display());
-    println!("  digest  sha256:{}", component.digest());
+    println!("  digest  {}", component.digest());
     println!("  size    {}", format_bytes(component.size()));
     println!();
     println!("functions");

@@ -165,8 +165,8 @@ impl Engine {
     /// from `spawn_blocking` in async code.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent> {
         check_header(bytes)?;
-        let digest = hex::encode(Sha256::digest(bytes));
-        let (component, cache) = self.compile_or_load(bytes, &digest)?;
+        let digest = crate::Digest::of(bytes);
+        let (component, cache) = self.compile_or_load(bytes, digest.hex())?;
         let exports = exports(&component);
         let engine = self.wasmtime();
         let requested = Requested::classify(
@@ -266,7 +266,7 @@ pub struct CompiledComponent {
 
 pub(crate) struct CompiledInner {
     pub(crate) component: Component,
-    pub(crate) digest: String,
+    pub(crate) digest: crate::Digest,
     pub(crate) size: u64,
     pub(crate) exports: Vec<Export>,
     pub(crate) requested: Requested,
@@ -274,8 +274,8 @@ pub(crate) struct CompiledInner {
 }
 
 impl CompiledComponent {
-    /// `sha256` of the component bytes, lower-case hex.
-    pub fn digest(&self) -> &str {
+    /// The digest of the component bytes.
+    pub fn digest(&self) -> &crate::Digest {
         &self.inner.digest
     }
 

@@ -29,6 +29,7 @@
 
 mod cache;
 mod capability;
+mod digest;
 mod engine;
 mod error;
 mod exports;
@@ -46,6 +47,7 @@ mod verify;
 
 pub use cache::CacheOutcome;
 pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
+pub use digest::Digest;
 pub use engine::{CompiledComponent, Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use exports::{FunctionInfo, ParamInfo};

@@ -246,7 +246,7 @@ impl Envelope {
             ));
         }
         Ok(Verified {
-            payload_digest: format!("sha256:{}", hex::encode(Sha256::digest(&payload))),
+            payload_digest: crate::Digest::of(&payload).to_string(),
             payload,
             signers,
         })

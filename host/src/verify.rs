@@ -10,7 +10,6 @@ use crate::statement::{
     parse_capabilities,
 };
 use crate::trust::{Envelope, PublicKey};
-use sha2::{Digest, Sha256};
 
 /// What the host trusts: the pinned admin keys and how many must approve.
 #[derive(Clone, Debug)]
@@ -94,7 +93,7 @@ pub fn verify_release(
             publisher.key_id()
         )));
     }
-    let found = format!("sha256:{}", hex::encode(Sha256::digest(component)));
+    let found = crate::Digest::of(component).to_string();
     if found != statement.component.digest || component.len() as u64 != statement.component.size {
         return Err(Untrusted::DigestMismatch {
             expected: statement.component.digest.clone(),
@@ -193,7 +192,7 @@ mod tests {
             version: "1.0.0".into(),
             description: String::new(),
             component: ComponentRef {
-                digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+                digest: crate::Digest::of(&bytes).to_string(),
                 size: bytes.len() as u64,
             },
             capabilities: vec!["config".into(), "kv".into()],

@@ -135,10 +135,7 @@ async fn publish_review_approve(backend: Backend) {
             .unwrap(),
     );
     assert_eq!(
-        format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&other_bytes))
-        ),
+        warden_registry::oci::Digest::of(&other_bytes).to_string(),
         manifest
     );
     let moved = h

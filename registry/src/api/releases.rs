@@ -12,6 +12,7 @@ use super::{
 use crate::artifact::{FetchError, SignatureReferrer};
 use crate::audit::Change;
 use crate::db::now_ms;
+use crate::domain::approval::{Approver, Publisher, check_not_self_approval};
 use crate::domain::resolution::newest_by_version;
 use crate::oci::{Digest, MANIFEST_V1, OciStore, Reference, RepositoryName};
 use axum::Json;
@@ -924,34 +925,26 @@ async fn approve(
         )
         .with_details(json!({ "extra": extra })));
     }
-    // Nobody approves their own release: not with the publishing key, not
-    // with a key of the same owner, not with the publishing token.
     let publisher_owner: Option<(String,)> =
         sqlx::query_as("SELECT owner FROM signing_keys WHERE org = $1 AND key_id = $2")
             .bind(&org)
             .bind(&row.publisher_key)
             .fetch_optional(state.db.pool())
             .await?;
-    for signer in &signers {
-        let same_owner = publisher_owner
-            .as_ref()
-            .is_some_and(|(owner,)| *owner == signer.owner);
-        if signer.key_id == row.publisher_key || same_owner {
-            return Err(ApiError::forbidden(
-                "self_approval",
-                format!(
-                    "key {} belongs to the release's publisher ({}); a publisher cannot approve their own release",
-                    signer.key_id, signer.owner
-                ),
-            ));
-        }
-    }
-    if caller.token_id == row.published_by {
-        return Err(ApiError::forbidden(
-            "self_approval",
-            "this token published the release; a publisher cannot approve their own release",
-        ));
-    }
+    let approvers: Vec<Approver<'_>> = signers
+        .iter()
+        .map(|signer| Approver {
+            key_id: &signer.key_id,
+            owner: &signer.owner,
+        })
+        .collect();
+    let publisher = Publisher {
+        key_id: &row.publisher_key,
+        owner: publisher_owner.as_ref().map(|(owner,)| owner.as_str()),
+        token_id: &row.published_by,
+    };
+    check_not_self_approval(publisher, &approvers, &caller.token_id)
+        .map_err(|e| ApiError::forbidden("self_approval", e.to_string()))?;
     let granted_capabilities =
         serde_json::to_string(&statement.capabilities).map_err(ApiError::internal)?;
     let granted_limits = serde_json::to_string(&statement.limits).map_err(ApiError::internal)?;

@@ -6,5 +6,6 @@
 //! Moving here area by area: version resolution first (used by invocations
 //! and, next, by the dependency resolver) and the release life cycle.
 
+pub mod approval;
 pub mod resolution;
 pub mod status;
