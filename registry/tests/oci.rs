@@ -651,3 +651,51 @@ async fn tokens_are_required_and_scoped_to_their_org() {
         .unwrap();
     assert_eq!(error(other_org).await.1, "DENIED");
 }
+
+/// Undoing a tag (a publish whose commit failed) removes the tag only while it
+/// still names the manifest it was written for.
+#[tokio::test]
+async fn untag_removes_only_the_tag_it_wrote() {
+    use warden_registry::oci::{Reference as OciReference, RepositoryName};
+    let dir = tempfile::tempdir().unwrap();
+    let store = OciStore::open(dir.path(), 64 << 20).await.unwrap();
+    let repo: RepositoryName = "acme/hello".parse().unwrap();
+    let mut digests = Vec::new();
+    for layer in [&b"one"[..], &b"two"[..]] {
+        let artifact = warden_registry::artifact::WasmArtifact::new(layer.to_vec(), &[], &[]);
+        store.put_blob(&repo, &artifact.config).await.unwrap();
+        store.put_blob(&repo, &artifact.component).await.unwrap();
+        let digest = artifact.manifest_digest();
+        store
+            .put_manifest(
+                &repo,
+                &OciReference::Digest(digest.clone()),
+                MANIFEST_V1,
+                &artifact.manifest,
+            )
+            .await
+            .unwrap();
+        digests.push(digest);
+    }
+    let tagged = |tag: &'static str| {
+        let store = &store;
+        let repo = &repo;
+        async move {
+            store
+                .get_manifest(repo, &OciReference::Tag(tag.into()))
+                .await
+                .unwrap()
+                .map(|(_, _, digest)| digest)
+        }
+    };
+    store.tag(&repo, "1.0.0", &digests[0]).await.unwrap();
+    // Another manifest's undo leaves it alone.
+    store.untag(&repo, "1.0.0", &digests[1]).await.unwrap();
+    assert_eq!(tagged("1.0.0").await, Some(digests[0].clone()));
+    // Its own undo removes it, and the version is free again.
+    store.untag(&repo, "1.0.0", &digests[0]).await.unwrap();
+    assert_eq!(tagged("1.0.0").await, None);
+    store.untag(&repo, "1.0.0", &digests[0]).await.unwrap();
+    store.tag(&repo, "1.0.0", &digests[1]).await.unwrap();
+    assert_eq!(tagged("1.0.0").await, Some(digests[1].clone()));
+}

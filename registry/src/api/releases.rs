@@ -448,17 +448,6 @@ async fn publish(
     }
     let manifest_size = artifact.manifest.len();
     let bytes = artifact.component;
-    // The version tag never moves once set: refuse now, before anything is
-    // committed, if it already names another manifest.
-    if let Some(store) = state.artifacts.embedded()
-        && let Some((_, _, tagged)) = store
-            .get_manifest(&repo, &Reference::Tag(statement.version.clone()))
-            .await?
-        && tagged != manifest_digest
-    {
-        return Err(tag_conflict(&repo, &statement.version));
-    }
-
     // The component itself: it must parse, and ask for nothing it did not declare.
     let engine = state.engine.clone();
     let compiled = tokio::task::spawn_blocking(move || engine.compile(&bytes))
@@ -535,7 +524,22 @@ async fn publish(
         }
         other => other?,
     };
-    change
+    // The version tag never moves once set. It is written last before the
+    // commit (refusing a tag that names another manifest) and removed again
+    // if the commit fails, so a refused or failed publish leaves no tag. (An
+    // external registry keeps its own tags; releases are pinned by manifest
+    // digest anyway.)
+    let store = state.artifacts.embedded();
+    if let Some(store) = store {
+        store
+            .tag(&repo, &statement.version, &manifest_digest)
+            .await
+            .map_err(|e| match e {
+                crate::oci::OciError::TagImmutable(_) => tag_conflict(&repo, &statement.version),
+                other => other.into(),
+            })?;
+    }
+    let committed = change
         .commit(
             &caller.actor(),
             "release.publish",
@@ -548,36 +552,32 @@ async fn publish(
                 "capabilities": statement.capabilities,
             }),
         )
-        .await?;
-    // After the commit, so that a refused or failed publish leaves no tag;
-    // the database is the record, the tag and referrer are its OCI view.
-    // (An external registry keeps its own tags; releases are pinned by
-    // manifest digest anyway.)
-    if let Some(store) = state.artifacts.embedded() {
-        let written = async {
-            store
-                .tag(&repo, &statement.version, &manifest_digest)
+        .await;
+    if let Err(error) = committed {
+        if let Some(store) = store
+            && let Err(e) = store
+                .untag(&repo, &statement.version, &manifest_digest)
                 .await
-                .map_err(|e| match e {
-                    crate::oci::OciError::TagImmutable(_) => {
-                        tag_conflict(&repo, &statement.version)
-                    }
-                    other => other.into(),
-                })?;
-            attach(
-                store,
-                &repo,
-                &manifest_digest,
-                manifest_size,
-                RELEASE_PAYLOAD_TYPE,
-                &envelope_json,
-            )
-            .await
-        };
-        if let Err(e) = written.await {
-            tracing::error!(release = %statement.reference(), error = %e.message,
-                "published, but writing its OCI tag or signature referrer failed");
+        {
+            tracing::error!(release = %statement.reference(), "the publish failed and its tag could not be removed: {e}");
         }
+        return Err(error.into());
+    }
+    // The signature referrer is the record's OCI copy, written once the
+    // record exists.
+    if let Some(store) = store
+        && let Err(e) = attach(
+            store,
+            &repo,
+            &manifest_digest,
+            manifest_size,
+            RELEASE_PAYLOAD_TYPE,
+            &envelope_json,
+        )
+        .await
+    {
+        tracing::error!(release = %statement.reference(), error = %e.message,
+            "published, but writing its signature referrer failed");
     }
     tracing::info!(release = %statement.reference(), "published");
     let release = load_release(&state, &org, &name, &statement.version).await?;

@@ -461,6 +461,24 @@ impl OciStore {
         Ok(())
     }
 
+    /// Removes `tag` of `repo` if it still names `digest` (undoing a
+    /// [`OciStore::tag`] whose change was not committed).
+    pub async fn untag(
+        &self,
+        repo: &RepositoryName,
+        tag: &str,
+        digest: &Digest,
+    ) -> Result<(), OciError> {
+        let path = self.repo_dir(repo).join("tags").join(tag);
+        let Some(text) = not_found_is_none(fs::read_to_string(&path).await)? else {
+            return Ok(());
+        };
+        if text.trim() == digest.to_string() {
+            not_found_is_none(fs::remove_file(&path).await)?;
+        }
+        Ok(())
+    }
+
     /// Stores `bytes` as a blob of `repo` (for what the registry writes itself,
     /// such as signature referrers) and returns its digest.
     pub async fn put_blob(&self, repo: &RepositoryName, bytes: &[u8]) -> Result<Digest, OciError> {

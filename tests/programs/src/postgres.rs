@@ -22,26 +22,31 @@ const SUPERVISOR: &str = r#"
 set -eu
 bin=$1; port=$2
 dir=$(mktemp -d "${TMPDIR:-/tmp}/warden-test-postgres.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-"$bin/initdb" -D "$dir/data" -U warden -A trust --no-sync -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
+server=
+trap 'if [ -n "$server" ]; then kill -INT "$server" 2>/dev/null || true; wait "$server" || true; fi; rm -rf "$dir"' EXIT
+trap 'exit 1' INT TERM HUP
+# A random password: other local users must not reach a superuser.
+password=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$password" >"$dir/password"
+"$bin/initdb" -D "$dir/data" -U warden -A scram-sha-256 --pwfile="$dir/password" --no-sync \
+    -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
 "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
     >"$dir/server.log" 2>&1 &
 server=$!
 i=0
-until "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; do
+until "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U warden; do
     i=$((i + 1))
     if [ "$i" -gt 300 ] || ! kill -0 "$server" 2>/dev/null; then
         cat "$dir/server.log" >&2; kill "$server" 2>/dev/null || true; exit 1
     fi
     sleep 0.1
 done
-echo ready
-# Until the test process closes our standard input (by ending).
+echo "ready $password"
+# Until the test process closes our standard input (by ending); the EXIT trap
+# then stops the server and removes its directory.
 cat >/dev/null || true
-kill -INT "$server" 2>/dev/null || true
-wait "$server" || true
 "#;
 
 /// The running server: kept for the life of the test process.
@@ -51,7 +56,8 @@ struct Server {
     _lifeline: ChildStdin,
 }
 
-/// The URL of a PostgreSQL server (as the superuser-like role `warden`, database
+/// The URL of a PostgreSQL server (as the superuser `warden` with a random
+/// password (scram-sha-256), database
 /// `postgres`) on which tests may create databases: `WARDEN_TEST_POSTGRES_URL`
 /// if set, otherwise a throwaway server started on first use.
 ///
@@ -128,8 +134,12 @@ fn start() -> Result<Server, String> {
     let stdout = supervisor.stdout.take().unwrap();
     let started = Instant::now();
     let mut line = String::new();
-    let ready = BufReader::new(stdout).read_line(&mut line).is_ok() && line.trim() == "ready";
-    if !ready {
+    let password = BufReader::new(stdout)
+        .read_line(&mut line)
+        .ok()
+        .and_then(|_| line.trim().strip_prefix("ready "))
+        .map(str::to_owned);
+    let Some(password) = password else {
         let mut errors = String::new();
         if let Some(mut stderr) = supervisor.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut errors);
@@ -141,14 +151,14 @@ fn start() -> Result<Server, String> {
             if root { " as the postgres user" } else { "" },
             errors.trim()
         ));
-    }
+    };
     eprintln!(
         "throwaway PostgreSQL on 127.0.0.1:{port} ({}, ready in {:.1?})",
         bin.display(),
         started.elapsed()
     );
     Ok(Server {
-        url: format!("postgres://warden:warden@127.0.0.1:{port}/postgres"),
+        url: format!("postgres://warden:{password}@127.0.0.1:{port}/postgres"),
         _supervisor: supervisor,
         _lifeline: lifeline,
     })
