@@ -1,24 +1,9 @@
 //! The `warden` binary as users run it: output, errors and exit codes.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{stderr, stdout, warden};
 use warden_test_programs as guests;
-
-fn warden(args: &[&str]) -> Output {
-    let cache = std::env::temp_dir().join("warden-cli-test-cache");
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .env("WARDEN_CACHE_DIR", cache)
-        .output()
-        .expect("running warden")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 #[test]
 fn run_prints_the_json_result() {

@@ -5,7 +5,10 @@
 //! default limits, and stopped by the limits when they misbehave.
 
 use serde_json::{Value, json};
-use std::process::{Command, Output};
+mod common;
+
+use common::warden;
+use std::process::Command;
 use warden_test_programs as guests;
 
 /// The two builds of the same plugin, by language.
@@ -13,15 +16,6 @@ const LANGUAGES: [(&str, &str); 2] = [
     ("python", guests::PYTHON_POLYGLOT),
     ("javascript", guests::JAVASCRIPT_POLYGLOT),
 ];
-
-fn warden(args: &[&str]) -> Output {
-    let cache = std::env::temp_dir().join("warden-cli-test-cache");
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .env("WARDEN_CACHE_DIR", cache)
-        .output()
-        .expect("running warden")
-}
 
 /// `warden run --json COMPONENT FUNCTION ARGS EXTRA...`: (exit code, outcome).
 fn run(component: &str, function: &str, args: Value, extra: &[&str]) -> (i32, Value) {
