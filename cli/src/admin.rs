@@ -6,7 +6,11 @@ use crate::remote::read_public_key;
 use crate::remote::{Remote, RemoteArgs, format_time, parse_plugin, print_json};
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::{Value as Json, json};
+use serde::Serialize;
+use warden_registry::types::{
+    AddKey, CreateOrg, CreateToken, CreatedOrg, KeyKind, NewToken, PluginConfig, PluginDetail,
+    PluginPage, PluginSummary, Role, SigningKey,
+};
 
 #[derive(Subcommand)]
 pub enum OrgCommand {
@@ -105,33 +109,36 @@ pub enum CatalogCommand {
     },
 }
 
-/// Output options shared by the admin commands.
-#[derive(Args)]
-pub struct Output {
-    /// Print JSON.
+/// How commands print: for people, or `--json` for scripts.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct Format {
+    /// Print JSON (the server's answer as it is) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
 }
 
-fn show(value: &Json, json: bool, human: impl FnOnce(&Json)) {
-    if json {
-        print_json(value);
-    } else {
-        human(value);
+impl Format {
+    /// Prints `value` as JSON with `--json`, else as `human` says.
+    pub fn show<T: Serialize>(self, value: &T, human: impl FnOnce(&T)) {
+        if self.json {
+            print_json(value);
+        } else {
+            human(value);
+        }
     }
 }
 
-pub async fn org(command: OrgCommand, output: &Output, remote: &RemoteArgs) -> Result<u8, Failure> {
+pub async fn org(command: OrgCommand, output: Format, remote: &RemoteArgs) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
     let OrgCommand::Create { name } = command;
-    let created: Json = remote
-        .send(Method::POST, "/v1/orgs", &json!({ "name": name }))
+    let created: CreatedOrg = remote
+        .send(Method::POST, "/v1/orgs", &CreateOrg { name })
         .await?;
-    show(&created, output.json, |c| {
-        println!("created organization {}", c["name"].as_str().unwrap_or("?"));
+    output.show(&created, |c| {
+        println!("created organization {}", c.name);
         println!(
             "its first admin token (shown once): {}",
-            c["admin_token"]["secret"].as_str().unwrap_or("?")
+            c.admin_token.secret.as_deref().unwrap_or("?")
         );
     });
     Ok(exit::OK)
@@ -161,7 +168,7 @@ fn parse_seconds(text: &str) -> Result<i64, Failure> {
 
 pub async fn token(
     command: TokenCommand,
-    output: &Output,
+    output: Format,
     remote: &RemoteArgs,
 ) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
@@ -172,47 +179,47 @@ pub async fn token(
             role,
             expires_in,
         } => {
-            let expires = expires_in.as_deref().map(parse_seconds).transpose()?;
-            let token: Json = remote
+            let role: Role = role
+                .parse()
+                .map_err(|e: String| Failure::new(exit::USAGE, format!("--role: {e}")))?;
+            let expires_in_seconds = expires_in.as_deref().map(parse_seconds).transpose()?;
+            let token: NewToken = remote
                 .send(
                     Method::POST,
                     &format!("/v1/orgs/{org}/tokens"),
-                    &json!({ "name": name, "role": role, "expires_in_seconds": expires }),
+                    &CreateToken {
+                        name,
+                        role,
+                        expires_in_seconds,
+                    },
                 )
                 .await?;
-            show(&token, output.json, |t| {
+            output.show(&token, |t| {
                 eprintln!(
                     "created {} token {} ({}); the secret is shown once:",
-                    t["role"].as_str().unwrap_or("?"),
-                    t["id"].as_str().unwrap_or("?"),
-                    t["name"].as_str().unwrap_or("")
+                    t.role, t.id, t.name
                 );
-                println!("{}", t["secret"].as_str().unwrap_or("?"));
+                println!("{}", t.secret.as_deref().unwrap_or("?"));
             });
         }
         TokenCommand::List => {
-            let tokens: Json = remote.get(&format!("/v1/orgs/{org}/tokens")).await?;
-            show(&tokens, output.json, |tokens| {
-                for t in tokens.as_array().into_iter().flatten() {
-                    let state = if t["revoked_at"].is_i64() {
+            let tokens: Vec<NewToken> = remote.get(&format!("/v1/orgs/{org}/tokens")).await?;
+            output.show(&tokens, |tokens| {
+                for t in tokens {
+                    let state = if t.revoked_at.is_some() {
                         "revoked".to_owned()
-                    } else if let Some(at) = t["expires_at"].as_i64() {
+                    } else if let Some(at) = t.expires_at {
                         format!("expires {}", format_time(at))
                     } else {
                         "active".to_owned()
                     };
-                    println!(
-                        "{:<22} {:<10} {:<20} {state}",
-                        t["id"].as_str().unwrap_or("?"),
-                        t["role"].as_str().unwrap_or("?"),
-                        t["name"].as_str().unwrap_or("")
-                    );
+                    println!("{:<22} {:<10} {:<20} {state}", t.id, t.role, t.name);
                 }
             });
         }
         TokenCommand::Revoke { id } => {
-            let _: Json = remote
-                .call(remote.request(Method::DELETE, &format!("/v1/orgs/{org}/tokens/{id}")))
+            remote
+                .call_empty(remote.request(Method::DELETE, &format!("/v1/orgs/{org}/tokens/{id}")))
                 .await?;
             println!("revoked token {id}");
         }
@@ -220,38 +227,52 @@ pub async fn token(
     Ok(exit::OK)
 }
 
-pub async fn key(command: KeyCommand, output: &Output, remote: &RemoteArgs) -> Result<u8, Failure> {
+pub async fn key(command: KeyCommand, output: Format, remote: &RemoteArgs) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
     let org = remote.my_org().await?;
     match command {
         KeyCommand::Add { key, kind, owner } => {
+            let kind = match kind.as_str() {
+                "publisher" => KeyKind::Publisher,
+                "admin" => KeyKind::Admin,
+                other => {
+                    return Err(Failure::new(
+                        exit::USAGE,
+                        format!("--kind {other:?}: expected publisher or admin"),
+                    ));
+                }
+            };
             let public = read_public_key(&key)?;
-            let added: Json = remote
+            let added: SigningKey = remote
                 .send(
                     Method::POST,
                     &format!("/v1/orgs/{org}/keys"),
-                    &json!({ "public_key": public.to_string(), "kind": kind, "owner": owner }),
+                    &AddKey {
+                        public_key: public.to_string(),
+                        kind,
+                        owner,
+                    },
                 )
                 .await?;
-            show(&added, output.json, |k| {
+            output.show(&added, |k| {
                 println!(
                     "registered {} key {} for {}",
-                    k["kind"].as_str().unwrap_or("?"),
-                    k["key_id"].as_str().unwrap_or("?"),
-                    k["owner"].as_str().unwrap_or("?")
+                    k.kind.as_str(),
+                    k.key_id,
+                    k.owner
                 );
             });
         }
         KeyCommand::List => {
-            let keys: Json = remote.get(&format!("/v1/orgs/{org}/keys")).await?;
-            show(&keys, output.json, |keys| {
-                for k in keys.as_array().into_iter().flatten() {
+            let keys: Vec<SigningKey> = remote.get(&format!("/v1/orgs/{org}/keys")).await?;
+            output.show(&keys, |keys| {
+                for k in keys {
                     println!(
                         "{}  {:<9} {:<20} {}",
-                        k["key_id"].as_str().unwrap_or("?"),
-                        k["kind"].as_str().unwrap_or("?"),
-                        k["owner"].as_str().unwrap_or(""),
-                        if k["revoked_at"].is_i64() {
+                        k.key_id,
+                        k.kind.as_str(),
+                        k.owner,
+                        if k.revoked_at.is_some() {
                             "revoked"
                         } else {
                             "active"
@@ -261,8 +282,8 @@ pub async fn key(command: KeyCommand, output: &Output, remote: &RemoteArgs) -> R
             });
         }
         KeyCommand::Revoke { key_id } => {
-            let _: Json = remote
-                .call(remote.request(
+            remote
+                .call_empty(remote.request(
                     Method::POST,
                     &format!("/v1/orgs/{org}/keys/{key_id}/revoke"),
                 ))
@@ -275,7 +296,7 @@ pub async fn key(command: KeyCommand, output: &Output, remote: &RemoteArgs) -> R
 
 pub async fn config(
     command: ConfigCommand,
-    output: &Output,
+    output: Format,
     remote: &RemoteArgs,
 ) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
@@ -286,33 +307,28 @@ pub async fn config(
     };
     let (org, name) = parse_plugin(&plugin)?;
     let path = format!("/v1/plugins/{org}/{name}/config");
-    let current: Json = remote.get(&path).await?;
-    let mut values = current["values"].as_object().cloned().unwrap_or_default();
+    let mut config: PluginConfig = remote.get(&path).await?;
     let result = match command {
-        ConfigCommand::Show { .. } => current,
+        ConfigCommand::Show { .. } => config,
         ConfigCommand::Set { values: pairs, .. } => {
             for pair in pairs {
                 let (key, value) = pair.split_once('=').ok_or_else(|| {
                     Failure::new(exit::USAGE, format!("{pair:?}: expected KEY=VALUE"))
                 })?;
-                values.insert(key.to_owned(), Json::String(value.to_owned()));
+                config.values.insert(key.to_owned(), value.to_owned());
             }
-            remote
-                .send(Method::PUT, &path, &json!({ "values": values }))
-                .await?
+            remote.send(Method::PUT, &path, &config).await?
         }
         ConfigCommand::Unset { keys, .. } => {
             for key in keys {
-                values.remove(&key);
+                config.values.remove(&key);
             }
-            remote
-                .send(Method::PUT, &path, &json!({ "values": values }))
-                .await?
+            remote.send(Method::PUT, &path, &config).await?
         }
     };
-    show(&result, output.json, |r| {
-        for (key, value) in r["values"].as_object().into_iter().flatten() {
-            println!("{key}={}", value.as_str().unwrap_or(""));
+    output.show(&result, |r: &PluginConfig| {
+        for (key, value) in &r.values {
+            println!("{key}={value}");
         }
     });
     Ok(exit::OK)
@@ -320,7 +336,7 @@ pub async fn config(
 
 pub async fn catalog(
     command: CatalogCommand,
-    output: &Output,
+    output: Format,
     remote: &RemoteArgs,
 ) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
@@ -331,45 +347,33 @@ pub async fn catalog(
                 None => remote.my_org().await?,
             };
             let query: Vec<(&str, String)> = search.iter().map(|q| ("q", q.clone())).collect();
-            let items = remote
-                .all_pages(&format!("/v1/orgs/{org}/plugins"), &query)
+            let items: Vec<PluginSummary> = remote
+                .all_pages::<PluginPage>(&format!("/v1/orgs/{org}/plugins"), &query)
                 .await?;
-            show(&Json::Array(items), output.json, |items| {
-                for p in items.as_array().into_iter().flatten() {
+            output.show(&items, |items| {
+                for p in items {
                     println!(
                         "{:<32} {:<12} {}",
-                        p["name"].as_str().unwrap_or("?"),
-                        p["latest_approved"].as_str().unwrap_or("(none approved)"),
-                        p["description"].as_str().unwrap_or("")
+                        p.name,
+                        p.latest_approved.as_deref().unwrap_or("(none approved)"),
+                        p.description
                     );
                 }
             });
         }
         CatalogCommand::Show { plugin } => {
             let (org, name) = parse_plugin(&plugin)?;
-            let detail: Json = remote.get(&format!("/v1/plugins/{org}/{name}")).await?;
-            show(&detail, output.json, |d| {
-                println!(
-                    "{}  {}",
-                    d["name"].as_str().unwrap_or("?"),
-                    d["description"].as_str().unwrap_or("")
-                );
+            let detail: PluginDetail = remote.get(&format!("/v1/plugins/{org}/{name}")).await?;
+            output.show(&detail, |d| {
+                println!("{}  {}", d.name, d.description);
                 println!("versions");
-                for v in d["versions"].as_array().into_iter().flatten() {
-                    println!(
-                        "  {:<12} {}",
-                        v["version"].as_str().unwrap_or("?"),
-                        v["status"].as_str().unwrap_or("?")
-                    );
+                for v in &d.versions {
+                    println!("  {:<12} {}", v.version, v.status.as_str());
                 }
-                if let Some(of) = d["functions_of"].as_str() {
+                if let Some(of) = &d.functions_of {
                     println!("functions of {of}");
-                    for f in d["functions"].as_array().into_iter().flatten() {
-                        println!(
-                            "  {}: {}",
-                            f["name"].as_str().unwrap_or("?"),
-                            f["signature"].as_str().unwrap_or("?")
-                        );
+                    for f in &d.functions {
+                        println!("  {}: {}", f.name, f.signature);
                     }
                 }
             });

@@ -1,11 +1,13 @@
 //! `warden audit`: the organization's audit log, and `warden audit verify`,
 //! which re-checks the whole hash chain on this machine.
 
+use crate::admin::Format;
 use crate::exit::{self, Failure};
 use crate::remote::{Remote, RemoteArgs, format_time, print_json};
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use warden_registry::audit::{AuditEntry, AuditHead, verify_chain};
+use warden_registry::types::{AuditEntry, AuditHead, AuditPage};
+use warden_registry::verify_chain;
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -14,9 +16,6 @@ pub struct AuditArgs {
     /// Show only the last N entries.
     #[arg(long, default_value_t = 50)]
     last: usize,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -25,19 +24,13 @@ enum AuditCommand {
     Verify,
 }
 
-#[derive(serde::Deserialize)]
-struct Page {
-    entries: Vec<AuditEntry>,
-    head: AuditHead,
-}
-
 /// The whole chain up to the head read first.
 async fn whole_chain(remote: &Remote, org: &str) -> Result<(Vec<AuditEntry>, AuditHead), Failure> {
     let mut entries: Vec<AuditEntry> = Vec::new();
     let mut head: Option<AuditHead> = None;
     loop {
         let after = entries.last().map_or(0, |e| e.seq);
-        let page: Page = remote
+        let page: AuditPage = remote
             .call(
                 remote
                     .request(Method::GET, &format!("/v1/orgs/{org}/audit"))
@@ -55,7 +48,7 @@ async fn whole_chain(remote: &Remote, org: &str) -> Result<(Vec<AuditEntry>, Aud
     Ok((entries, head))
 }
 
-pub async fn audit(args: AuditArgs, remote: &RemoteArgs) -> Result<u8, Failure> {
+pub async fn audit(args: AuditArgs, output: Format, remote: &RemoteArgs) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
     let org = remote.my_org().await?;
     let (entries, head) = whole_chain(&remote, &org).await?;
@@ -75,7 +68,7 @@ pub async fn audit(args: AuditArgs, remote: &RemoteArgs) -> Result<u8, Failure> 
         },
         None => {
             let shown = &entries[entries.len().saturating_sub(args.last)..];
-            if args.json {
+            if output.json {
                 print_json(&shown);
             } else {
                 for e in shown {

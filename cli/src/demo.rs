@@ -8,10 +8,12 @@ use crate::release::approve_release;
 use crate::remote::{Remote, RemoteArgs};
 use clap::Args;
 use reqwest::Method;
-use serde_json::{Value as Json, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use warden_host::PrivateKey;
+use warden_registry::types::{
+    AddKey, CreateToken, KeyKind, NewToken, Release, Role, SigningKey, Status,
+};
 use warden_registry::{ServerConfig, serve};
 
 /// The examples the demo publishes, by crate directory.
@@ -124,14 +126,18 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
     let admin = remote(&admin_token)?;
     let org = admin.my_org().await?;
     for (key, kind, owner) in [
-        (&publisher_key, "publisher", "demo publisher"),
-        (&admin_key, "admin", "demo admin"),
+        (&publisher_key, KeyKind::Publisher, "demo publisher"),
+        (&admin_key, KeyKind::Admin, "demo admin"),
     ] {
-        let registered: Result<Json, Failure> = admin
+        let registered: Result<SigningKey, Failure> = admin
             .send(
                 Method::POST,
                 &format!("/v1/orgs/{org}/keys"),
-                &json!({ "public_key": key.public_key().to_string(), "kind": kind, "owner": owner }),
+                &AddKey {
+                    public_key: key.public_key().to_string(),
+                    kind,
+                    owner: owner.to_owned(),
+                },
             )
             .await;
         if let Err(failure) = registered
@@ -140,23 +146,31 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
             return Err(failure);
         }
     }
-    let token = |role: &str| {
+    let token = |role: Role| {
         let admin = &admin;
         let org = &org;
-        let role = role.to_owned();
         async move {
-            let created: Json = admin
+            let created: NewToken = admin
                 .send(
                     Method::POST,
                     &format!("/v1/orgs/{org}/tokens"),
-                    &json!({ "name": format!("demo {role}"), "role": role }),
+                    &CreateToken {
+                        name: format!("demo {role}"),
+                        role,
+                        expires_in_seconds: None,
+                    },
                 )
                 .await?;
-            Ok::<String, Failure>(created["secret"].as_str().unwrap_or_default().to_owned())
+            created.secret.ok_or_else(|| {
+                Failure::new(
+                    exit::HOST_FAILURE,
+                    "the server sent a token without its secret",
+                )
+            })
         }
     };
-    let publisher = remote(&token("publisher").await?)?;
-    let portal_token = token("invoker").await?;
+    let publisher = remote(&token(Role::Publisher).await?)?;
+    let portal_token = token(Role::Invoker).await?;
 
     for example in EXAMPLES {
         let mut manifest =
@@ -172,15 +186,15 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
             "/v1/plugins/{}/releases/{}",
             manifest.name, manifest.version
         );
-        let existing: Result<Json, Failure> = admin.get(&path).await;
+        let existing: Result<Release, Failure> = admin.get(&path).await;
         let status = match existing {
-            Ok(release) => release["status"].as_str().unwrap_or_default().to_owned(),
+            Ok(release) => release.status,
             Err(_) => {
                 publish_manifest(&publisher, None, &manifest, &publisher_key).await?;
-                "pending".to_owned()
+                Status::Pending
             }
         };
-        if status == "pending" {
+        if status == Status::Pending {
             approve_release(&admin, &reference, &admin_key, None, &[]).await?;
         }
         println!("  {reference:<28} approved");

@@ -1,5 +1,6 @@
 //! `warden inspect`: what a component exports and what it asks for.
 
+use crate::admin::Format;
 use crate::exit::{Failure, read_component};
 use crate::run::CacheArgs;
 use clap::Args;
@@ -11,20 +12,17 @@ use warden_host::format_bytes;
 pub struct InspectArgs {
     /// The component (.wasm built for wasm32-wasip2).
     component: PathBuf,
-    /// Print JSON: functions with their JSON Schemas, and capabilities.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
 
-pub fn inspect(args: InspectArgs) -> Result<u8, Failure> {
+pub fn inspect(args: InspectArgs, output: Format) -> Result<u8, Failure> {
     let bytes = read_component(&args.component)?;
     let engine = args.cache.local_engine(None)?;
     let component = engine.compile(&bytes)?;
     let requested = component.requested();
 
-    if args.json {
+    if output.json {
         let capabilities: Vec<_> = requested
             .capabilities
             .iter()

@@ -1,5 +1,6 @@
 //! `warden keygen`: a new ed25519 key pair for signing releases or approvals.
 
+use crate::admin::Format;
 use crate::exit::{self, Failure};
 use clap::Args;
 use serde_json::json;
@@ -11,12 +12,9 @@ pub struct KeygenArgs {
     /// Where to write the private key (mode 0600; an existing file is never overwritten).
     #[arg(long, short)]
     out: PathBuf,
-    /// Print the public key and its id as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn keygen(args: KeygenArgs) -> Result<u8, Failure> {
+pub fn keygen(args: KeygenArgs, output: Format) -> Result<u8, Failure> {
     let key = PrivateKey::generate();
     key.write_new(&args.out).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -32,7 +30,7 @@ pub fn keygen(args: KeygenArgs) -> Result<u8, Failure> {
         }
     })?;
     let public = key.public_key();
-    if args.json {
+    if output.json {
         println!(
             "{}",
             json!({"public_key": public.to_string(), "key_id": public.key_id(), "private_key_file": args.out})

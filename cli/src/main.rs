@@ -25,7 +25,7 @@ struct Cli {
     #[command(flatten)]
     remote: remote::RemoteArgs,
     #[command(flatten)]
-    output: admin::Output,
+    output: admin::Format,
 }
 
 #[derive(Subcommand)]
@@ -93,23 +93,23 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(*args).await,
-            Command::Inspect(args) => inspect::inspect(args),
-            Command::Keygen(args) => keygen::keygen(args),
+            Command::Run(args) => run::run(*args, cli.output).await,
+            Command::Inspect(args) => inspect::inspect(args, cli.output),
+            Command::Keygen(args) => keygen::keygen(args, cli.output),
             Command::Serve(args) => serve::serve(args).await,
             Command::Demo(args) => demo::demo(args).await,
-            Command::Publish(args) => publish::publish(args, &cli.remote).await,
-            Command::Release(command) => release::release(command, &cli.remote).await,
-            Command::Approve(args) => release::approve(args, &cli.remote).await,
-            Command::Reject(args) => release::decide(args, "reject", &cli.remote).await,
-            Command::Yank(args) => release::decide(args, "yank", &cli.remote).await,
-            Command::Invoke(args) => invoke::invoke(args, &cli.remote).await,
-            Command::Catalog(command) => admin::catalog(command, &cli.output, &cli.remote).await,
-            Command::Config(command) => admin::config(command, &cli.output, &cli.remote).await,
-            Command::Key(command) => admin::key(command, &cli.output, &cli.remote).await,
-            Command::Token(command) => admin::token(command, &cli.output, &cli.remote).await,
-            Command::Org(command) => admin::org(command, &cli.output, &cli.remote).await,
-            Command::Audit(args) => audit::audit(args, &cli.remote).await,
+            Command::Publish(args) => publish::publish(args, cli.output, &cli.remote).await,
+            Command::Release(command) => release::release(command, cli.output, &cli.remote).await,
+            Command::Approve(args) => release::approve(args, cli.output, &cli.remote).await,
+            Command::Reject(args) => release::decide(args, "reject", cli.output, &cli.remote).await,
+            Command::Yank(args) => release::decide(args, "yank", cli.output, &cli.remote).await,
+            Command::Invoke(args) => invoke::invoke(args, cli.output, &cli.remote).await,
+            Command::Catalog(command) => admin::catalog(command, cli.output, &cli.remote).await,
+            Command::Config(command) => admin::config(command, cli.output, &cli.remote).await,
+            Command::Key(command) => admin::key(command, cli.output, &cli.remote).await,
+            Command::Token(command) => admin::token(command, cli.output, &cli.remote).await,
+            Command::Org(command) => admin::org(command, cli.output, &cli.remote).await,
+            Command::Audit(args) => audit::audit(args, cli.output, &cli.remote).await,
         }
     });
     match outcome {

@@ -2,24 +2,25 @@
 //! the release statement, pushes the artifact (CNCF Wasm OCI layout) with a
 //! progress bar, and registers the release.
 
+use crate::admin::Format;
 use crate::exit::{self, Failure};
-use crate::remote::{Remote, RemoteArgs, print_json};
+use crate::remote::{Remote, RemoteArgs};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::{Method, StatusCode, header};
+use reqwest::Method;
 use serde::Deserialize;
-use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use warden_host::{
     ComponentRef, Engine, EngineConfig, Limits, PrivateKey, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
     capability_list, parse_capabilities,
 };
-use warden_registry::artifact::WasmArtifact;
-use warden_registry::oci::{Digest, MANIFEST_V1};
-
-/// Upload chunk size.
-const CHUNK: usize = 1 << 20;
+use warden_registry::types::{Publish, Release};
+use warden_registry::{
+    Credentials, ImportProblem, PushFailure, PushProgress, RegistryEndpoint, RepositoryName,
+    WasmArtifact, check_imports, push_artifact,
+};
 
 #[derive(Args)]
 pub struct PublishArgs {
@@ -47,9 +48,6 @@ pub struct PublishArgs {
     /// Plain HTTP to the external registry (loopback and tests only).
     #[arg(long, requires = "registry")]
     registry_insecure: bool,
-    /// Print the registered release as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `warden.toml`.
@@ -121,30 +119,30 @@ impl PluginManifest {
     }
 }
 
-pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failure> {
+pub async fn publish(
+    args: PublishArgs,
+    output: Format,
+    remote: &RemoteArgs,
+) -> Result<u8, Failure> {
     let manifest = PluginManifest::load(&args.manifest)?;
     let remote = Remote::new(remote)?;
     let key = crate::remote::read_private_key(&args.key)?;
-    let external = match &args.registry {
-        Some(address) => Some(Remote::registry(
-            address,
-            args.registry_insecure,
-            args.registry_username
-                .clone()
-                .map(|user| (user, args.registry_password.clone().unwrap_or_default())),
-        )?),
-        None => None,
-    };
+    let external = args.registry.as_ref().map(|address| RegistryEndpoint {
+        registry: address.clone(),
+        insecure: args.registry_insecure,
+        credentials: match &args.registry_username {
+            Some(username) => Credentials::Basic {
+                username: username.clone(),
+                password: args.registry_password.clone().unwrap_or_default(),
+            },
+            None => Credentials::Anonymous,
+        },
+    });
     let release = publish_manifest(&remote, external.as_ref(), &manifest, &key).await?;
-    if args.json {
-        print_json(&release);
-    } else {
+    output.show(&release, |release| {
         println!(
             "published {}@{} ({}, {} bytes), pending approval",
-            manifest.name,
-            manifest.version,
-            release["component_digest"].as_str().unwrap_or("?"),
-            release["component_size"]
+            manifest.name, manifest.version, release.component_digest, release.component_size
         );
         println!(
             "  review:  warden release show {}@{}",
@@ -154,7 +152,7 @@ pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failu
             "  approve: warden approve {}@{} --key <admin key>",
             manifest.name, manifest.version
         );
-    }
+    });
     Ok(exit::OK)
 }
 
@@ -163,10 +161,10 @@ pub async fn publish(args: PublishArgs, remote: &RemoteArgs) -> Result<u8, Failu
 /// registered release.
 pub async fn publish_manifest(
     remote: &Remote,
-    registry: Option<&Remote>,
+    registry: Option<&RegistryEndpoint>,
     manifest: &PluginManifest,
     key: &PrivateKey,
-) -> Result<Json, Failure> {
+) -> Result<Release, Failure> {
     let bytes = std::fs::read(&manifest.component).map_err(|e| {
         Failure::invalid(format!(
             "reading component {}: {e} (build it first: cargo build --release --target wasm32-wasip2)",
@@ -174,29 +172,23 @@ pub async fn publish_manifest(
         ))
     })?;
 
-    // The same checks the server makes, before anything leaves this machine.
+    // The server's own import check, before anything leaves this machine.
     let engine = Engine::new(EngineConfig {
         pooled_instances: None,
         ..EngineConfig::default()
     })?;
     let compiled = engine.compile(&bytes)?;
     let requested = compiled.requested();
-    if !requested.unsupported.is_empty() {
-        return Err(Failure::invalid(format!(
-            "{} imports interfaces no Warden host provides: {}",
-            manifest.component.display(),
-            requested.unsupported.join(", ")
-        )));
-    }
     let grants = parse_capabilities(&manifest.capabilities)?;
-    let missing = requested.missing(&grants);
-    if !missing.is_empty() {
-        let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
-        return Err(Failure::invalid(format!(
-            "the component imports capabilities warden.toml does not request: {} (add them to `capabilities`)",
-            missing.join(", ")
-        )));
-    }
+    check_imports(requested, &grants).map_err(|problem| {
+        let component = manifest.component.display();
+        Failure::invalid(match problem {
+            ImportProblem::Unsupported(_) => format!("{component}: {problem}"),
+            ImportProblem::NotRequested(_) => {
+                format!("{component}: {problem} (add them to `capabilities` in warden.toml)")
+            }
+        })
+    })?;
 
     // The artifact: CNCF Wasm OCI layout.
     let exports: Vec<&str> = compiled.functions().map(|f| f.name.as_str()).collect();
@@ -224,123 +216,72 @@ pub async fn publish_manifest(
         .sign(RELEASE_PAYLOAD_TYPE, &statement)
         .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("signing: {e}")))?;
 
-    let repo = &manifest.name;
+    let repository: RepositoryName = manifest
+        .name
+        .parse()
+        .map_err(|e: String| Failure::invalid(format!("name {:?}: {e}", manifest.name)))?;
     // The embedded registry sets the version tag itself once the release is
     // registered; an external registry gets it with the push.
-    let external = registry.is_some();
-    let registry = registry.unwrap_or(remote);
-    push_blob(registry, repo, &artifact.config, "config").await?;
-    push_blob(registry, repo, &artifact.component, "component").await?;
-    let manifest_digest = artifact.manifest_digest().to_string();
-    let reference = if external {
-        &manifest.version
-    } else {
-        &manifest_digest
+    let (endpoint, tag) = match registry {
+        Some(external) => (external.clone(), Some(manifest.version.as_str())),
+        None => (remote.registry_endpoint()?, None),
     };
-    let response = registry
-        .request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
-        .header(header::CONTENT_TYPE, MANIFEST_V1)
-        .body(artifact.manifest.clone())
-        .send()
+    let manifest_digest = push_artifact(&endpoint, &repository, tag, &artifact, progress_bar())
         .await
-        .map_err(|e| registry.unreachable(e))?;
-    if !response.status().is_success() {
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        return Err(crate::remote::api_failure(status, &body));
-    }
+        .map_err(|e| {
+            let code = match e.failure() {
+                PushFailure::Unavailable => exit::UNAVAILABLE,
+                PushFailure::Denied => exit::DENIED,
+                PushFailure::Refused => exit::INVALID_INPUT,
+            };
+            Failure::new(code, e.to_string())
+        })?;
 
-    let (org, name) = crate::remote::parse_plugin(repo)?;
+    let (org, name) = crate::remote::parse_plugin(&manifest.name)?;
     remote
         .send(
             Method::POST,
             &format!("/v1/plugins/{org}/{name}/releases"),
-            &json!({ "envelope": envelope, "manifest_digest": manifest_digest }),
+            &Publish {
+                envelope,
+                manifest_digest: manifest_digest.to_string(),
+            },
         )
         .await
 }
 
-/// Pushes one blob (skipping it if the registry has it), in chunks, with a
-/// progress bar on a terminal. Returns its digest.
-async fn push_blob(
-    remote: &Remote,
-    repo: &str,
-    bytes: &[u8],
-    what: &str,
-) -> Result<String, Failure> {
-    let digest = Digest::of(bytes).to_string();
-    let head = remote
-        .request(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"))
-        .send()
-        .await
-        .map_err(|e| remote.unreachable(e))?;
-    if head.status() == StatusCode::OK {
-        return Ok(digest);
-    }
-    let progress = ProgressBar::with_draw_target(
-        Some(bytes.len() as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    progress.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    progress.set_message(what.to_owned());
-    let started = remote
-        .request(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .map_err(|e| remote.unreachable(e))?;
-    let mut location = upload_location(started).await?;
-    let mut offset = 0usize;
-    for chunk in bytes.chunks(CHUNK) {
-        let end = offset + chunk.len() - 1;
-        let response = remote
-            .request(Method::PATCH, &location)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_RANGE, format!("{offset}-{end}"))
-            .body(chunk.to_vec())
-            .send()
-            .await
-            .map_err(|e| remote.unreachable(e))?;
-        location = upload_location(response).await?;
-        offset += chunk.len();
-        progress.set_position(offset as u64);
-    }
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let response = remote
-        .request(
-            Method::PUT,
-            &format!("{location}{separator}digest={digest}"),
-        )
-        .send()
-        .await
-        .map_err(|e| remote.unreachable(e))?;
-    if !response.status().is_success() {
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        return Err(crate::remote::api_failure(status, &body));
-    }
-    progress.finish_and_clear();
-    Ok(digest)
-}
-
-/// The upload URL path from a 202, or the registry's error.
-async fn upload_location(response: reqwest::Response) -> Result<String, Failure> {
-    let status = response.status();
-    if status != StatusCode::ACCEPTED {
-        let body = response.bytes().await.unwrap_or_default();
-        return Err(crate::remote::api_failure(status, &body));
-    }
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Failure::new(exit::HOST_FAILURE, "the registry sent no upload Location"))?;
-    // Absolute or relative: keep the path and query, the base stays ours.
-    Ok(match location.find("/v2/") {
-        Some(start) => location[start..].to_owned(),
-        None => location.to_owned(),
+/// A progress bar on stderr for each blob a push sends (hidden when stderr
+/// is not a terminal).
+fn progress_bar() -> warden_registry::PushProgressSink {
+    let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    Arc::new(move |event: PushProgress| {
+        let Ok(mut bar) = bar.lock() else { return };
+        match event {
+            PushProgress::Started { what, total } => {
+                let progress = ProgressBar::with_draw_target(
+                    Some(total),
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                progress.set_style(
+                    ProgressStyle::with_template(
+                        "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                progress.set_message(what);
+                *bar = Some(progress);
+            }
+            PushProgress::Sent { sent, .. } => {
+                if let Some(progress) = bar.as_ref() {
+                    progress.set_position(sent);
+                }
+            }
+            PushProgress::Done { .. } => {
+                if let Some(progress) = bar.take() {
+                    progress.finish_and_clear();
+                }
+            }
+        }
     })
 }

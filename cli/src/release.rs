@@ -1,18 +1,17 @@
 //! Review and decisions: `warden release list|show`, `warden approve`,
 //! `warden reject`, `warden yank`.
 
+use crate::admin::Format;
 use crate::exit::{self, Failure};
-use crate::remote::{Remote, RemoteArgs, format_time, parse_release, print_json};
-use base64::Engine as _;
+use crate::remote::{Remote, RemoteArgs, format_time, parse_release};
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::{Value as Json, json};
 use std::path::PathBuf;
 use warden_host::{
-    APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Envelope, Limits, PrivateKey, ReleaseStatement,
+    APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Digest, Limits, PrivateKey, ReleaseStatement,
     capability_list, parse_capabilities,
 };
-use warden_registry::oci::Digest;
+use warden_registry::types::{Approve, Reason, Release, ReleasePage, ReleaseSummary, Status};
 
 #[derive(Subcommand)]
 pub enum ReleaseCommand {
@@ -29,196 +28,173 @@ pub struct ListArgs {
     #[arg(long, conflicts_with = "status")]
     pending: bool,
     /// Only releases in this status (pending, approved, rejected, yanked).
-    #[arg(long)]
-    status: Option<String>,
+    #[arg(long, value_parser = parse_status)]
+    status: Option<Status>,
     /// Organization (default: the token's).
     #[arg(long)]
     org: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args)]
 pub struct ShowArgs {
     /// org/name@version
     release: String,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
-pub async fn release(command: ReleaseCommand, remote: &RemoteArgs) -> Result<u8, Failure> {
+fn parse_status(text: &str) -> Result<Status, String> {
+    Status::parse(text)
+        .map_err(|_| format!("{text:?} is not a status (pending, approved, rejected, yanked)"))
+}
+
+pub async fn release(
+    command: ReleaseCommand,
+    output: Format,
+    remote: &RemoteArgs,
+) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
     match command {
-        ReleaseCommand::List(args) => list(&remote, args).await,
-        ReleaseCommand::Show(args) => show(&remote, args).await,
+        ReleaseCommand::List(args) => list(&remote, args, output).await,
+        ReleaseCommand::Show(args) => show(&remote, args, output).await,
     }
 }
 
-async fn list(remote: &Remote, args: ListArgs) -> Result<u8, Failure> {
+async fn list(remote: &Remote, args: ListArgs, output: Format) -> Result<u8, Failure> {
     let org = match args.org {
         Some(org) => org,
         None => remote.my_org().await?,
     };
     let status = if args.pending {
-        Some("pending".to_owned())
+        Some(Status::Pending)
     } else {
         args.status
     };
-    let query: Vec<(&str, String)> = status.iter().map(|s| ("status", s.clone())).collect();
-    let items = remote
-        .all_pages(&format!("/v1/orgs/{org}/releases"), &query)
+    let query: Vec<(&str, String)> = status
+        .iter()
+        .map(|s| ("status", s.as_str().to_owned()))
+        .collect();
+    let items: Vec<ReleaseSummary> = remote
+        .all_pages::<ReleasePage>(&format!("/v1/orgs/{org}/releases"), &query)
         .await?;
-    if args.json {
-        print_json(&items);
-        return Ok(exit::OK);
-    }
-    if items.is_empty() {
-        println!(
-            "no releases{}",
-            status.map(|s| format!(" ({s})")).unwrap_or_default()
-        );
-        return Ok(exit::OK);
-    }
-    for item in &items {
-        println!(
-            "{:<40} {:<9} {}  {}",
-            format!(
-                "{}@{}",
-                item["name"].as_str().unwrap_or("?"),
-                item["version"].as_str().unwrap_or("?")
-            ),
-            item["status"].as_str().unwrap_or("?"),
-            format_time(item["created_at"].as_i64().unwrap_or(0)),
-            item["component_digest"].as_str().unwrap_or(""),
-        );
-    }
+    output.show(&items, |items| {
+        if items.is_empty() {
+            println!(
+                "no releases{}",
+                status
+                    .map(|s| format!(" ({})", s.as_str()))
+                    .unwrap_or_default()
+            );
+        }
+        for item in items {
+            println!(
+                "{:<40} {:<9} {}  {}",
+                format!("{}@{}", item.name, item.version),
+                item.status.as_str(),
+                format_time(item.created_at),
+                item.component_digest,
+            );
+        }
+    });
     Ok(exit::OK)
 }
 
-async fn fetch(remote: &Remote, release: &str) -> Result<(String, Json), Failure> {
+async fn fetch(remote: &Remote, release: &str) -> Result<(String, Release), Failure> {
     let (org, name, version) = parse_release(release)?;
     let path = format!("/v1/plugins/{org}/{name}/releases/{version}");
     Ok((path.clone(), remote.get(&path).await?))
 }
 
-async fn show(remote: &Remote, args: ShowArgs) -> Result<u8, Failure> {
+async fn show(remote: &Remote, args: ShowArgs, output: Format) -> Result<u8, Failure> {
     let (_, release) = fetch(remote, &args.release).await?;
-    if args.json {
-        print_json(&release);
-        return Ok(exit::OK);
+    output.show(&release, print_review);
+    Ok(exit::OK)
+}
+
+fn listed(items: &[String], none: &str) -> String {
+    if items.is_empty() {
+        none.to_owned()
+    } else {
+        items.join(", ")
     }
-    let s = |v: &Json| v.as_str().unwrap_or("").to_owned();
-    let list = |v: &Json| {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
+}
+
+/// What an admin reads before approving.
+fn print_review(release: &Release) {
     println!(
         "{}@{}  [{}]",
-        s(&release["name"]),
-        s(&release["version"]),
-        s(&release["status"])
+        release.name,
+        release.version,
+        release.status.as_str()
     );
-    if !s(&release["description"]).is_empty() {
-        println!("  {}", s(&release["description"]));
+    if !release.description.is_empty() {
+        println!("  {}", release.description);
     }
     println!();
-    let signer = &release["signer"];
+    let signer = &release.signer;
     println!(
         "signer      {} ({}){}",
-        s(&signer["key_id"]),
-        signer["owner"].as_str().unwrap_or("unregistered"),
-        if signer["revoked"].as_bool() == Some(true) {
-            "  REVOKED"
-        } else {
-            ""
-        }
+        signer.key_id,
+        signer.owner.as_deref().unwrap_or("unregistered"),
+        if signer.revoked { "  REVOKED" } else { "" }
     );
     println!(
         "published   {} by {}",
-        format_time(release["created_at"].as_i64().unwrap_or(0)),
-        s(&release["published_by"])
+        format_time(release.created_at),
+        release.published_by
     );
-    println!("component   {}", s(&release["component_digest"]));
+    println!("component   {}", release.component_digest);
     println!(
         "size        {}",
-        warden_host::format_bytes(release["component_size"].as_u64().unwrap_or(0))
+        warden_host::format_bytes(u64::try_from(release.component_size).unwrap_or(0))
     );
-    println!("manifest    {}", s(&release["manifest_digest"]));
+    println!("manifest    {}", release.manifest_digest);
     println!();
     println!("functions");
-    for function in release["functions"].as_array().into_iter().flatten() {
-        println!("  {}: {}", s(&function["name"]), s(&function["signature"]));
-        if let Some(reason) = function["not_invocable"].as_str() {
+    for function in &release.functions {
+        println!("  {}: {}", function.name, function.signature);
+        if let Some(reason) = &function.not_invocable {
             println!("    (not invocable over JSON: {reason})");
         }
     }
     println!();
-    let requested = list(&release["requested_capabilities"]);
     println!(
         "capabilities requested: {}",
-        if requested.is_empty() {
-            "none".into()
-        } else {
-            requested
-        }
+        listed(&release.requested_capabilities, "none")
     );
-    let diff = &release["diff"];
-    match diff["against"].as_str() {
+    let diff = &release.diff;
+    match &diff.against {
         Some(version) => println!(
             "  against {version} (last approved): added [{}], removed [{}]",
-            list(&diff["added"]),
-            list(&diff["removed"])
+            diff.added.join(", "),
+            diff.removed.join(", ")
         ),
         None => println!("  no approved version before: everything is new"),
     }
-    let deps = release["dependencies"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    if !deps.is_empty() {
+    if !release.dependencies.is_empty() {
         println!("dependencies");
-        for (name, requirement) in deps {
-            println!("  {name} {}", requirement.as_str().unwrap_or(""));
+        for (name, requirement) in &release.dependencies {
+            println!("  {name} {requirement}");
         }
     }
     println!();
-    let approvals = release["approvals"].as_array().cloned().unwrap_or_default();
     println!(
         "approvals   {} of {} required",
-        approvals.len(),
-        release["approvals_required"]
+        release.approvals.len(),
+        release.approvals_required
     );
-    for approval in &approvals {
+    for approval in &release.approvals {
         println!(
             "  {} ({}) at {}",
-            s(&approval["key_id"]),
-            s(&approval["owner"]),
-            format_time(approval["created_at"].as_i64().unwrap_or(0))
+            approval.key_id,
+            approval.owner,
+            format_time(approval.created_at)
         );
     }
-    if let Some(granted) = release["granted_capabilities"].as_array() {
-        let granted: Vec<&str> = granted.iter().filter_map(|g| g.as_str()).collect();
-        println!(
-            "granted     {}",
-            if granted.is_empty() {
-                "no capabilities".into()
-            } else {
-                granted.join(", ")
-            }
-        );
+    if let Some(granted) = &release.granted_capabilities {
+        println!("granted     {}", listed(granted, "no capabilities"));
     }
-    if let Some(reason) = release["reason"].as_str() {
+    if let Some(reason) = &release.reason {
         println!("reason      {reason}");
     }
-    Ok(exit::OK)
 }
 
 #[derive(Args)]
@@ -237,12 +213,13 @@ pub struct ApproveArgs {
     /// Override a requested limit, e.g. --limit memory=16MiB (repeat).
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     limits: Vec<String>,
-    /// Print the release as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
-pub async fn approve(args: ApproveArgs, remote: &RemoteArgs) -> Result<u8, Failure> {
+pub async fn approve(
+    args: ApproveArgs,
+    output: Format,
+    remote: &RemoteArgs,
+) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
     let key = crate::remote::read_private_key(&args.key)?;
     let grants = if args.grant_none {
@@ -254,26 +231,20 @@ pub async fn approve(args: ApproveArgs, remote: &RemoteArgs) -> Result<u8, Failu
     };
     let (result, approval) =
         approve_release(&remote, &args.release, &key, grants, &args.limits).await?;
-    if args.json {
-        print_json(&result);
-    } else {
-        let approvals = result["approvals"].as_array().map_or(0, Vec::len);
+    output.show(&result, |result| {
         println!(
-            "approved {} with key {} ({approvals} of {} approvals): {}",
+            "approved {} with key {} ({} of {} approvals): {}",
             approval.release,
             key.public_key().key_id(),
-            result["approvals_required"],
-            result["status"].as_str().unwrap_or("?"),
+            result.approvals.len(),
+            result.approvals_required,
+            result.status.as_str(),
         );
         println!(
             "  granted: {}",
-            if approval.capabilities.is_empty() {
-                "no capabilities".to_owned()
-            } else {
-                approval.capabilities.join(", ")
-            }
+            listed(&approval.capabilities, "no capabilities")
         );
-    }
+    });
     Ok(exit::OK)
 }
 
@@ -287,7 +258,7 @@ pub async fn approve_release(
     key: &PrivateKey,
     grants: Option<Vec<String>>,
     limit_overrides: &[String],
-) -> Result<(Json, ApprovalStatement), Failure> {
+) -> Result<(Release, ApprovalStatement), Failure> {
     let (path, release) = fetch(remote, release_ref).await?;
     let bad = |e: String| {
         Failure::new(
@@ -297,13 +268,12 @@ pub async fn approve_release(
     };
     // What is signed is what was reviewed: the statement's bytes must hash to
     // the digest the server reports.
-    let envelope: Envelope =
-        serde_json::from_value(release["envelope"].clone()).map_err(|e| bad(e.to_string()))?;
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(&envelope.payload)
+    let payload = release
+        .envelope
+        .unverified_payload()
         .map_err(|e| bad(e.to_string()))?;
     let digest = Digest::of(&payload).to_string();
-    if Some(digest.as_str()) != release["statement_digest"].as_str() {
+    if digest != release.statement_digest {
         return Err(Failure::new(
             exit::TAMPERED,
             "the release statement does not match its digest; not approving",
@@ -330,11 +300,11 @@ pub async fn approve_release(
     let signed = key
         .sign(APPROVAL_PAYLOAD_TYPE, &approval)
         .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("signing: {e}")))?;
-    let result: Json = remote
+    let result: Release = remote
         .send(
             Method::POST,
             &format!("{path}/approve"),
-            &json!({ "envelope": signed }),
+            &Approve { envelope: signed },
         )
         .await?;
     Ok((result, approval))
@@ -347,30 +317,28 @@ pub struct DecideArgs {
     /// Why (kept in the release and the audit log).
     #[arg(long)]
     reason: String,
-    /// Print the release as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `warden reject` (`action` = "reject") and `warden yank` ("yank").
-pub async fn decide(args: DecideArgs, action: &str, remote: &RemoteArgs) -> Result<u8, Failure> {
+pub async fn decide(
+    args: DecideArgs,
+    action: &str,
+    output: Format,
+    remote: &RemoteArgs,
+) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
     let (org, name, version) = parse_release(&args.release)?;
-    let result: Json = remote
+    let result: Release = remote
         .send(
             Method::POST,
             &format!("/v1/plugins/{org}/{name}/releases/{version}/{action}"),
-            &json!({ "reason": args.reason }),
+            &Reason {
+                reason: args.reason,
+            },
         )
         .await?;
-    if args.json {
-        print_json(&result);
-    } else {
-        println!(
-            "{}: {}",
-            args.release,
-            result["status"].as_str().unwrap_or("?")
-        );
-    }
+    output.show(&result, |result| {
+        println!("{}: {}", args.release, result.status.as_str());
+    });
     Ok(exit::OK)
 }

@@ -5,9 +5,12 @@
 use crate::exit::{self, Failure};
 use clap::Args;
 use reqwest::{Method, StatusCode};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value as Json;
+use serde::{Deserialize, Serialize};
+use warden_registry::types::{
+    ErrorBody, PluginPage, PluginSummary, ReleasePage, ReleaseSummary, WhoAmI,
+};
+use warden_registry::{Credentials, RegistryEndpoint};
 
 /// Where the server is and how to authenticate.
 #[derive(Args, Clone, Debug)]
@@ -25,17 +28,10 @@ pub struct RemoteArgs {
     pub token: Option<String>,
 }
 
-/// How requests authenticate.
-enum Auth {
-    Bearer(String),
-    Basic(String, String),
-    Anonymous,
-}
-
-/// A client of one server (a Warden server, or an external OCI registry).
+/// A client of one Warden server.
 pub struct Remote {
     base: String,
-    auth: Auth,
+    token: String,
     pub http: reqwest::Client,
 }
 
@@ -61,39 +57,22 @@ impl Remote {
             .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("HTTP client: {e}")))?;
         Ok(Remote {
             base,
-            auth: Auth::Bearer(token.trim().to_owned()),
+            token: token.trim().to_owned(),
             http,
         })
     }
 
-    /// A client of an external OCI registry at `host:port`.
-    pub fn registry(
-        address: &str,
-        insecure: bool,
-        credentials: Option<(String, String)>,
-    ) -> Result<Remote, Failure> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("HTTP client: {e}")))?;
-        Ok(Remote {
-            base: format!("{}://{address}", if insecure { "http" } else { "https" }),
-            auth: match credentials {
-                Some((user, password)) => Auth::Basic(user, password),
-                None => Auth::Anonymous,
-            },
-            http,
-        })
+    /// The server's own OCI registry (`/v2/`), with our token.
+    pub fn registry_endpoint(&self) -> Result<RegistryEndpoint, Failure> {
+        RegistryEndpoint::from_url(&self.base, Credentials::Bearer(self.token.clone()))
+            .map_err(|e| Failure::new(exit::USAGE, format!("--url: {e}")))
     }
 
     /// A request to `path` (absolute, e.g. `/v1/whoami`) with the token.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
-        match &self.auth {
-            Auth::Bearer(token) => request.bearer_auth(token),
-            Auth::Basic(user, password) => request.basic_auth(user, Some(password)),
-            Auth::Anonymous => request,
-        }
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
     }
 
     /// GET `path` as JSON.
@@ -145,13 +124,24 @@ impl Remote {
         )
     }
 
-    /// Every item of a paginated list at `path` (`{"items", "next_cursor"}`),
-    /// following cursors, 100 per request, with `query` on each request.
-    pub async fn all_pages(
+    /// Sends `request`, expecting no body in the answer (204).
+    pub async fn call_empty(&self, request: reqwest::RequestBuilder) -> Result<(), Failure> {
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+            return Err(api_failure(status, &bytes));
+        }
+        Ok(())
+    }
+
+    /// Every item of a paginated list at `path`, following cursors, 100 per
+    /// request, with `query` on each request.
+    pub async fn all_pages<P: Page>(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Vec<Json>, Failure> {
+    ) -> Result<Vec<P::Item>, Failure> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -160,12 +150,13 @@ impl Remote {
             if let Some(cursor) = &cursor {
                 params.push(("cursor", cursor.clone()));
             }
-            let page: Json = self
+            let page: P = self
                 .call(self.request(Method::GET, path).query(&params))
                 .await?;
-            items.extend(page["items"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
+            let (page_items, next) = page.into_parts();
+            items.extend(page_items);
+            match next {
+                Some(next) => cursor = Some(next),
                 None => return Ok(items),
             }
         }
@@ -173,25 +164,56 @@ impl Remote {
 
     /// The organization of our token.
     pub async fn my_org(&self) -> Result<String, Failure> {
-        let me: Json = self.get("/v1/whoami").await?;
-        Ok(me["org"].as_str().unwrap_or_default().to_owned())
+        let me: WhoAmI = self.get("/v1/whoami").await?;
+        Ok(me.org)
     }
 }
 
-/// A failure from an error response: `{"error": {"code", "message"}}` or the
-/// OCI `{"errors": [...]}`.
+/// A page of a list endpoint: its items and the cursor of the next page.
+pub trait Page: DeserializeOwned {
+    /// What the list holds.
+    type Item;
+    /// The items, and the next page's cursor (none on the last page).
+    fn into_parts(self) -> (Vec<Self::Item>, Option<String>);
+}
+
+impl Page for PluginPage {
+    type Item = PluginSummary;
+    fn into_parts(self) -> (Vec<PluginSummary>, Option<String>) {
+        (self.items, self.next_cursor)
+    }
+}
+
+impl Page for ReleasePage {
+    type Item = ReleaseSummary;
+    fn into_parts(self) -> (Vec<ReleaseSummary>, Option<String>) {
+        (self.items, self.next_cursor)
+    }
+}
+
+/// The error of the OCI distribution API: `{"errors": [{"code", "message"}]}`.
+#[derive(Deserialize)]
+struct OciErrors {
+    errors: Vec<OciErrorEntry>,
+}
+
+#[derive(Deserialize)]
+struct OciErrorEntry {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A failure from an error response: the API's `{"error": {"code", "message"}}`
+/// or the OCI `{"errors": [...]}`.
 pub fn api_failure(status: StatusCode, body: &[u8]) -> Failure {
-    let parsed: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
-    let (code, message) = if let Some(error) = parsed.get("error") {
-        (
-            error["code"].as_str().unwrap_or("error").to_owned(),
-            error["message"].as_str().unwrap_or_default().to_owned(),
-        )
-    } else if let Some(error) = parsed.get("errors").and_then(|e| e.get(0)) {
-        (
-            error["code"].as_str().unwrap_or("error").to_owned(),
-            error["message"].as_str().unwrap_or_default().to_owned(),
-        )
+    let (code, message) = if let Ok(ErrorBody { error }) = serde_json::from_slice(body) {
+        (error.code.as_str().to_owned(), error.message)
+    } else if let Some(first) = serde_json::from_slice::<OciErrors>(body)
+        .ok()
+        .and_then(|e| e.errors.into_iter().next())
+    {
+        (first.code, first.message)
     } else {
         (
             "http_error".to_owned(),

@@ -1,5 +1,6 @@
 //! `warden run`: one sandboxed invocation of a local component, no registry.
 
+use crate::admin::Format;
 use crate::exit::{self, Failure, read_component};
 use clap::Args;
 use serde_json::{Value as Json, json};
@@ -11,7 +12,7 @@ use warden_host::{
     Engine, EngineConfig, Grants, Invocation, KvStore, Limits, LogEntry, LogSource, MemoryKvStore,
     Output, Plugin, PluginSettings, parse_bytes, parse_duration,
 };
-use warden_registry::runtime::SqlKvStore;
+use warden_registry::SqlKvStore;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -62,9 +63,6 @@ pub struct RunArgs {
     /// Print fuel used and duration on stderr.
     #[arg(long)]
     stats: bool,
-    /// Print the whole outcome (result or error, metering, logs) as one JSON object.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -169,7 +167,7 @@ impl RunArgs {
     }
 }
 
-pub async fn run(args: RunArgs) -> Result<u8, Failure> {
+pub async fn run(args: RunArgs, output: Format) -> Result<u8, Failure> {
     let call_args: Json = serde_json::from_str(&args.args)
         .map_err(|e| Failure::invalid(format!("the arguments are not valid JSON: {e}")))?;
     let bytes = read_component(&args.component)?;
@@ -183,9 +181,9 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     };
     let plugin = Plugin::new(&engine, &component, settings)?;
     match plugin.invoke(&args.function, &call_args).await {
-        Ok(call) => Ok(report_success(&args, &call)),
+        Ok(call) => Ok(report_success(&args, output, &call)),
         Err(failure) => {
-            if args.json {
+            if output.json {
                 let outcome = json!({
                     "error": {"code": failure.error.code(), "message": failure.error.to_string()},
                     "metering": failure.metering,
@@ -206,8 +204,8 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     }
 }
 
-fn report_success(args: &RunArgs, call: &Invocation) -> u8 {
-    if args.json {
+fn report_success(args: &RunArgs, output: Format, call: &Invocation) -> u8 {
+    if output.json {
         let (key, value, code) = match &call.output {
             Output::Value(value) => ("result", value, exit::OK),
             Output::PluginError(error) => ("plugin_error", error, exit::PLUGIN_ERROR),

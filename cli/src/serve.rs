@@ -4,8 +4,8 @@ use crate::exit::{self, Failure};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use warden_registry::artifact::RegistrySource;
 use warden_registry::{ControlPlane, ServerConfig, serve as serve_http};
+use warden_registry::{Credentials, RegistryEndpoint};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -64,13 +64,16 @@ impl RuntimeArgs {
             .filter(|k| !k.trim().is_empty())
             .map(|k| crate::remote::read_public_key(k.trim()))
             .collect::<Result<_, _>>()?;
-        config.external_registry = self.registry.as_ref().map(|registry| RegistrySource {
+        config.external_registry = self.registry.as_ref().map(|registry| RegistryEndpoint {
             registry: registry.clone(),
             insecure: self.registry_insecure,
-            credentials: self
-                .registry_username
-                .clone()
-                .map(|user| (user, self.registry_password.clone().unwrap_or_default())),
+            credentials: match &self.registry_username {
+                Some(username) => Credentials::Basic {
+                    username: username.clone(),
+                    password: self.registry_password.clone().unwrap_or_default(),
+                },
+                None => Credentials::Anonymous,
+            },
         });
         Ok(())
     }
@@ -115,7 +118,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     serve_http(listener, plane.router())
         .await
         .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("serving: {e}")))?;
-    plane.state.db.close().await;
+    plane.db().close().await;
     Ok(exit::OK)
 }
 

@@ -204,6 +204,14 @@ impl Envelope {
         serde_json::from_slice(bytes).map_err(|e| TrustError::InvalidEnvelope(e.to_string()))
     }
 
+    /// The payload's bytes, decoded but NOT verified: for showing a
+    /// statement, or comparing it with a digest the caller trusts.
+    pub fn unverified_payload(&self) -> Result<Vec<u8>, TrustError> {
+        BASE64
+            .decode(&self.payload)
+            .map_err(|_| TrustError::InvalidEnvelope("the payload is not base64".into()))
+    }
+
     /// Checks the payload type and the signatures against `trusted` keys. Only
     /// signatures from trusted keys count; unknown or invalid ones are ignored,
     /// but at least one must verify.
@@ -218,9 +226,7 @@ impl Envelope {
                 found: self.payload_type.clone(),
             });
         }
-        let payload = BASE64
-            .decode(&self.payload)
-            .map_err(|_| TrustError::InvalidEnvelope("the payload is not base64".into()))?;
+        let payload = self.unverified_payload()?;
         let message = pae(&self.payload_type, &payload);
         let mut signers: Vec<String> = Vec::new();
         for entry in &self.signatures {

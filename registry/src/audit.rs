@@ -223,6 +223,65 @@ impl Change {
     }
 }
 
+/// A page of the audit chain.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Entries in sequence order.
+    pub entries: Vec<AuditEntry>,
+    /// The chain's head when the page was read.
+    pub head: AuditHead,
+}
+
+/// Up to `limit` entries of `org`'s chain after sequence number `after`,
+/// with the head, read in one transaction so they agree.
+pub async fn read_page(
+    db: &crate::db::Db,
+    org: &str,
+    after: i64,
+    limit: i64,
+) -> Result<AuditPage, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let head: Option<AuditHead> =
+        sqlx::query_as("SELECT org, seq, hash FROM audit_heads WHERE org = $1")
+            .bind(org)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let entries = sqlx::query_as(
+        "SELECT org, seq, at, actor, action, target, details, prev_hash, hash FROM audit
+         WHERE org = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(org)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(AuditPage {
+        entries,
+        head: head.unwrap_or(AuditHead {
+            org: org.to_owned(),
+            seq: 0,
+            hash: GENESIS.to_owned(),
+        }),
+    })
+}
+
+/// Appends one entry that records an event rather than a change (a refused
+/// release, a discarded cache entry).
+pub async fn record(
+    db: &crate::db::Db,
+    org: &str,
+    actor: &str,
+    action: &str,
+    target: &str,
+    details: Json,
+) -> Result<AuditEntry, sqlx::Error> {
+    Change::begin(db.pool(), org)
+        .await?
+        .commit(actor, action, target, details)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,12 @@
 //! `/metrics`, `/openapi.json`. State lives in SQLite (the embedded default) or
 //! PostgreSQL, and in a content-addressed store on disk.
 //!
+//! The crate's surface is what the `warden` CLI and an embedder need: the
+//! server ([`ControlPlane`], [`serve`]), the release artifact and how it is
+//! pushed ([`WasmArtifact`], [`push_artifact`]), the audit chain check
+//! ([`verify_chain`]), the API's request and response types ([`types`]),
+//! and the OCI types ([`oci`]).
+//!
 //! ```
 //! use warden_registry::{ControlPlane, ServerConfig, serve};
 //!
@@ -30,13 +36,44 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod api;
-pub mod artifact;
-pub mod audit;
-pub mod db;
-pub mod domain;
+mod api;
+mod artifact;
+mod audit;
+mod db;
+mod domain;
 pub mod oci;
-pub mod runtime;
+mod runtime;
 mod server;
 
-pub use server::{ControlPlane, ServerConfig, StartError, app, serve};
+pub use api::{MAX_BODY_BYTES, openapi};
+pub use artifact::{
+    Credentials, Progress as PushProgressSink, PushError, PushFailure, PushProgress,
+    RegistryEndpoint, WasmArtifact, push as push_artifact,
+};
+pub use audit::{ChainBreak, verify_chain};
+pub use db::Db;
+pub use domain::releases::{ImportProblem, check_imports};
+pub use oci::{Digest, RepositoryName};
+pub use runtime::SqlKvStore;
+pub use server::{ControlPlane, ServerConfig, StartError, serve};
+
+/// The `/v1` API's requests and responses, as the server writes and reads
+/// them: a client deserializes what the server serializes.
+pub mod types {
+    pub use crate::api::{
+        AddKey, Approve, CreateOrg, CreateToken, ErrorBody, ErrorCode, ErrorDetail,
+        InvocationFailure, InvokeRequest, InvokeResponse, MeteringReport, Publish, Reason,
+        ReleaseRan, WhoAmI,
+    };
+    pub use crate::audit::{AuditEntry, AuditHead, AuditPage};
+    pub use crate::domain::catalog::{
+        PluginConfig, PluginDetail, PluginPage, PluginSummary, VersionInfo,
+    };
+    pub use crate::domain::keys::{KeyKind, SigningKey};
+    pub use crate::domain::orgs::{CreatedOrg, Org};
+    pub use crate::domain::releases::{
+        ApprovalInfo, CapabilityDiff, ImportGroup, Release, ReleasePage, ReleaseSummary, Signer,
+    };
+    pub use crate::domain::status::Status;
+    pub use crate::domain::tokens::{NewToken, Role};
+}

@@ -2,9 +2,11 @@
 //! OCI store, the first-start bootstrap, one router for `/v1` and `/v2`, and
 //! serving it until a shutdown signal.
 
-use crate::api::{self, AppState, Metrics, Permission, authenticate};
-use crate::artifact::{ArtifactSource, RegistrySource};
+use crate::api::{self, AppState, Metrics};
+use crate::artifact::{ArtifactSource, RegistryEndpoint};
 use crate::db::{Db, DbError};
+use crate::domain::orgs;
+use crate::domain::tokens::{Permission, authenticate};
 use crate::oci::{self, Action, OciAccess, OciError, OciState, OciStore, RepositoryName};
 use crate::runtime::{Runtime, SqlKvStore};
 use async_trait::async_trait;
@@ -29,7 +31,7 @@ pub struct ServerConfig {
     /// taken from the database).
     pub admin_keys: Vec<warden_host::PublicKey>,
     /// Pull artifacts from this registry instead of the embedded one.
-    pub external_registry: Option<RegistrySource>,
+    pub external_registry: Option<RegistryEndpoint>,
 }
 
 impl ServerConfig {
@@ -71,8 +73,7 @@ pub enum StartError {
 
 /// A control plane ready to serve.
 pub struct ControlPlane {
-    /// The shared state.
-    pub state: AppState,
+    state: AppState,
     /// The admin token created by this start (first start only).
     pub bootstrap_token: Option<String>,
     /// Where that token was written.
@@ -136,9 +137,9 @@ impl ControlPlane {
             artifacts,
         };
         let admin_token_path = data_dir.join("admin-token");
-        let bootstrap_token = api::bootstrap(&state, &config.bootstrap_org)
+        let bootstrap_token = orgs::bootstrap(&state.db, &config.bootstrap_org)
             .await
-            .map_err(|e| StartError::Bootstrap(e.message))?;
+            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
         if let Some(token) = &bootstrap_token {
             write_private(&admin_token_path, token).map_err(io)?;
         }
@@ -153,10 +154,16 @@ impl ControlPlane {
     pub fn router(&self) -> Router {
         app(self.state.clone())
     }
+
+    /// The database (for operators' tools, and for tests that play a
+    /// hostile database).
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
 }
 
 /// The router of a control plane with `state`.
-pub fn app(state: AppState) -> Router {
+fn app(state: AppState) -> Router {
     let registry = oci::router(OciState {
         store: state.oci.clone(),
         access: Arc::new(TokenAccess {
@@ -209,7 +216,7 @@ impl OciAccess for TokenAccess {
         repository: Option<&RepositoryName>,
         action: Action,
     ) -> Result<(), OciError> {
-        let caller = authenticate(&self.state, token).await?;
+        let caller = authenticate(&self.state.db, token).await?;
         let Some(repository) = repository else {
             return Ok(());
         };

@@ -8,7 +8,8 @@ use common::{Backend, Harness, start, start_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 use warden_host::{Envelope, PrivateKey, RELEASE_PAYLOAD_TYPE};
-use warden_registry::audit::{AuditEntry, AuditHead, ChainBreak, verify_chain};
+use warden_registry::types::{AuditEntry, AuditHead};
+use warden_registry::{ChainBreak, verify_chain};
 use warden_test_programs::{COUNTER, HELLO, read};
 
 /// A server with a publisher token, a publisher key (alice) and an admin key (bob).
@@ -296,7 +297,7 @@ async fn bad_releases_are_refused_and_nothing_is_stored(backend: Backend) {
     // The body cap, both sides. Sent over a raw socket: the server answers 413
     // as soon as the declared length is too large and may close before the
     // client has written everything, which an HTTP client reports as an error.
-    let cap = warden_registry::api::MAX_BODY_BYTES;
+    let cap = warden_registry::MAX_BODY_BYTES;
     let (status, body) = raw_post(
         &h,
         &publisher,
@@ -798,7 +799,7 @@ async fn tokens_are_checked(backend: Backend) {
     h.get(secret, "/v1/whoami").await.expect(200);
     sqlx::query("UPDATE tokens SET expires_at = 1 WHERE id = $1")
         .bind(expiring["id"].as_str().unwrap())
-        .execute(h.state.db.pool())
+        .execute(h.db.pool())
         .await
         .unwrap();
     h.get(secret, "/v1/whoami")
@@ -862,7 +863,7 @@ async fn tokens_are_checked(backend: Backend) {
 
     // The secret is stored only as a hash.
     let stored: Vec<(String,)> = sqlx::query_as("SELECT secret_hash FROM tokens")
-        .fetch_all(h.state.db.pool())
+        .fetch_all(h.db.pool())
         .await
         .unwrap();
     assert!(
@@ -938,7 +939,7 @@ async fn audit_chain_detects_edits_and_deletions(backend: Backend) {
         .await
         .expect_error(400, "invalid_page_size");
 
-    let pool = h.state.db.pool();
+    let pool = h.db.pool();
     sqlx::query("UPDATE audit SET actor = 'token:someone-else' WHERE org = 'acme' AND seq = 5")
         .execute(pool)
         .await
@@ -991,7 +992,7 @@ async fn catalog_pages_and_searches(backend: Backend) {
         sqlx::query("INSERT INTO plugins (org, name, description, config, created_at, updated_at) VALUES ('acme', $1, $2, '{}', 0, 0)")
             .bind(format!("tool-{i:02}"))
             .bind(if i % 3 == 0 { "Converts 100% of CSV" } else { "Other things" })
-            .execute(h.state.db.pool())
+            .execute(h.db.pool())
             .await
             .unwrap();
     }
@@ -1210,7 +1211,7 @@ async fn restarts_keep_everything_and_do_not_bootstrap_again(backend: Backend) {
         h.admin
     );
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM releases")
-        .fetch_one(again.state.db.pool())
+        .fetch_one(again.db().pool())
         .await
         .unwrap();
     assert_eq!(count, 1);

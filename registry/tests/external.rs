@@ -7,15 +7,15 @@ mod common;
 
 use common::{Backend, start_configured};
 use serde_json::json;
-use warden_registry::artifact::RegistrySource;
+use warden_registry::{Credentials, RegistryEndpoint};
 use warden_test_programs::{Distribution, HELLO, read};
 
 async fn releases_live_in_an_external_registry(backend: Backend) {
     let mut registry = Distribution::start();
-    let source = RegistrySource {
+    let source = RegistryEndpoint {
         registry: registry.address.clone(),
         insecure: true,
-        credentials: None,
+        credentials: Credentials::Anonymous,
     };
     let h = start_configured(backend, 1, Some(source)).await;
     let publisher = h.token(&h.admin, "acme", "publisher").await;

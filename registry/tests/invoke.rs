@@ -356,7 +356,7 @@ async fn grants_config_and_kv_come_from_the_approval_and_the_database(backend: B
     // The count lives in the control plane's database, in the plugin's namespace.
     let (count,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM kv WHERE namespace = 'acme/counter'")
-            .fetch_one(w.h.state.db.pool())
+            .fetch_one(w.h.db.pool())
             .await
             .unwrap();
     assert_eq!(count, 1);
@@ -405,7 +405,7 @@ async fn tampering_is_refused_and_audited(backend: Backend) {
     forged["payload"] = json!(envelope["payload"].as_str().unwrap().replacen('e', "f", 1));
     sqlx::query("UPDATE approvals SET envelope = $1 WHERE org = 'acme' AND name = 'edited'")
         .bind(forged.to_string())
-        .execute(w.h.state.db.pool())
+        .execute(w.h.db.pool())
         .await
         .unwrap();
     let refused = w

@@ -662,7 +662,7 @@ async fn untag_removes_only_the_tag_it_wrote() {
     let repo: RepositoryName = "acme/hello".parse().unwrap();
     let mut digests = Vec::new();
     for layer in [&b"one"[..], &b"two"[..]] {
-        let artifact = warden_registry::artifact::WasmArtifact::new(layer.to_vec(), &[], &[]);
+        let artifact = warden_registry::WasmArtifact::new(layer.to_vec(), &[], &[]);
         store.put_blob(&repo, &artifact.config).await.unwrap();
         store.put_blob(&repo, &artifact.component).await.unwrap();
         let digest = artifact.manifest_digest();

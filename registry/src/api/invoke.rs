@@ -2,27 +2,25 @@
 //! approved plugin's function with JSON and gets JSON back, with the release
 //! that ran and what it used, or a precise error.
 
-use super::auth::{Caller, Permission};
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState};
-use crate::audit::Change;
-use crate::domain::resolution::{self, ResolveError};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, ErrorBody, ErrorCode};
+use crate::domain::resolution;
+use crate::domain::tokens::{Caller, Permission};
 use crate::runtime::{LoadError, ReleaseRecord};
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json_, json};
 use std::collections::BTreeMap;
-use warden_host::{Error as HostError, LogEntry, Output};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use warden_host::{Error as HostError, LimitKind, LogEntry, Metering, Output};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/plugins/{org}/{name}/invoke/{function}", post(invoke))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(invoke))
 }
 
 /// A call.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
     /// Arguments: an array by position, an object by name, or the bare value
@@ -35,7 +33,7 @@ pub struct InvokeRequest {
 }
 
 /// The release that ran.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseRan {
     /// `org/name`.
     pub name: String,
@@ -45,20 +43,60 @@ pub struct ReleaseRan {
     pub digest: String,
 }
 
+/// What an invocation used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MeteringReport {
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// Wall-clock time in microseconds, instantiation included.
+    pub duration_us: u64,
+}
+
+impl From<Metering> for MeteringReport {
+    fn from(metering: Metering) -> MeteringReport {
+        MeteringReport {
+            fuel_used: metering.fuel_used,
+            duration_us: u64::try_from(metering.duration.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// What a successful call returns.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InvokeResponse {
     /// The function's result.
     #[schema(value_type = Object)]
     pub result: Json_,
     /// The release that ran.
     pub release: ReleaseRan,
-    /// `{"fuel_used", "duration_us"}`.
-    #[schema(value_type = Object)]
-    pub metering: Json_,
+    /// What the call used.
+    pub metering: MeteringReport,
     /// The plugin's log messages and stdout/stderr.
     #[schema(value_type = Vec<Object>)]
     pub logs: Vec<LogEntry>,
+}
+
+/// The `details` of an error from a call that ran: the plugin's own error
+/// (for `plugin_error`), the release, what it used and what it logged.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InvocationFailure {
+    /// The `err` value the plugin returned (`plugin_error` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Json_>,
+    /// The release that ran.
+    pub release: ReleaseRan,
+    /// What the call used until it ended, if it got that far.
+    pub metering: Option<MeteringReport>,
+    /// The plugin's log messages and stdout/stderr.
+    #[schema(value_type = Vec<Object>)]
+    pub logs: Vec<LogEntry>,
+}
+
+impl InvocationFailure {
+    fn details(&self) -> Json_ {
+        serde_json::to_value(self).unwrap_or(Json_::Null)
+    }
 }
 
 /// Calls a function of the newest approved release (or the newest matching
@@ -70,11 +108,11 @@ pub struct InvokeResponse {
     request_body = InvokeRequest,
     params(("org" = String, Path, description = "organization"), ("name" = String, Path, description = "plugin"),
            ("function" = String, Path, description = "function, e.g. greet or text.count")),
-    responses((status = 200, body = InvokeResponse), (status = 400, body = super::ErrorBody),
-              (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
-              (status = 422, body = super::ErrorBody), (status = 429, body = super::ErrorBody),
-              (status = 502, body = super::ErrorBody)))]
-pub(super) async fn invoke(
+    responses((status = 200, body = InvokeResponse), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+              (status = 502, body = ErrorBody)))]
+async fn invoke(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((org, name, function)): ApiPath<(String, String, String)>,
@@ -117,7 +155,7 @@ pub(super) async fn invoke(
     };
     match state.runtime.invoke(plugin, function, args).await {
         Ok(invocation) => {
-            let metering = serde_json::to_value(invocation.metering).map_err(ApiError::internal)?;
+            let metering = MeteringReport::from(invocation.metering);
             match invocation.output {
                 Output::Value(result) => {
                     state.metrics.invocation(
@@ -140,8 +178,17 @@ pub(super) async fn invoke(
                         Some("plugin_error"),
                         Some(&invocation.metering),
                     );
-                    Err(ApiError::unprocessable("plugin_error", format!("{reference} returned an error"))
-                        .with_details(json!({ "error": error, "release": release, "metering": metering, "logs": invocation.logs })))
+                    let details = InvocationFailure {
+                        error: Some(error),
+                        release,
+                        metering: Some(metering),
+                        logs: invocation.logs,
+                    };
+                    Err(ApiError::new(
+                        ErrorCode::PluginError,
+                        format!("{reference} returned an error"),
+                    )
+                    .with_details(details.details()))
                 }
             }
         }
@@ -152,35 +199,44 @@ pub(super) async fn invoke(
                 Some(failure.error.code()),
                 failure.metering.as_ref(),
             );
-            let details = json!({
-                "release": release,
-                "metering": failure.metering,
-                "logs": failure.logs,
-            });
-            Err(host_error(&failure.error, Some(details)))
+            let details = InvocationFailure {
+                error: None,
+                release,
+                metering: failure.metering.map(MeteringReport::from),
+                logs: failure.logs,
+            };
+            Err(host_error(&failure.error, Some(details.details())))
         }
     }
 }
 
-/// The status and code of a host error; internals of host failures stay in the log.
+/// The code of a host error; internals of host failures stay in the log.
 fn host_error(error: &HostError, details: Option<Json_>) -> ApiError {
-    let (status, code) = match error {
-        HostError::BadArgument { .. } | HostError::NotInvocable { .. } => {
-            (StatusCode::BAD_REQUEST, error.code())
-        }
-        HostError::UnknownFunction { .. } => (StatusCode::NOT_FOUND, error.code()),
-        HostError::LimitExceeded { .. } | HostError::Trap { .. } => {
-            (StatusCode::UNPROCESSABLE_ENTITY, error.code())
-        }
-        HostError::TooManyConcurrent { .. } | HostError::Capacity(_) => {
-            (StatusCode::TOO_MANY_REQUESTS, error.code())
-        }
-        HostError::MissingCapabilities(_)
-        | HostError::UnsupportedImports(_)
-        | HostError::Config(_) => (StatusCode::CONFLICT, error.code()),
+    let code = match error {
+        HostError::BadArgument { .. } => ErrorCode::BadArgument,
+        HostError::NotInvocable { .. } => ErrorCode::NotInvocable,
+        HostError::UnknownFunction { .. } => ErrorCode::UnknownFunction,
+        HostError::LimitExceeded { kind, .. } => match kind {
+            LimitKind::Fuel => ErrorCode::OutOfFuel,
+            LimitKind::Memory => ErrorCode::MemoryLimit,
+            LimitKind::Deadline => ErrorCode::DeadlineExceeded,
+            LimitKind::Stack => ErrorCode::StackOverflow,
+            LimitKind::Tables => ErrorCode::TableLimit,
+            LimitKind::Instances => ErrorCode::InstanceLimit,
+            LimitKind::Log => ErrorCode::LogLimit,
+            LimitKind::Result => ErrorCode::ResultTooLarge,
+            LimitKind::HostCall => ErrorCode::HostCallTooLarge,
+        },
+        HostError::Trap { .. } => ErrorCode::Trap,
+        HostError::TooManyConcurrent { .. } => ErrorCode::TooManyConcurrent,
+        HostError::Capacity(_) => ErrorCode::Capacity,
+        HostError::MissingCapabilities(_) => ErrorCode::MissingCapabilities,
+        HostError::UnsupportedImports(_) => ErrorCode::UnsupportedImports,
+        HostError::Config(_) => ErrorCode::InvalidConfig,
         _ => return ApiError::internal(format!("invocation: {error}")),
     };
-    let mut api = ApiError::new(status, code, error.to_string());
+    debug_assert_eq!(code.as_str(), error.code());
+    let mut api = ApiError::new(code, error.to_string());
     if let Some(details) = details {
         api = api.with_details(details);
     }
@@ -200,14 +256,13 @@ async fn refused(
         LoadError::Registry { .. } => {
             tracing::warn!(%reference, "{error}");
             return ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "registry_unavailable",
+                ErrorCode::RegistryUnavailable,
                 format!("{reference} could not be pulled from the registry: {error}"),
             );
         }
         LoadError::Host(e) => host_error(e, None),
-        LoadError::Untrusted(_) | LoadError::Artifact(_) => ApiError::conflict(
-            "release_untrusted",
+        LoadError::Untrusted(_) | LoadError::Artifact(_) => ApiError::new(
+            ErrorCode::ReleaseUntrusted,
             format!("{reference} was refused: {error}"),
         ),
     };
@@ -232,25 +287,21 @@ async fn audit_refusal(
     action: &str,
     reason: &str,
 ) {
-    let recorded = async {
-        let change = Change::begin(state.db.pool(), org).await?;
-        change
-            .commit(
-                &caller.actor(),
-                action,
-                reference,
-                json!({ "reason": reason }),
-            )
-            .await
-    }
+    let recorded = crate::audit::record(
+        &state.db,
+        org,
+        &caller.actor(),
+        action,
+        reference,
+        json!({ "reason": reason }),
+    )
     .await;
     if let Err(e) = recorded {
         tracing::error!(%reference, "could not record the refusal in the audit log: {e}");
     }
 }
 
-/// Parses the requirement and resolves the release through the domain layer,
-/// mapping its errors to statuses and codes.
+/// Parses the requirement and resolves the release through the domain layer.
 async fn resolve(
     state: &AppState,
     org: &str,
@@ -260,25 +311,13 @@ async fn resolve(
     let requirement = requirement
         .map(|r| {
             semver::VersionReq::parse(r).map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_version_requirement",
+                ApiError::new(
+                    ErrorCode::InvalidVersionRequirement,
                     format!("{r:?} is not a semver requirement: {e}"),
                 )
             })
         })
         .transpose()?;
-    match resolution::resolve(&state.db, org, name, requirement.as_ref()).await {
-        Ok(resolved) => Ok((resolved.record, resolved.config)),
-        Err(e @ ResolveError::NoPlugin { .. }) => Err(ApiError::not_found(e.to_string())),
-        Err(e @ ResolveError::NoApprovedRelease { .. }) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_approved_release",
-            e.to_string(),
-        )),
-        Err(e @ ResolveError::Untrusted { .. }) => {
-            Err(ApiError::conflict("release_untrusted", e.to_string()))
-        }
-        Err(ResolveError::Db(e)) => Err(e.into()),
-        Err(e @ ResolveError::Corrupt(_)) => Err(ApiError::internal(e)),
-    }
+    let resolved = resolution::resolve(&state.db, org, name, requirement.as_ref()).await?;
+    Ok((resolved.record, resolved.config))
 }

@@ -11,12 +11,17 @@ mod orgs;
 mod releases;
 mod tokens;
 
-pub use auth::{Caller, Permission, Role, authenticate, new_secret, secret_hash};
-pub use error::{ApiError, ApiResult, ErrorBody};
+pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
+pub use invoke::{InvocationFailure, InvokeRequest, InvokeResponse, MeteringReport, ReleaseRan};
+pub use keys::AddKey;
 pub use ops::{Metrics, openapi, track};
-pub use orgs::bootstrap;
+pub use orgs::{CreateOrg, WhoAmI};
+pub use releases::{Approve, Publish, Reason};
+pub use tokens::CreateToken;
 
+use crate::artifact::ArtifactSource;
 use crate::db::Db;
+use crate::domain::releases::ReleaseContext;
 use crate::oci::OciStore;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -24,6 +29,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Largest request body of the `/v1` API (the registry's `/v2` has its own).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -50,12 +56,24 @@ pub struct AppState {
     pub runtime: Arc<crate::runtime::Runtime>,
     /// Where release artifacts are read from: the embedded store (`oci`) or
     /// an external registry.
-    pub artifacts: crate::artifact::ArtifactSource,
+    pub artifacts: ArtifactSource,
 }
 
-/// All `/v1` routes, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+impl AppState {
+    /// What the release operations of the domain need.
+    pub fn releases(&self) -> ReleaseContext<'_> {
+        ReleaseContext {
+            db: &self.db,
+            artifacts: &self.artifacts,
+            engine: &self.engine,
+            approvals_required: self.approvals_required,
+        }
+    }
+}
+
+/// Every `/v1` route, each declared once with its OpenAPI description.
+fn v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ops::document())
         .merge(orgs::router())
         .merge(tokens::router())
         .merge(keys::router())
@@ -63,8 +81,13 @@ pub fn router(state: AppState) -> Router {
         .merge(catalog::router())
         .merge(audit::router())
         .merge(invoke::router())
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .merge(ops::router())
+}
+
+/// All `/v1` routes, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+pub fn router(state: AppState) -> Router {
+    let (v1, document) = v1().split_for_parts();
+    v1.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(ops::router(document))
         .with_state(state)
 }
 
@@ -80,24 +103,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(match rejection {
                 JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "send the body as JSON (Content-Type: application/json)",
                 ),
                 JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                     ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
+                        ErrorCode::BodyTooLarge,
                         format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
                     )
                 }
                 JsonRejection::JsonSyntaxError(r) => {
-                    ApiError::bad_request("invalid_json", r.body_text())
+                    ApiError::new(ErrorCode::InvalidJson, r.body_text())
                 }
                 JsonRejection::JsonDataError(r) => {
-                    ApiError::bad_request("invalid_body", r.body_text())
+                    ApiError::new(ErrorCode::InvalidBody, r.body_text())
                 }
-                other => ApiError::bad_request("invalid_body", other.body_text()),
+                other => ApiError::new(ErrorCode::InvalidBody, other.body_text()),
             }),
         }
     }
@@ -109,8 +130,8 @@ pub fn page_size(limit: Option<i64>, default: i64, max: i64) -> ApiResult<i64> {
     match limit {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(
-            "invalid_page_size",
+        Some(n) => Err(ApiError::new(
+            ErrorCode::InvalidPageSize,
             format!("limit must be between 1 and {max}, got {n}"),
         )),
     }
@@ -129,7 +150,7 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
+            .map_err(|r| ApiError::new(ErrorCode::InvalidQuery, r.body_text()))
     }
 }
 
@@ -146,29 +167,6 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
-            .map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))
-    }
-}
-
-/// Checks a name used for orgs and plugins: what the OCI grammar accepts for
-/// one path component, kept simple: `[a-z0-9]+([._-][a-z0-9]+)*`, 1 to 64 chars.
-pub fn check_name(what: &str, name: &str) -> ApiResult<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name.split(['.', '_', '-']).all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_name",
-            format!(
-                "{what} {name:?} is not valid: lowercase letters and digits, separated by single . _ or -, at most 64 characters"
-            ),
-        ))
+            .map_err(|r| ApiError::new(ErrorCode::InvalidPath, r.body_text()))
     }
 }

@@ -14,15 +14,24 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Instant;
 use utoipa::OpenApi;
 
-pub(super) fn router() -> Router<AppState> {
+/// The operational routes, and `/openapi.json` serving `document`.
+pub(super) fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    let document = Arc::new(document);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi_json))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
+        )
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,11 +126,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// The registry, for other parts of the server to register their metrics.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Records one invocation of `plugin@version`: its outcome (`None` for
     /// success, else the error kind), fuel and duration when it ran.
     pub fn invocation(
@@ -207,8 +211,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (StatusCode::OK, "ready").into_response()
     } else {
         super::ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            super::ErrorCode::DatabaseUnavailable,
             "the database is unavailable",
         )
         .into_response()
@@ -226,23 +229,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
-}
-
+/// What the document says beyond its paths: the title, and bearer tokens.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Warden control plane", description = "Catalog, keys, releases, approvals and audit of Warden plugins. The OCI Distribution API is served under /v2/."),
-    paths(
-        super::orgs::whoami, super::orgs::create_org, super::orgs::get_org,
-        super::tokens::create_token, super::tokens::list_tokens, super::tokens::revoke_token,
-        super::keys::add_key, super::keys::list_keys, super::keys::revoke_key,
-        super::releases::publish, super::releases::list_releases, super::releases::show_release,
-        super::releases::approve, super::releases::reject, super::releases::yank,
-        super::catalog::list_plugins, super::catalog::plugin_detail,
-        super::catalog::get_config, super::catalog::put_config,
-        super::audit::own_audit, super::audit::audit, super::invoke::invoke,
-    ),
+    components(schemas(super::ErrorCode)),
     modifiers(&BearerAuth),
     security(("token" = [])),
 )]
@@ -261,7 +252,12 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI 3 document of the `/v1` API, generated from the handlers.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The document the routes are added to.
+pub(super) fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The OpenAPI 3 document of the `/v1` API, generated from the routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    super::v1().into_openapi()
 }

@@ -4,9 +4,13 @@
 //! server's publish and the runtime's loads, and read through an
 //! [`ArtifactSource`]: the embedded store in process, or an external registry.
 
+mod push;
 mod source;
 
-pub use source::{ArtifactSource, FetchError, FetchedArtifact, RegistrySource};
+pub use push::{
+    Credentials, Progress, PushError, PushFailure, PushProgress, RegistryEndpoint, push,
+};
+pub use source::{ArtifactSource, FetchError};
 
 use crate::oci::{Descriptor, Digest, MANIFEST_V1, ManifestDocument, WASM_CONFIG_V0, WASM_LAYER};
 use serde_json::json;

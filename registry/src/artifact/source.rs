@@ -3,23 +3,11 @@
 //! its own HTTP port.
 
 use super::component_layer;
+use super::push::RegistryEndpoint;
 use crate::oci::{Descriptor, Digest, MANIFEST_V1, OciError, OciStore, Reference, RepositoryName};
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::Reference as ClientReference;
 use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference as ClientReference};
 use std::sync::Arc;
-
-/// An external OCI registry (Harbor, zot, CNCF distribution, ghcr...).
-#[derive(Clone, Debug)]
-pub struct RegistrySource {
-    /// `host:port` of the registry.
-    pub registry: String,
-    /// Plain HTTP (loopback, tests) instead of HTTPS.
-    pub insecure: bool,
-    /// Credentials: `None` for anonymous.
-    pub credentials: Option<(String, String)>,
-}
 
 /// Where the server reads release artifacts from.
 #[derive(Clone)]
@@ -27,7 +15,7 @@ pub enum ArtifactSource {
     /// The embedded registry's store, read in process.
     Embedded(Arc<OciStore>),
     /// An external registry, pulled from with `oci-client`.
-    External(RegistrySource),
+    External(RegistryEndpoint),
 }
 
 /// A Wasm artifact as read: the manifest's bytes, its component layer, and
@@ -139,7 +127,7 @@ async fn fetch_embedded(
 }
 
 async fn fetch_external(
-    source: &RegistrySource,
+    source: &RegistryEndpoint,
     repository: &RepositoryName,
     digest: &Digest,
 ) -> Result<FetchedArtifact, FetchError> {
@@ -157,20 +145,8 @@ async fn fetch_external(
         reference: whole.clone(),
         detail,
     };
-    let client = Client::new(ClientConfig {
-        protocol: if source.insecure {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        connect_timeout: Some(std::time::Duration::from_secs(5)),
-        read_timeout: Some(std::time::Duration::from_secs(30)),
-        ..ClientConfig::default()
-    });
-    let auth = match &source.credentials {
-        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-        None => RegistryAuth::Anonymous,
-    };
+    let client = source.client();
+    let auth = source.credentials.registry_auth();
     let (manifest, served) = client
         .pull_manifest_raw(&reference, &auth, &[MANIFEST_V1])
         .await

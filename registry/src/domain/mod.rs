@@ -1,11 +1,24 @@
 //! The control plane's data and its rules, below the HTTP layer: typed rows,
-//! the SQL, and the decisions (which release runs, ...). Functions take a
-//! narrow context (the database), return their own error types, and know
-//! nothing of HTTP.
+//! the SQL, and the decisions. Functions take a narrow context (the
+//! database; for releases also the artifact source and the engine), return
+//! their own error types, and know nothing of HTTP.
 //!
-//! Moving here area by area: version resolution first (used by invocations
-//! and, next, by the dependency resolver) and the release life cycle.
+//! - [`releases`]: publish, review, approve, reject, yank.
+//! - [`approval`]: who may not approve a release (no database).
+//! - [`status`]: the release life cycle.
+//! - [`resolution`]: which release runs (the newest approved match).
+//! - [`catalog`]: plugins listed and searched, detail, configuration.
+//! - [`keys`]: signing keys and the verification of signed statements.
+//! - [`tokens`]: API tokens, roles, who is calling.
+//! - [`orgs`]: organizations and the first-start bootstrap.
+//! - [`names`]: what an org or plugin name may be.
 
 pub mod approval;
+pub mod catalog;
+pub mod keys;
+pub mod names;
+pub mod orgs;
+pub mod releases;
 pub mod resolution;
 pub mod status;
+pub mod tokens;

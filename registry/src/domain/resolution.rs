@@ -2,6 +2,7 @@
 //! a semver requirement, with what the runtime needs to verify and load it.
 //! The one place where "the newest approved version" is chosen.
 
+use super::status::Status;
 use crate::db::Db;
 use crate::runtime::ReleaseRecord;
 use semver::{Version, VersionReq};
@@ -91,10 +92,11 @@ pub async fn resolve(
     };
     let approved: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT version, manifest_digest, envelope, publisher_key FROM releases
-         WHERE org = $1 AND name = $2 AND status = 'approved'",
+         WHERE org = $1 AND name = $2 AND status = $3",
     )
     .bind(org)
     .bind(name)
+    .bind(Status::Approved.as_str())
     .fetch_all(db.pool())
     .await?;
     let chosen = newest_by_version(

@@ -174,16 +174,6 @@ impl Runtime {
             })
     }
 
-    /// Where artifacts are read from.
-    pub fn source(&self) -> &ArtifactSource {
-        &self.source
-    }
-
-    /// The pinned policy.
-    pub fn policy(&self) -> &TrustPolicy {
-        &self.policy
-    }
-
     fn cached(&self, key: &str) -> Option<Arc<LoadedRelease>> {
         self.loaded
             .lock()

@@ -5,13 +5,15 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use warden_host::{
     ComponentRef, Envelope, Limits, PrivateKey, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
 };
-use warden_registry::api::AppState;
-use warden_registry::artifact::WasmArtifact;
-use warden_registry::oci::{Digest, MANIFEST_V1};
-use warden_registry::{ControlPlane, ServerConfig};
+use warden_registry::oci::Digest;
+use warden_registry::{
+    ControlPlane, Credentials, Db, RegistryEndpoint, RepositoryName, ServerConfig, WasmArtifact,
+    push_artifact,
+};
 
 /// Runs a test body once on SQLite and once on PostgreSQL.
 #[macro_export]
@@ -82,7 +84,7 @@ pub struct Harness {
     pub pinned: Vec<PrivateKey>,
     pub url: String,
     pub admin: String,
-    pub state: AppState,
+    pub db: Db,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
 }
@@ -99,7 +101,7 @@ pub async fn start_with(backend: Backend, approvals: u32) -> Harness {
 pub async fn start_configured(
     backend: Backend,
     approvals: u32,
-    external: Option<warden_registry::artifact::RegistrySource>,
+    external: Option<RegistryEndpoint>,
 ) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let pinned = vec![PrivateKey::generate(), PrivateKey::generate()];
@@ -128,7 +130,7 @@ pub async fn start_configured(
         pinned,
         url,
         admin,
-        state: plane.state,
+        db: plane.db().clone(),
         http: reqwest::Client::new(),
         dir,
     }
@@ -285,30 +287,18 @@ impl Harness {
         digest
     }
 
-    /// Pushes the Wasm artifact of `layer` (built as `warden publish` builds
-    /// it); returns the manifest digest.
+    /// Pushes the Wasm artifact of `layer` (built and pushed as `warden
+    /// publish` does); returns the manifest digest.
     pub async fn push_artifact(&self, token: &str, repo: &str, layer: &[u8]) -> String {
         let artifact = WasmArtifact::new(layer.to_vec(), &[], &[]);
-        self.push_blob(token, repo, &artifact.config).await;
-        self.push_blob(token, repo, &artifact.component).await;
-        let manifest = artifact.manifest;
-        let digest = Digest::of(&manifest).to_string();
-        let response = self
-            .http
-            .put(format!("{}/v2/{repo}/manifests/{digest}", self.push_base))
-            .bearer_auth(token)
-            .header("content-type", MANIFEST_V1)
-            .body(manifest)
-            .send()
+        let endpoint =
+            RegistryEndpoint::from_url(&self.push_base, Credentials::Bearer(token.to_owned()))
+                .unwrap();
+        let repository: RepositoryName = repo.parse().unwrap();
+        push_artifact(&endpoint, &repository, None, &artifact, Arc::new(|_| {}))
             .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "{:?}",
-            response.text().await
-        );
-        digest
+            .unwrap()
+            .to_string()
     }
 
     /// Pushes `component` and registers it as `repo@version`, signed by `key`.
@@ -352,7 +342,7 @@ impl Harness {
     pub async fn audit_len(&self, org: &str) -> i64 {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE org = $1")
             .bind(org)
-            .fetch_one(self.state.db.pool())
+            .fetch_one(self.db.pool())
             .await
             .unwrap();
         n

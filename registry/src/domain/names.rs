@@ -1,0 +1,71 @@
+//! Names of organizations and plugins: what the OCI grammar accepts for one
+//! path component, kept simple.
+
+/// A name that is not valid for an organization or a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} {name:?} is not valid: lowercase letters and digits, separated by single . _ or -, at most 64 characters"
+)]
+pub struct InvalidName {
+    /// What was named: `organization`, `plugin`, ...
+    pub what: &'static str,
+    /// The name given.
+    pub name: String,
+}
+
+/// Checks a name used for orgs and plugins:
+/// `[a-z0-9]+([._-][a-z0-9]+)*`, 1 to 64 characters.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), InvalidName> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            what,
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Whether `name` is a valid organization or plugin name.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.split(['.', '_', '-']).all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_oci_path_component_grammar() {
+        for good in [
+            "acme",
+            "a",
+            "hello-world",
+            "text.utils",
+            "a_b",
+            &"x".repeat(64),
+        ] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Acme",
+            "a--b",
+            "-a",
+            "a-",
+            "a/b",
+            "a b",
+            "ü",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
