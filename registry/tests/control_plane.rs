@@ -1172,6 +1172,36 @@ async fn operations_endpoints(backend: Backend) {
         );
     }
     assert!(openapi["components"]["schemas"]["Release"].is_object());
+    let codes = openapi["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .expect("the error codes are listed");
+    assert!(codes.contains(&json!("version_exists")) && codes.contains(&json!("internal")));
+
+    // Routes are declared once: every operation the document lists is served
+    // (a route the router lacked would be axum's bare 404 or a 405).
+    let mut operations = 0;
+    for (path, item) in openapi["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{org}", "acme")
+            .replace("{name}", "nothing")
+            .replace("{version}", "1.0.0")
+            .replace("{function}", "f")
+            .replace("{key_id}", "k")
+            .replace("{id}", "tok_0");
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let answer = h
+                .call(&h.admin, method.clone(), &concrete, Some(json!({})))
+                .await;
+            assert_ne!(answer.status, 405, "{method} {path}");
+            assert!(
+                answer.status != 404 || answer.body["error"]["code"].is_string(),
+                "{method} {path} is in the document but not served"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 22, "{operations} operations documented");
 
     // A 404 route and a wrong method answer in the API's format or plainly, never a 500.
     let unknown = h.get(&h.admin, "/v1/nothing-here").await;
