@@ -195,6 +195,8 @@ error_codes! {
     RegistryUnavailable = ("registry_unavailable", BAD_GATEWAY),
     /// The database could not be reached.
     DatabaseUnavailable = ("database_unavailable", SERVICE_UNAVAILABLE),
+    /// The server's disk is full: nothing was stored.
+    StorageFull = ("storage_full", INSUFFICIENT_STORAGE),
 }
 
 impl ErrorCode {
@@ -326,6 +328,7 @@ impl From<OciError> for ApiError {
     fn from(error: OciError) -> ApiError {
         match error {
             OciError::Internal(cause) => ApiError::internal(format!("oci store: {cause}")),
+            OciError::StorageFull => ApiError::from_display(ErrorCode::StorageFull, error),
             other => ApiError::from_display(ErrorCode::ArtifactInvalid, other),
         }
     }

@@ -207,15 +207,21 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.db.ping().await {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        super::ApiError::new(
+    if !state.db.ping().await {
+        return super::ApiError::new(
             super::ErrorCode::DatabaseUnavailable,
             "the database is unavailable",
         )
-        .into_response()
+        .into_response();
     }
+    if state.oci.is_full() {
+        return super::ApiError::new(
+            super::ErrorCode::StorageFull,
+            "the last write to the OCI store found the disk full",
+        )
+        .into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

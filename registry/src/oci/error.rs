@@ -48,6 +48,10 @@ pub enum OciError {
     /// A request the registry does not serve.
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
+    /// The registry's disk is full: nothing was stored; try again once an
+    /// operator freed space.
+    #[error("the registry's storage is full; nothing was stored")]
+    StorageFull,
     /// A service the registry depends on (the database) is down; try again.
     #[error("the registry is temporarily unavailable")]
     Unavailable,
@@ -73,7 +77,7 @@ impl OciError {
             OciError::Unauthorized => "UNAUTHORIZED",
             OciError::Denied | OciError::TagImmutable(_) => "DENIED",
             OciError::Unsupported(_) => "UNSUPPORTED",
-            OciError::Internal(_) | OciError::Unavailable => "UNKNOWN",
+            OciError::Internal(_) | OciError::Unavailable | OciError::StorageFull => "UNKNOWN",
         }
     }
 
@@ -95,12 +99,17 @@ impl OciError {
             OciError::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             OciError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             OciError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OciError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
 
 impl From<std::io::Error> for OciError {
     fn from(error: std::io::Error) -> OciError {
-        OciError::Internal(error)
+        if super::store::is_storage_full(&error) {
+            OciError::StorageFull
+        } else {
+            OciError::Internal(error)
+        }
     }
 }

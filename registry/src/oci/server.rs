@@ -193,9 +193,15 @@ async fn dispatch(
             if let Some(expected) = &params.digest {
                 // Monolithic: the whole blob in this request.
                 let expected = digest(expected)?;
-                store
+                let appended = store
                     .append(&repo, &id, None, body.into_data_stream())
-                    .await?;
+                    .await;
+                if let Err(error) = appended {
+                    // A one-request upload that failed leaves no session
+                    // and no partial file behind.
+                    store.cancel_upload(&repo, &id).await;
+                    return Err(error);
+                }
                 store.finish_upload(&repo, &id, &expected).await?;
                 return Ok(created(&repo, &expected));
             }

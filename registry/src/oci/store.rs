@@ -10,9 +10,13 @@
 //! root/tmp/                                    staging for atomic writes
 //! ```
 //!
-//! Every write goes to a temporary file, is fsynced, then renamed into place, so
-//! a crash never leaves a half-written blob or tag. Upload content is hashed as
-//! it arrives and only becomes a blob if it matches the digest the client names.
+//! Every write goes to a temporary file, is flushed and fsynced, checked (its
+//! size; for blobs its hash), then renamed into place and the directory
+//! fsynced, so neither a crash nor a full disk leaves a half-written blob or
+//! tag. Upload content is hashed as it arrives; a chunk that fails half-way is
+//! cut off again, and the file itself is hashed before it becomes a blob. A
+//! blob that is already stored intact is never replaced; one that is not (a
+//! disk that filled up under an older version) is replaced by verified content.
 
 use super::error::OciError;
 use super::types::{
@@ -23,6 +27,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::fs;
 use tokio::io::AsyncWriteExt;
@@ -42,6 +47,44 @@ pub struct OciStore {
     root: PathBuf,
     max_blob_bytes: u64,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
+    /// Set when a write failed for lack of space, cleared by the next write
+    /// that succeeds: `/readyz` reports it.
+    full: AtomicBool,
+}
+
+/// Whether an I/O error says the disk (or the quota) is full.
+pub fn is_storage_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::StorageFull
+        || error.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(error.raw_os_error(), Some(28 | 122))
+}
+
+/// The size and digest of a file's content as it is on disk.
+async fn hash_file(path: &Path) -> std::io::Result<(u64, Digest)> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buffer[..n]);
+        }
+        Ok((size, Digest::from_sha256(hasher)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Fsyncs a directory, so that a rename into it survives a crash.
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir).await?.sync_all().await
 }
 
 fn not_found_is_none<T>(result: std::io::Result<T>) -> Result<Option<T>, OciError> {
@@ -68,7 +111,30 @@ impl OciStore {
             root: root.to_owned(),
             max_blob_bytes,
             uploads: Mutex::new(HashMap::new()),
+            full: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the last write failed because the disk is full.
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Notes whether a write succeeded or ran out of space.
+    fn noted<T>(&self, result: std::io::Result<T>) -> Result<T, OciError> {
+        match result {
+            Ok(value) => {
+                self.full.store(false, Ordering::Relaxed);
+                Ok(value)
+            }
+            Err(e) => {
+                if is_storage_full(&e) {
+                    self.full.store(true, Ordering::Relaxed);
+                    tracing::error!("the OCI store's disk is full: {e}");
+                }
+                Err(e.into())
+            }
+        }
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -82,20 +148,51 @@ impl OciStore {
             .join(repo.as_str().replace('/', "+"))
     }
 
-    /// Writes `bytes` to `path` atomically.
-    async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    /// Writes `bytes` to `path` atomically: a temporary file, written,
+    /// flushed (tokio reports a failed background write only then), fsynced,
+    /// checked to hold every byte, renamed into place, the directory fsynced.
+    /// On failure the temporary file is removed and `path` is untouched.
+    async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), OciError> {
         let staging = self
             .root
             .join("tmp")
             .join(format!("{:032x}", rand::random::<u128>()));
-        let mut file = fs::File::create(&staging).await?;
-        file.write_all(bytes).await?;
-        file.sync_all().await?;
-        drop(file);
-        if let Some(parent) = path.parent() {
+        let written = async {
+            let mut file = fs::File::create(&staging).await?;
+            file.write_all(bytes).await?;
+            file.flush().await?;
+            file.sync_all().await?;
+            let size = file.metadata().await?.len();
+            if size != bytes.len() as u64 {
+                return Err(std::io::Error::other(format!(
+                    "wrote {size} of {} bytes",
+                    bytes.len()
+                )));
+            }
+            drop(file);
+            let parent = path.parent().unwrap_or(&self.root);
             fs::create_dir_all(parent).await?;
+            fs::rename(&staging, path).await?;
+            sync_dir(parent).await
         }
-        fs::rename(&staging, path).await
+        .await;
+        if written.is_err() {
+            let _ = fs::remove_file(&staging).await;
+        }
+        self.noted(written)
+    }
+
+    /// Whether the blob `digest` is stored and its content matches it.
+    async fn blob_intact(&self, digest: &Digest) -> bool {
+        matches!(hash_file(&self.blob_path(digest)).await, Ok((_, actual)) if actual == *digest)
+    }
+
+    /// Stores `bytes` as the blob `digest` unless it is already stored intact.
+    async fn store_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), OciError> {
+        if !self.blob_intact(digest).await {
+            self.write_atomic(&self.blob_path(digest), bytes).await?;
+        }
+        Ok(())
     }
 
     /// Whether the repository exists (has anything pushed to it).
@@ -203,30 +300,50 @@ impl OciStore {
                 upload.size
             )));
         }
+        let path = self.root.join("uploads").join(id);
         let mut file = fs::OpenOptions::new()
             .append(true)
-            .open(self.root.join("uploads").join(id))
+            .open(&path)
             .await
             .map_err(|_| OciError::BlobUploadUnknown(id.to_owned()))?;
         let mut body = body;
         let mut hasher = upload.hasher.clone();
         let mut size = upload.size;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| OciError::SizeInvalid(format!("reading the request body: {e}")))?;
-            size += chunk.len() as u64;
-            if size > self.max_blob_bytes {
-                drop(file);
-                self.cancel_upload(repo, id).await;
-                return Err(OciError::SizeInvalid(format!(
-                    "blobs may have at most {} bytes",
-                    self.max_blob_bytes
-                )));
+        let appended: Result<(), OciError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk
+                    .map_err(|e| OciError::SizeInvalid(format!("reading the request body: {e}")))?;
+                size += chunk.len() as u64;
+                if size > self.max_blob_bytes {
+                    return Err(OciError::SizeInvalid(format!(
+                        "blobs may have at most {} bytes",
+                        self.max_blob_bytes
+                    )));
+                }
+                hasher.update(&chunk);
+                self.noted(file.write_all(&chunk).await)?;
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+            self.noted(file.flush().await)
         }
-        file.flush().await?;
+        .await;
+        if let Err(error) = appended {
+            // A chunk that failed half-way (a client that hung up, a full
+            // disk, a blob too large) leaves the session exactly as it was:
+            // the file is cut back to what was received before it.
+            let _ = file.flush().await;
+            drop(file);
+            let restored = match fs::OpenOptions::new().write(true).open(&path).await {
+                Ok(file) => file.set_len(upload.size).await.is_ok(),
+                Err(_) => false,
+            };
+            let too_large =
+                matches!(&error, OciError::SizeInvalid(m) if m.starts_with("blobs may"));
+            if !restored || too_large {
+                drop(upload);
+                self.cancel_upload(repo, id).await;
+            }
+            return Err(error);
+        }
         upload.hasher = hasher;
         upload.size = size;
         Ok(size)
@@ -245,21 +362,41 @@ impl OciStore {
         if upload.repo != *repo {
             return Err(OciError::BlobUploadUnknown(id.to_owned()));
         }
-        let actual = Digest::from_sha256(upload.hasher.clone());
+        let received = Digest::from_sha256(upload.hasher.clone());
         let size = upload.size;
         drop(upload);
         let staged = self.root.join("uploads").join(id);
         self.lock_uploads().remove(id);
-        if actual != *digest {
-            let _ = fs::remove_file(&staged).await;
-            return Err(OciError::DigestInvalid(format!(
-                "the content is {actual}, not {digest}"
-            )));
+        let stored = async {
+            if received != *digest {
+                return Err(OciError::DigestInvalid(format!(
+                    "the content is {received}, not {digest}"
+                )));
+            }
+            // The file itself, not only what the session counted, must be
+            // the content named.
+            let (on_disk, actual) = hash_file(&staged).await?;
+            if on_disk != size || actual != *digest {
+                return Err(OciError::DigestInvalid(format!(
+                    "the stored upload holds {on_disk} bytes ({actual}), not the {size} received"
+                )));
+            }
+            self.noted(fs::File::open(&staged).await?.sync_all().await)?;
+            if self.blob_intact(digest).await {
+                // Never replace a blob that is stored intact.
+                let _ = fs::remove_file(&staged).await;
+            } else {
+                let blob = self.blob_path(digest);
+                self.noted(fs::rename(&staged, &blob).await)?;
+                self.noted(sync_dir(blob.parent().unwrap_or(&self.root)).await)?;
+            }
+            self.noted(self.link_blob(repo, digest).await)
         }
-        fs::File::open(&staged).await?.sync_all().await?;
-        fs::rename(&staged, self.blob_path(digest)).await?;
-        self.link_blob(repo, digest).await?;
-        Ok(size)
+        .await;
+        if stored.is_err() {
+            let _ = fs::remove_file(&staged).await;
+        }
+        stored.map(|()| size)
     }
 
     /// Abandons an upload.
@@ -377,9 +514,7 @@ impl OciStore {
         }
 
         let repo_dir = self.repo_dir(repo);
-        if fs::metadata(self.blob_path(&digest)).await.is_err() {
-            self.write_atomic(&self.blob_path(&digest), bytes).await?;
-        }
+        self.store_blob(&digest, bytes).await?;
         self.write_atomic(
             &repo_dir.join("manifests").join(digest.hex()),
             media_type.as_bytes(),
@@ -409,11 +544,7 @@ impl OciStore {
             .await?;
         }
         if let Reference::Tag(tag) = reference {
-            self.write_atomic(
-                &repo_dir.join("tags").join(tag),
-                digest.to_string().as_bytes(),
-            )
-            .await?;
+            self.create_tag(repo, tag, &digest).await?;
         }
         Ok((digest, subject))
     }
@@ -452,12 +583,49 @@ impl OciStore {
         {
             return Err(OciError::ManifestUnknown(digest.to_string()));
         }
+        self.create_tag(repo, tag, digest).await
+    }
+
+    /// Creates `tag` naming `digest`, exclusively: of concurrent creates of
+    /// one new tag, one wins and the others are refused unless they name the
+    /// same manifest. The staged file is linked into place (which fails if
+    /// the tag exists), never renamed over it.
+    async fn create_tag(
+        &self,
+        repo: &RepositoryName,
+        tag: &str,
+        digest: &Digest,
+    ) -> Result<(), OciError> {
         self.check_tag_free(repo, tag, digest).await?;
-        self.write_atomic(
-            &repo_dir.join("tags").join(tag),
-            digest.to_string().as_bytes(),
-        )
-        .await?;
+        let dir = self.repo_dir(repo).join("tags");
+        let staging = self
+            .root
+            .join("tmp")
+            .join(format!("{:032x}", rand::random::<u128>()));
+        let text = digest.to_string();
+        let created = async {
+            let mut file = fs::File::create(&staging).await?;
+            file.write_all(text.as_bytes()).await?;
+            file.flush().await?;
+            file.sync_all().await?;
+            drop(file);
+            fs::create_dir_all(&dir).await?;
+            let linked = fs::hard_link(&staging, dir.join(tag)).await;
+            let _ = fs::remove_file(&staging).await;
+            match linked {
+                Ok(()) => sync_dir(&dir).await.map(|()| true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        .await;
+        if created.is_err() {
+            let _ = fs::remove_file(&staging).await;
+        }
+        if !self.noted(created)? {
+            // Someone else created it meanwhile: fine only if it names ours.
+            self.check_tag_free(repo, tag, digest).await?;
+        }
         Ok(())
     }
 
@@ -483,10 +651,8 @@ impl OciStore {
     /// such as signature referrers) and returns its digest.
     pub async fn put_blob(&self, repo: &RepositoryName, bytes: &[u8]) -> Result<Digest, OciError> {
         let digest = Digest::of(bytes);
-        if fs::metadata(self.blob_path(&digest)).await.is_err() {
-            self.write_atomic(&self.blob_path(&digest), bytes).await?;
-        }
-        self.link_blob(repo, &digest).await?;
+        self.store_blob(&digest, bytes).await?;
+        self.noted(self.link_blob(repo, &digest).await)?;
         Ok(digest)
     }
 
