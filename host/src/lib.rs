@@ -58,7 +58,7 @@ pub use statement::{
     APPROVAL_PAYLOAD_TYPE, ApprovalStatement, ComponentRef, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
     beyond, capability_list, parse_capabilities,
 };
-pub use transcript::{LogEntry, LogLevel, LogSource};
+pub use transcript::{LOG_ENTRY_OVERHEAD, LogEntry, LogLevel, LogSource, MAX_LOG_ENTRIES};
 pub use trust::{
     Envelope, EnvelopeSignature, PrivateKey, PublicKey, TrustError, Verified, canonical_json,
 };

@@ -50,6 +50,12 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// What each entry costs of the log budget beyond its text: an empty
+/// message is not free.
+pub const LOG_ENTRY_OVERHEAD: u64 = 64;
+/// Most entries one invocation's transcript holds.
+pub const MAX_LOG_ENTRIES: usize = 10_000;
+
 #[derive(Debug)]
 struct Inner {
     entries: Vec<LogEntry>,
@@ -76,8 +82,20 @@ impl Transcript {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn charge(inner: &mut Inner, bytes: usize) -> Result<(), Error> {
-        let total = inner.bytes.saturating_add(bytes as u64);
+    /// Charges `bytes` of text, plus the entry overhead when it starts a new
+    /// entry, which must fit under [`MAX_LOG_ENTRIES`].
+    fn charge(inner: &mut Inner, bytes: usize, new_entry: bool) -> Result<(), Error> {
+        if new_entry && inner.entries.len() >= MAX_LOG_ENTRIES {
+            return Err(Error::limit(
+                LimitKind::Log,
+                format!("the plugin wrote more than {MAX_LOG_ENTRIES} log entries"),
+            ));
+        }
+        let overhead = if new_entry { LOG_ENTRY_OVERHEAD } else { 0 };
+        let total = inner
+            .bytes
+            .saturating_add(bytes as u64)
+            .saturating_add(overhead);
         if total > inner.limit {
             return Err(Error::limit(
                 LimitKind::Log,
@@ -94,7 +112,7 @@ impl Transcript {
     /// Appends a log message, or fails if the budget is spent.
     pub(crate) fn log(&self, level: LogLevel, message: String) -> Result<(), Error> {
         let mut inner = self.lock();
-        Self::charge(&mut inner, message.len())?;
+        Self::charge(&mut inner, message.len(), true)?;
         inner.entries.push(LogEntry {
             source: LogSource::Log(level),
             message,
@@ -105,7 +123,11 @@ impl Transcript {
     /// Appends stdout/stderr bytes, or fails if the budget is spent.
     pub(crate) fn write(&self, source: LogSource, bytes: &[u8]) -> Result<(), Error> {
         let mut inner = self.lock();
-        Self::charge(&mut inner, bytes.len())?;
+        let continues = matches!(
+            inner.entries.last(),
+            Some(last) if last.source == source && !last.message.ends_with('\n')
+        );
+        Self::charge(&mut inner, bytes.len(), !continues)?;
         let text = String::from_utf8_lossy(bytes);
         match inner.entries.last_mut() {
             Some(last) if last.source == source && !last.message.ends_with('\n') => {

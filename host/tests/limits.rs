@@ -99,7 +99,22 @@ async fn log_bytes() {
     let plugin = plugin(HOSTILE, &[], tight.clone());
     let call = plugin.invoke("log-flood", &json!([8 << 10])).await.unwrap();
     assert_eq!(call.logs.len(), 8);
-    past(tight, "log-flood", json!([32 << 10]), "log_limit").await;
+    past(tight.clone(), "log-flood", json!([32 << 10]), "log_limit").await;
+    // Empty messages are not free: each costs the per-entry overhead.
+    let fit = (16 << 10) / warden_host::LOG_ENTRY_OVERHEAD;
+    let call = plugin.invoke("log-empty", &json!([fit])).await.unwrap();
+    assert_eq!(call.logs.len() as u64, fit);
+    past(tight, "log-empty", json!([fit + 1]), "log_limit").await;
+}
+
+#[tokio::test]
+async fn log_entries_are_capped_in_number() {
+    let roomy = limits(|l| l.log_bytes = 64 << 20);
+    let plugin = plugin(HOSTILE, &[], roomy.clone());
+    let max = warden_host::MAX_LOG_ENTRIES as u64;
+    let call = plugin.invoke("log-empty", &json!([max])).await.unwrap();
+    assert_eq!(call.logs.len() as u64, max);
+    past(roomy, "log-empty", json!([max + 1]), "log_limit").await;
 }
 
 #[tokio::test]

@@ -885,3 +885,31 @@ async fn python_and_javascript_plugins_are_published_approved_and_invoked(backen
     }
 }
 on_both_databases!(python_and_javascript_plugins_are_published_approved_and_invoked);
+
+async fn an_approval_by_a_revoked_admin_key_stops_counting(backend: Backend) {
+    let w = world(backend).await;
+    w.release("hello", "1.0.0", &read(HELLO), &[], Limits::default())
+        .await;
+    w.invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect(200);
+    // The admin key stays pinned in the server's configuration; revoking it
+    // in the database is enough: the database may remove trust.
+    let key_id = w.bob.public_key().key_id();
+    let revoked =
+        w.h.call(
+            &w.h.admin,
+            Method::POST,
+            &format!("/v1/orgs/acme/keys/{key_id}/revoke"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+    let refused = w
+        .invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
+        .await;
+    refused.expect_error(409, "release_untrusted");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&key_id), "{message}");
+}
+on_both_databases!(an_approval_by_a_revoked_admin_key_stops_counting);

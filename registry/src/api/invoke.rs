@@ -318,6 +318,13 @@ async fn resolve(
             })
         })
         .transpose()?;
-    let resolved = resolution::resolve(&state.db, org, name, requirement.as_ref()).await?;
+    let resolved = resolution::resolve(
+        &state.db,
+        org,
+        name,
+        requirement.as_ref(),
+        state.approvals_required,
+    )
+    .await?;
     Ok((resolved.record, resolved.config))
 }

@@ -70,13 +70,16 @@ pub fn newest_by_version<T>(
 }
 
 /// The newest approved release of `org/name` matching `requirement` (any
-/// version without one), with its approvals, its publisher key (which must be
-/// registered and not revoked) and the plugin's configuration.
+/// version without one), with its approvals (those by admin keys revoked in
+/// the database left out: fewer than `approvals_required` left is refused),
+/// its publisher key (which must be registered and not revoked) and the
+/// plugin's configuration.
 pub async fn resolve(
     db: &Db,
     org: &str,
     name: &str,
     requirement: Option<&VersionReq>,
+    approvals_required: u32,
 ) -> Result<Resolved, ResolveError> {
     let plugin: Option<(String,)> =
         sqlx::query_as("SELECT config FROM plugins WHERE org = $1 AND name = $2")
@@ -132,15 +135,36 @@ pub async fn resolve(
             )));
         }
     };
-    let approvals: Vec<(String,)> = sqlx::query_as(
-        "SELECT envelope FROM approvals WHERE org = $1 AND name = $2 AND version = $3
-         ORDER BY key_id",
+    // The database may remove trust, never add it: an approval by a key
+    // revoked here no longer counts, whatever the pinned keys say.
+    let approvals: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT a.envelope, a.key_id, k.revoked_at FROM approvals a
+         LEFT JOIN signing_keys k ON k.org = a.org AND k.key_id = a.key_id
+         WHERE a.org = $1 AND a.name = $2 AND a.version = $3
+         ORDER BY a.key_id",
     )
     .bind(org)
     .bind(name)
     .bind(&version)
     .fetch_all(db.pool())
     .await?;
+    let revoked: Vec<&str> = approvals
+        .iter()
+        .filter(|(_, _, revoked_at)| revoked_at.is_some())
+        .map(|(_, key_id, _)| key_id.as_str())
+        .collect();
+    let counted: Vec<&str> = approvals
+        .iter()
+        .filter(|(_, _, revoked_at)| revoked_at.is_none())
+        .map(|(envelope, _, _)| envelope.as_str())
+        .collect();
+    if !revoked.is_empty() && counted.len() < approvals_required as usize {
+        return Err(untrusted(format!(
+            "it was approved with admin key {} which has been revoked; {} of {approvals_required} approvals remain",
+            revoked.join(", "),
+            counted.len()
+        )));
+    }
     let parse = |text: &str| -> Result<Envelope, ResolveError> {
         serde_json::from_str(text)
             .map_err(|e| untrusted(format!("a stored envelope is malformed: {e}")))
@@ -150,10 +174,7 @@ pub async fn resolve(
         version: version.clone(),
         manifest_digest,
         envelope: parse(&envelope)?,
-        approvals: approvals
-            .iter()
-            .map(|(text,)| parse(text))
-            .collect::<Result<_, _>>()?,
+        approvals: counted.into_iter().map(parse).collect::<Result<_, _>>()?,
         publisher,
     };
     let config = serde_json::from_str(&config)

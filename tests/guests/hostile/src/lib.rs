@@ -104,6 +104,12 @@ impl Guest for Hostile {
         warden_sdk::log::write(warden_sdk::log::Level::Info, &"m".repeat(bytes as usize));
     }
 
+    fn log_empty(count: u32) {
+        for _ in 0..count {
+            warden_sdk::log::write(warden_sdk::log::Level::Info, "");
+        }
+    }
+
     fn read_file(path: String) -> Result<String, String> {
         std::fs::read_to_string(&path).map_err(|e| e.to_string())
     }
