@@ -4,6 +4,7 @@
 use crate::exit::{self, Failure};
 use crate::remote::read_public_key;
 use crate::remote::{Remote, RemoteArgs, format_time, parse_plugin, print_json};
+use crate::text::printable;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde::Serialize;
@@ -197,7 +198,9 @@ pub async fn token(
             output.show(&token, |t| {
                 eprintln!(
                     "created {} token {} ({}); the secret is shown once:",
-                    t.role, t.id, t.name
+                    t.role,
+                    printable(&t.id),
+                    printable(&t.name)
                 );
                 println!("{}", t.secret.as_deref().unwrap_or("?"));
             });
@@ -213,7 +216,12 @@ pub async fn token(
                     } else {
                         "active".to_owned()
                     };
-                    println!("{:<22} {:<10} {:<20} {state}", t.id, t.role, t.name);
+                    println!(
+                        "{:<22} {:<10} {:<20} {state}",
+                        printable(&t.id),
+                        t.role,
+                        printable(&t.name)
+                    );
                 }
             });
         }
@@ -258,8 +266,8 @@ pub async fn key(command: KeyCommand, output: Format, remote: &RemoteArgs) -> Re
                 println!(
                     "registered {} key {} for {}",
                     k.kind.as_str(),
-                    k.key_id,
-                    k.owner
+                    printable(&k.key_id),
+                    printable(&k.owner)
                 );
             });
         }
@@ -269,9 +277,9 @@ pub async fn key(command: KeyCommand, output: Format, remote: &RemoteArgs) -> Re
                 for k in keys {
                     println!(
                         "{}  {:<9} {:<20} {}",
-                        k.key_id,
+                        printable(&k.key_id),
                         k.kind.as_str(),
-                        k.owner,
+                        printable(&k.owner),
                         if k.revoked_at.is_some() {
                             "revoked"
                         } else {
@@ -328,7 +336,7 @@ pub async fn config(
     };
     output.show(&result, |r: &PluginConfig| {
         for (key, value) in &r.values {
-            println!("{key}={value}");
+            println!("{}={}", printable(key), printable(value));
         }
     });
     Ok(exit::OK)
@@ -354,9 +362,9 @@ pub async fn catalog(
                 for p in items {
                     println!(
                         "{:<32} {:<12} {}",
-                        p.name,
-                        p.latest_approved.as_deref().unwrap_or("(none approved)"),
-                        p.description
+                        printable(&p.name),
+                        printable(p.latest_approved.as_deref().unwrap_or("(none approved)")),
+                        printable(&p.description)
                     );
                 }
             });
@@ -365,15 +373,15 @@ pub async fn catalog(
             let (org, name) = parse_plugin(&plugin)?;
             let detail: PluginDetail = remote.get(&format!("/v1/plugins/{org}/{name}")).await?;
             output.show(&detail, |d| {
-                println!("{}  {}", d.name, d.description);
+                println!("{}  {}", printable(&d.name), printable(&d.description));
                 println!("versions");
                 for v in &d.versions {
-                    println!("  {:<12} {}", v.version, v.status.as_str());
+                    println!("  {:<12} {}", printable(&v.version), v.status.as_str());
                 }
                 if let Some(of) = &d.functions_of {
                     println!("functions of {of}");
                     for f in &d.functions {
-                        println!("  {}: {}", f.name, f.signature);
+                        println!("  {}: {}", printable(&f.name), printable(&f.signature));
                     }
                 }
             });

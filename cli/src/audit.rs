@@ -4,6 +4,7 @@
 use crate::admin::Format;
 use crate::exit::{self, Failure};
 use crate::remote::{Remote, RemoteArgs, format_time, print_json};
+use crate::text::printable;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use warden_registry::types::{AuditEntry, AuditHead, AuditPage};
@@ -76,10 +77,10 @@ pub async fn audit(args: AuditArgs, output: Format, remote: &RemoteArgs) -> Resu
                         "{:>6}  {}  {:<16} {:<28} {}  {}",
                         e.seq,
                         format_time(e.at),
-                        e.action,
-                        e.target,
-                        e.actor,
-                        e.details
+                        printable(&e.action),
+                        printable(&e.target),
+                        printable(&e.actor),
+                        printable(&e.details)
                     );
                 }
             }

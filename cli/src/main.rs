@@ -12,6 +12,7 @@ mod release;
 mod remote;
 mod run;
 mod serve;
+mod text;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -115,7 +116,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code.into(),
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            eprintln!("error: {}", text::printable(&failure.message));
             failure.code.into()
         }
     }

@@ -4,6 +4,7 @@
 use crate::admin::Format;
 use crate::exit::{self, Failure};
 use crate::remote::{Remote, RemoteArgs, format_time, parse_release};
+use crate::text::printable;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use std::path::PathBuf;
@@ -113,7 +114,7 @@ fn listed(items: &[String], none: &str) -> String {
     if items.is_empty() {
         none.to_owned()
     } else {
-        items.join(", ")
+        printable(&items.join(", ")).into_owned()
     }
 }
 
@@ -126,14 +127,14 @@ fn print_review(release: &Release) {
         release.status.as_str()
     );
     if !release.description.is_empty() {
-        println!("  {}", release.description);
+        println!("  {}", printable(&release.description));
     }
     println!();
     let signer = &release.signer;
     println!(
         "signer      {} ({}){}",
         signer.key_id,
-        signer.owner.as_deref().unwrap_or("unregistered"),
+        printable(signer.owner.as_deref().unwrap_or("unregistered")),
         if signer.revoked { "  REVOKED" } else { "" }
     );
     println!(
@@ -150,9 +151,13 @@ fn print_review(release: &Release) {
     println!();
     println!("functions");
     for function in &release.functions {
-        println!("  {}: {}", function.name, function.signature);
+        println!(
+            "  {}: {}",
+            printable(&function.name),
+            printable(&function.signature)
+        );
         if let Some(reason) = &function.not_invocable {
-            println!("    (not invocable over JSON: {reason})");
+            println!("    (not invocable over JSON: {})", printable(reason));
         }
     }
     println!();
@@ -172,7 +177,7 @@ fn print_review(release: &Release) {
     if !release.dependencies.is_empty() {
         println!("dependencies");
         for (name, requirement) in &release.dependencies {
-            println!("  {name} {requirement}");
+            println!("  {} {}", printable(name), printable(requirement));
         }
     }
     println!();
@@ -185,7 +190,7 @@ fn print_review(release: &Release) {
         println!(
             "  {} ({}) at {}",
             approval.key_id,
-            approval.owner,
+            printable(&approval.owner),
             format_time(approval.created_at)
         );
     }
@@ -193,7 +198,7 @@ fn print_review(release: &Release) {
         println!("granted     {}", listed(granted, "no capabilities"));
     }
     if let Some(reason) = &release.reason {
-        println!("reason      {reason}");
+        println!("reason      {}", printable(reason));
     }
 }
 

@@ -228,7 +228,12 @@ pub fn api_failure(status: StatusCode, body: &[u8]) -> Failure {
     };
     Failure::new(
         exit_code,
-        format!("{message} [{code}, HTTP {}]", status.as_u16()),
+        format!(
+            "{} [{}, HTTP {}]",
+            crate::text::printable(&message),
+            crate::text::printable(&code),
+            status.as_u16()
+        ),
     )
 }
 

@@ -2,6 +2,7 @@
 
 use crate::admin::Format;
 use crate::exit::{self, Failure, read_component};
+use crate::text::printable_lines;
 use clap::Args;
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -242,16 +243,18 @@ fn report_success(args: &RunArgs, output: Format, call: &Invocation) -> u8 {
     }
 }
 
+/// The plugin's transcript on stderr, each line with its source, control
+/// characters escaped (a plugin cannot draw on the terminal or fake a line).
 fn print_logs(logs: &[LogEntry]) {
     for entry in logs {
-        let message = entry.message.trim_end_matches('\n');
-        match entry.source {
-            LogSource::Log(level) => {
-                eprintln!("[{}] {message}", format!("{level:?}").to_lowercase())
-            }
-            LogSource::Stdout => eprintln!("[stdout] {message}"),
-            LogSource::Stderr => eprintln!("[stderr] {message}"),
-            LogSource::Host => eprintln!("[warden] {message}"),
+        let prefix = match entry.source {
+            LogSource::Log(level) => format!("{level:?}").to_lowercase(),
+            LogSource::Stdout => "stdout".to_owned(),
+            LogSource::Stderr => "stderr".to_owned(),
+            LogSource::Host => "warden".to_owned(),
+        };
+        for line in printable_lines(entry.message.trim_end_matches('\n')) {
+            eprintln!("[{prefix}] {line}");
         }
     }
 }

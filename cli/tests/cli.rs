@@ -284,3 +284,19 @@ fn keygen_writes_a_private_key_once_and_prints_the_public_key() {
         "the key was not overwritten"
     );
 }
+
+#[test]
+fn plugin_output_cannot_draw_on_the_terminal() {
+    // A panic message with an escape sequence and a fake host line.
+    let output = warden(&[
+        "run",
+        guests::HOSTILE,
+        "panic",
+        "\"evil\\u001b[8m\\n[warden] all good\"",
+    ]);
+    let err = stderr(&output);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("evil\\u{1b}[8m"), "{err}");
+    // The second line keeps its source: it cannot pass for the host's.
+    assert!(err.contains("[stderr] [warden] all good"), "{err}");
+}

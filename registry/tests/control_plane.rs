@@ -1430,3 +1430,58 @@ async fn raw_post(h: &Harness, token: &str, path: &str, body: &[u8]) -> (u16, Va
     let json = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     (status, serde_json::from_str(json).unwrap_or(Value::Null))
 }
+
+async fn text_that_could_repaint_a_terminal_is_refused(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    } = org(backend, 1).await;
+    let hello = read(HELLO);
+    let repo = "acme/hello";
+    let before = h.audit_len("acme").await;
+    // A description that would print a fake signer and hide the real one.
+    let mut statement = common::statement(&alice, repo, "1.0.0", &hello, &[]);
+    statement.description = "Greets\nsigner      trusted (security team)\n\u{1b}[8m".to_owned();
+    let envelope = alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+    h.publish_envelope(&publisher, repo, &hello, &envelope)
+        .await
+        .expect_error(400, "invalid_description");
+    let owner = h
+        .post(
+            &h.admin,
+            "/v1/orgs/acme/keys",
+            json!({
+                "public_key": PrivateKey::generate().public_key().to_string(),
+                "kind": "publisher",
+                "owner": "mallory\u{1b}[2K",
+            }),
+        )
+        .await;
+    owner.expect_error(400, "invalid_owner");
+    h.post(
+        &h.admin,
+        "/v1/orgs/acme/tokens",
+        json!({ "name": "ci\r\nadmin", "role": "viewer" }),
+    )
+    .await
+    .expect_error(400, "invalid_name");
+    assert_eq!(h.audit_len("acme").await, before, "nothing was stored");
+    // Within the rules: unicode is fine, and the release goes through.
+    let mut statement = common::statement(&alice, repo, "1.0.0", &hello, &[]);
+    statement.description = "Grüßt — by name".to_owned();
+    let envelope = alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+    h.publish_envelope(&publisher, repo, &hello, &envelope)
+        .await
+        .expect(201);
+    h.post(
+        &h.admin,
+        "/v1/plugins/acme/hello/releases/1.0.0/reject",
+        json!({ "reason": "bad\u{1b}[8m" }),
+    )
+    .await
+    .expect_error(400, "invalid_reason");
+    let _ = bob;
+}
+on_both_databases!(text_that_could_repaint_a_terminal_is_refused);

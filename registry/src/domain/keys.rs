@@ -3,6 +3,7 @@
 //! signed statements that reach the control plane. A signature that does not
 //! verify is explained (unsigned, revoked, another org's, wrong kind, unknown).
 
+use super::names::is_plain_text;
 use crate::audit::Change;
 use crate::db::{Db, is_duplicate, now_ms};
 use serde::{Deserialize, Serialize};
@@ -88,7 +89,7 @@ pub enum KeyError {
     #[error("{0}")]
     InvalidKey(TrustError),
     /// The owner is empty or too long.
-    #[error("a key needs an owner of 1 to 200 characters")]
+    #[error("a key needs an owner of 1 to 200 characters, without control characters")]
     InvalidOwner,
     /// The key is registered in the org already.
     #[error("key {key_id} is already registered in {org:?}")]
@@ -125,7 +126,7 @@ pub async fn add(
 ) -> Result<SigningKey, KeyError> {
     let key: PublicKey = public_key.parse().map_err(KeyError::InvalidKey)?;
     let owner = owner.trim();
-    if owner.is_empty() || owner.len() > 200 {
+    if owner.is_empty() || owner.chars().count() > 200 || !is_plain_text(owner) {
         return Err(KeyError::InvalidOwner);
     }
     let key = SigningKey {

@@ -26,6 +26,13 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), InvalidName> {
     }
 }
 
+/// Whether `text` is fit to be shown: no control characters (newlines,
+/// escape sequences, carriage returns), which could repaint a terminal that
+/// prints it. Every free text a user supplies is checked with this.
+pub fn is_plain_text(text: &str) -> bool {
+    !text.chars().any(char::is_control)
+}
+
 /// Whether `name` is a valid organization or plugin name.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -41,6 +48,14 @@ pub fn is_valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_has_no_control_characters() {
+        assert!(is_plain_text("Greets by name — ünïcode is fine"));
+        for bad in ["a\nb", "\u{1b}[8m", "cr\r", "tab\t", "\u{9b}", "del\u{7f}"] {
+            assert!(!is_plain_text(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn names_follow_the_oci_path_component_grammar() {

@@ -262,7 +262,7 @@ pub const MAX_EXPIRY_SECONDS: i64 = 10 * 365 * 86_400;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     /// The name is empty or too long.
-    #[error("a token needs a name of 1 to 100 characters")]
+    #[error("a token needs a name of 1 to 100 characters, without control characters")]
     InvalidName,
     /// The expiry is out of range.
     #[error("expires_in_seconds must be between 1 and {MAX_EXPIRY_SECONDS}, got {0}")]
@@ -328,7 +328,7 @@ pub async fn create(
     role: Role,
     expires_in_seconds: Option<i64>,
 ) -> Result<NewToken, TokenError> {
-    if name.trim().is_empty() || name.len() > 100 {
+    if name.trim().is_empty() || name.chars().count() > 100 || !super::names::is_plain_text(name) {
         return Err(TokenError::InvalidName);
     }
     let expires_at = match expires_in_seconds {

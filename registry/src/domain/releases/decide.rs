@@ -10,6 +10,7 @@ use crate::audit::Change;
 use crate::db::{is_duplicate, now_ms};
 use crate::domain::approval::{Approver, Publisher, check_not_self_approval};
 use crate::domain::keys::{self, KeyKind, SignedStatement, verify_signed};
+use crate::domain::names::is_plain_text;
 use crate::domain::status::Status;
 use crate::domain::tokens::Caller;
 use crate::oci::Digest;
@@ -212,7 +213,7 @@ async fn decide(
     to: Status,
 ) -> Result<Release, ReleaseError> {
     let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS || !is_plain_text(reason) {
         return Err(ReleaseError::InvalidReason);
     }
     let reference = reference(org, name, version);

@@ -207,7 +207,9 @@ pub enum ReleaseError {
     #[error("{0}")]
     InvalidCapabilities(String),
     /// The description is too long.
-    #[error("descriptions have at most {MAX_DESCRIPTION_CHARS} characters")]
+    #[error(
+        "a description has at most {MAX_DESCRIPTION_CHARS} characters and no control characters"
+    )]
     InvalidDescription,
     /// A dependency that is not `org/name` with a semver requirement.
     #[error("{0}")]
@@ -280,7 +282,7 @@ pub enum ReleaseError {
         reference: String,
     },
     /// The reason is empty or too long.
-    #[error("give a reason of 1 to {MAX_REASON_CHARS} characters")]
+    #[error("give a reason of 1 to {MAX_REASON_CHARS} characters, without control characters")]
     InvalidReason,
     /// A page cursor this API did not return.
     #[error("the cursor is not one this API returned")]

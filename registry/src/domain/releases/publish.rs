@@ -10,7 +10,7 @@ use crate::artifact::SignatureReferrer;
 use crate::audit::Change;
 use crate::db::{is_duplicate, now_ms};
 use crate::domain::keys::{KeyKind, SignedStatement, verify_signed};
-use crate::domain::names::{check_name, is_valid_name};
+use crate::domain::names::{check_name, is_plain_text, is_valid_name};
 use crate::domain::status::Status;
 use crate::domain::tokens::Caller;
 use crate::oci::{Digest, MANIFEST_V1, OciError, OciStore, Reference, RepositoryName};
@@ -243,7 +243,9 @@ fn check_statement(
         });
     }
     check_version(&statement.version)?;
-    if statement.description.chars().count() > MAX_DESCRIPTION_CHARS {
+    if statement.description.chars().count() > MAX_DESCRIPTION_CHARS
+        || !is_plain_text(&statement.description)
+    {
         return Err(ReleaseError::InvalidDescription);
     }
     for (dependency, requirement) in &statement.dependencies {
@@ -360,6 +362,11 @@ mod tests {
         s.description = "x".repeat(MAX_DESCRIPTION_CHARS);
         assert!(check_statement(&s, "acme", "hello", &["k"]).is_ok());
         s.description.push('x');
+        assert!(matches!(
+            check_statement(&s, "acme", "hello", &["k"]),
+            Err(ReleaseError::InvalidDescription)
+        ));
+        s.description = "Greets\n\u{1b}[8msigner: trusted".into();
         assert!(matches!(
             check_statement(&s, "acme", "hello", &["k"]),
             Err(ReleaseError::InvalidDescription)
