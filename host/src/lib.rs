@@ -60,6 +60,7 @@ pub use statement::{
 };
 pub use transcript::{LOG_ENTRY_OVERHEAD, LogEntry, LogLevel, LogSource, MAX_LOG_ENTRIES};
 pub use trust::{
-    Envelope, EnvelopeSignature, PrivateKey, PublicKey, TrustError, Verified, canonical_json,
+    Envelope, EnvelopeSignature, MAX_SIGNATURES, PrivateKey, PublicKey, TrustError, Verified,
+    canonical_json,
 };
 pub use verify::{TrustPolicy, Untrusted, VerifiedRelease, verify_release};

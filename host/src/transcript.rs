@@ -253,7 +253,8 @@ mod tests {
 
     #[test]
     fn budget_is_shared_between_log_and_stdout() {
-        let transcript = Transcript::new(10);
+        // Two entries: their text and the overhead of each.
+        let transcript = Transcript::new(10 + 2 * LOG_ENTRY_OVERHEAD);
         transcript.log(LogLevel::Info, "12345".into()).unwrap();
         transcript.write(LogSource::Stdout, b"12345").unwrap();
         let error = transcript.write(LogSource::Stdout, b"!").unwrap_err();
@@ -263,7 +264,7 @@ mod tests {
 
     #[test]
     fn stdout_chunks_join_until_a_newline() {
-        let transcript = Transcript::new(100);
+        let transcript = Transcript::new(1000);
         transcript.write(LogSource::Stdout, b"hel").unwrap();
         transcript.write(LogSource::Stdout, b"lo\n").unwrap();
         transcript.write(LogSource::Stdout, b"next").unwrap();

@@ -165,6 +165,9 @@ impl std::str::FromStr for PublicKey {
     }
 }
 
+/// Most signatures an envelope may carry.
+pub const MAX_SIGNATURES: usize = 16;
+
 /// A DSSE envelope.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -212,7 +215,9 @@ impl Envelope {
             .map_err(|_| TrustError::InvalidEnvelope("the payload is not base64".into()))
     }
 
-    /// Checks the payload type and the signatures against `trusted` keys. Only
+    /// Checks the payload type and the signatures against `trusted` keys. An
+    /// envelope with more than [`MAX_SIGNATURES`] signatures is refused before
+    /// any signature is checked; a key that signs twice counts once. Only
     /// signatures from trusted keys count; unknown or invalid ones are ignored,
     /// but at least one must verify.
     pub fn verify(
@@ -220,6 +225,12 @@ impl Envelope {
         payload_type: &str,
         trusted: &[PublicKey],
     ) -> Result<Verified, TrustError> {
+        if self.signatures.len() > MAX_SIGNATURES {
+            return Err(TrustError::InvalidEnvelope(format!(
+                "{} signatures; an envelope carries at most {MAX_SIGNATURES}",
+                self.signatures.len()
+            )));
+        }
         if self.payload_type != payload_type {
             return Err(TrustError::WrongPayloadType {
                 expected: payload_type.to_owned(),
@@ -337,6 +348,32 @@ mod tests {
             canonical_json(&json!({"x": 1.5})),
             Err(TrustError::NotCanonical(_))
         ));
+    }
+
+    #[test]
+    fn an_envelope_carries_at_most_a_few_signatures() {
+        let key = PrivateKey::generate();
+        let statement = json!({"name": "acme/hello"});
+        let signed = key.sign(RELEASE, &statement).unwrap();
+        let trusted = [key.public_key()];
+        // Up to the cap, padded with strangers' signatures: still verifies.
+        let mut padded = signed.clone();
+        for _ in 1..MAX_SIGNATURES {
+            let stranger = PrivateKey::generate().sign(RELEASE, &statement).unwrap();
+            padded.signatures.extend(stranger.signatures);
+        }
+        assert!(padded.verify(RELEASE, &trusted).is_ok());
+        // One more is refused before any signature is checked.
+        let stranger = PrivateKey::generate().sign(RELEASE, &statement).unwrap();
+        padded.signatures.extend(stranger.signatures);
+        assert!(matches!(
+            padded.verify(RELEASE, &trusted),
+            Err(TrustError::InvalidEnvelope(_))
+        ));
+        // The same key many times counts once.
+        let mut twice = signed.clone();
+        twice.signatures.push(signed.signatures[0].clone());
+        assert_eq!(twice.verify(RELEASE, &trusted).unwrap().signers.len(), 1);
     }
 
     #[test]

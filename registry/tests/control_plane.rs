@@ -372,7 +372,8 @@ async fn bad_releases_are_refused_and_nothing_is_stored(backend: Backend) {
         .await
         .expect_error(409, "version_exists");
 
-    // A key of another organization.
+    // A key of another organization: the same answer as an unknown key, so
+    // that no tenant learns which keys another has.
     let created = h
         .post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
         .await
@@ -382,9 +383,25 @@ async fn bad_releases_are_refused_and_nothing_is_stored(backend: Backend) {
         .unwrap()
         .to_owned();
     let globex_key = h.key(&globex_admin, "globex", "publisher", "gina").await;
-    h.publish(&publisher, &globex_key, repo, "1.0.1", &hello, &[])
-        .await
-        .expect_error(422, "key_not_in_org");
+    let other_org = h
+        .publish(&publisher, &globex_key, repo, "1.0.1", &hello, &[])
+        .await;
+    other_org.expect_error(422, "key_unknown");
+    let stranger = PrivateKey::generate();
+    let unknown = h
+        .publish(&publisher, &stranger, repo, "1.0.1", &hello, &[])
+        .await;
+    let shape = |message: &str, key: &PrivateKey| message.replace(&key.public_key().key_id(), "K");
+    assert_eq!(
+        shape(
+            other_org.body["error"]["message"].as_str().unwrap(),
+            &globex_key
+        ),
+        shape(
+            unknown.body["error"]["message"].as_str().unwrap(),
+            &stranger
+        ),
+    );
 }
 on_both_databases!(bad_releases_are_refused_and_nothing_is_stored);
 
@@ -1485,3 +1502,52 @@ async fn text_that_could_repaint_a_terminal_is_refused(backend: Backend) {
     let _ = bob;
 }
 on_both_databases!(text_that_could_repaint_a_terminal_is_refused);
+
+async fn concurrent_creates_of_one_org_have_one_winner(backend: Backend) {
+    let h = start(backend).await;
+    let creates = (0..6).map(|_| h.post(&h.admin, "/v1/orgs", json!({ "name": "initech" })));
+    let answers = futures_util::future::join_all(creates).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    for answer in answers.iter().filter(|a| a.status != 201) {
+        answer.expect_error(409, "org_exists");
+    }
+}
+on_both_databases!(concurrent_creates_of_one_org_have_one_winner);
+
+async fn the_last_admin_token_of_an_org_cannot_be_revoked(backend: Backend) {
+    let h = start(backend).await;
+    let me = h.get(&h.admin, "/v1/whoami").await.expect(200);
+    let id = me["token_id"].as_str().unwrap().to_owned();
+    let revoke = |token: String, id: String| {
+        let h = &h;
+        async move {
+            h.call(
+                &token,
+                Method::DELETE,
+                &format!("/v1/orgs/acme/tokens/{id}"),
+                None,
+            )
+            .await
+        }
+    };
+    revoke(h.admin.clone(), id.clone())
+        .await
+        .expect_error(409, "last_admin_token");
+    h.get(&h.admin, "/v1/whoami").await.expect(200);
+    // With a second admin, the first can go.
+    let second = h.token(&h.admin, "acme", "admin").await;
+    assert_eq!(revoke(second.clone(), id).await.status, 204);
+    let second_id = h.get(&second, "/v1/whoami").await.expect(200)["token_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    revoke(second, second_id)
+        .await
+        .expect_error(409, "last_admin_token");
+}
+on_both_databases!(the_last_admin_token_of_an_org_cannot_be_revoked);

@@ -79,6 +79,8 @@ error_codes! {
     KeyExists = ("key_exists", CONFLICT),
     /// The organization exists.
     OrgExists = ("org_exists", CONFLICT),
+    /// The org's last active admin token cannot be revoked.
+    LastAdminToken = ("last_admin_token", CONFLICT),
     /// The release failed verification and does not run.
     ReleaseUntrusted = ("release_untrusted", CONFLICT),
     /// The release imports capabilities it was not granted.
@@ -141,8 +143,6 @@ error_codes! {
     KeyRevoked = ("key_revoked", UNPROCESSABLE_ENTITY),
     /// Signed by a key of the other kind.
     WrongKeyKind = ("wrong_key_kind", UNPROCESSABLE_ENTITY),
-    /// Signed by another organization's key.
-    KeyNotInOrg = ("key_not_in_org", UNPROCESSABLE_ENTITY),
     /// Signed by an unregistered key.
     KeyUnknown = ("key_unknown", UNPROCESSABLE_ENTITY),
     /// The statement is for another plugin.
@@ -375,6 +375,7 @@ impl From<TokenError> for ApiError {
             TokenError::InvalidName => ErrorCode::InvalidName,
             TokenError::InvalidExpiry(_) => ErrorCode::InvalidExpiry,
             TokenError::NotFound { .. } => ErrorCode::NotFound,
+            TokenError::LastAdmin { .. } => ErrorCode::LastAdminToken,
         };
         ApiError::from_display(code, error)
     }
@@ -402,7 +403,6 @@ impl From<SignatureError> for ApiError {
             SignatureError::KeyRevoked(_) => ErrorCode::KeyRevoked,
             SignatureError::Invalid(_) => ErrorCode::SignatureInvalid,
             SignatureError::WrongKeyKind { .. } => ErrorCode::WrongKeyKind,
-            SignatureError::KeyNotInOrg { .. } => ErrorCode::KeyNotInOrg,
             SignatureError::KeyUnknown { .. } => ErrorCode::KeyUnknown,
         };
         ApiError::from_display(code, error)

@@ -276,15 +276,8 @@ pub enum SignatureError {
         /// The kind that was needed.
         kind: KeyKind,
     },
-    /// Signed by another org's key.
-    #[error("key {key_id} belongs to another organization, not {org:?}")]
-    KeyNotInOrg {
-        /// The key.
-        key_id: String,
-        /// The org.
-        org: String,
-    },
-    /// Signed by keys nobody registered.
+    /// Signed by keys not registered in the org (whether another org has
+    /// them is not said: that would tell one tenant about another's keys).
     #[error("signed by {}, which is not a registered {} key of {org:?}", key_ids.join(", "), kind.as_str())]
     KeyUnknown {
         /// The keys.
@@ -351,11 +344,13 @@ async fn explain_untrusted(
     }
     for signature in &envelope.signatures {
         let key = &signature.keyid;
-        let found: Vec<(String, String, Option<i64>)> =
-            sqlx::query_as("SELECT org, kind, revoked_at FROM signing_keys WHERE key_id = $1")
-                .bind(key)
-                .fetch_all(db.pool())
-                .await?;
+        let found: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+            "SELECT org, kind, revoked_at FROM signing_keys WHERE key_id = $1 AND org = $2",
+        )
+        .bind(key)
+        .bind(org)
+        .fetch_all(db.pool())
+        .await?;
         let in_org_of_kind = found
             .iter()
             .find(|(o, k, _)| o == org && k == kind.as_str());
@@ -373,12 +368,6 @@ async fn explain_untrusted(
                 key_id: key.clone(),
                 org: org.to_owned(),
                 kind,
-            });
-        }
-        if !found.is_empty() {
-            return Ok(SignatureError::KeyNotInOrg {
-                key_id: key.clone(),
-                org: org.to_owned(),
             });
         }
     }

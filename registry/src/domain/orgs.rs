@@ -69,7 +69,15 @@ pub async fn create(db: &Db, org: &str, actor: &str) -> Result<CreatedOrg, OrgEr
 }
 
 async fn insert(db: &Db, org: &str, operator: bool, actor: &str) -> Result<CreatedOrg, OrgError> {
-    let mut change = Change::begin(db.pool(), org).await?;
+    // Two creates of one new org race on its audit chain's first row: the
+    // loser is told the org exists, like any later create.
+    let mut change = Change::begin(db.pool(), org).await.map_err(|e| {
+        if is_duplicate(&e) {
+            OrgError::Exists(org.to_owned())
+        } else {
+            OrgError::Db(e)
+        }
+    })?;
     let inserted = sqlx::query("INSERT INTO orgs (name, operator, created_at) VALUES ($1, $2, $3)")
         .bind(org)
         .bind(i64::from(operator))

@@ -267,6 +267,15 @@ pub enum TokenError {
     /// The expiry is out of range.
     #[error("expires_in_seconds must be between 1 and {MAX_EXPIRY_SECONDS}, got {0}")]
     InvalidExpiry(i64),
+    /// The token is the org's last active admin token: revoking it would
+    /// lock the org out.
+    #[error("{id} is the last active admin token of {org:?}; create another admin token first")]
+    LastAdmin {
+        /// The token id.
+        id: String,
+        /// The org.
+        org: String,
+    },
     /// No such active token.
     #[error("no active token {id:?} in {org:?}")]
     NotFound {
@@ -380,9 +389,28 @@ pub async fn list(db: &Db, org: &str) -> Result<Vec<NewToken>, TokenError> {
         .collect()
 }
 
-/// Revokes an active token: it stops working at once.
+/// Revokes an active token: it stops working at once. The org's last
+/// active admin token is not revoked.
 pub async fn revoke(db: &Db, org: &str, actor: &str, id: &str) -> Result<(), TokenError> {
     let mut change = Change::begin(db.pool(), org).await?;
+    // Within the change (the org's writers are serialized): who else could
+    // still administer the org?
+    let now = now_ms();
+    let admins: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM tokens WHERE org = $1 AND role = $2 AND revoked_at IS NULL
+         AND (expires_at IS NULL OR expires_at > $3)",
+    )
+    .bind(org)
+    .bind(Role::Admin.as_str())
+    .bind(now)
+    .fetch_all(change.tx())
+    .await?;
+    if admins.len() == 1 && admins[0].0 == id {
+        return Err(TokenError::LastAdmin {
+            id: id.to_owned(),
+            org: org.to_owned(),
+        });
+    }
     let updated = sqlx::query(
         "UPDATE tokens SET revoked_at = $1 WHERE org = $2 AND id = $3 AND revoked_at IS NULL",
     )
