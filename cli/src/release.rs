@@ -118,6 +118,38 @@ fn listed(items: &[String], none: &str) -> String {
     }
 }
 
+/// The requested limits, each marked where it differs from the default
+/// and from what the last approved version was granted.
+fn print_limits(release: &Release) {
+    println!("limits requested");
+    let previous = release.previous_limits.as_ref().map(|l| l.entries());
+    let against = release.diff.against.as_deref().unwrap_or("");
+    for (index, ((name, value), (_, default))) in release
+        .requested_limits
+        .entries()
+        .into_iter()
+        .zip(release.default_limits.entries())
+        .enumerate()
+    {
+        let mut notes = Vec::new();
+        if value != default {
+            notes.push(format!("default {default}"));
+        }
+        if let Some(previous) = &previous
+            && previous[index].1 != value
+        {
+            notes.push(format!("{against} had {}", previous[index].1));
+        }
+        let marker = if notes.is_empty() { ' ' } else { '*' };
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", notes.join("; "))
+        };
+        println!("  {marker} {name:<16} {value}{notes}");
+    }
+}
+
 /// What an admin reads before approving.
 fn print_review(release: &Release) {
     println!(
@@ -174,6 +206,7 @@ fn print_review(release: &Release) {
         ),
         None => println!("  no approved version before: everything is new"),
     }
+    print_limits(release);
     if !release.dependencies.is_empty() {
         println!("dependencies");
         for (name, requirement) in &release.dependencies {

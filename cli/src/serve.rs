@@ -53,6 +53,11 @@ pub struct RuntimeArgs {
     /// Talk plain HTTP to the external registry (loopback and tests only).
     #[arg(long, requires = "registry")]
     pub registry_insecure: bool,
+    /// The most a release may request and an admin approve for one limit,
+    /// e.g. --max-limit memory=1GiB (repeat; the others keep their default
+    /// maxima, listed in the README).
+    #[arg(long = "max-limit", value_name = "NAME=VALUE")]
+    pub max_limits: Vec<String>,
 }
 
 impl RuntimeArgs {
@@ -75,6 +80,12 @@ impl RuntimeArgs {
                 None => Credentials::Anonymous,
             },
         });
+        for pair in &self.max_limits {
+            config
+                .limit_maxima
+                .set_pair(pair)
+                .map_err(|e| Failure::new(exit::USAGE, format!("--max-limit: {e}")))?;
+        }
         Ok(())
     }
 }

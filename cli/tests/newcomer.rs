@@ -165,6 +165,11 @@ fn newcomer_publishes_approves_and_finds_hello_in_the_catalog() {
         "{shown}"
     );
     assert!(shown.contains("(alice)"), "{shown}");
+    // The requested limits, and where they differ from the defaults.
+    assert!(
+        shown.contains("* memory") && shown.contains("16 MiB  (default 64 MiB)"),
+        "{shown}"
+    );
 
     // The publisher cannot approve (role), the admin can.
     let denied = run(

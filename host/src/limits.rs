@@ -79,6 +79,74 @@ impl Limits {
         "kv_value_bytes",
     ];
 
+    /// The server's default maxima of what an admin may approve: generous
+    /// for real plugins, refusing what would let one release monopolize a
+    /// server (an operator can change each).
+    pub fn default_maxima() -> Limits {
+        Limits {
+            fuel: 50_000_000_000,
+            memory_bytes: 512 << 20,
+            timeout: Duration::from_secs(30),
+            table_elements: 1_000_000,
+            instances: 256,
+            tables: 128,
+            memories: 32,
+            log_bytes: 16 << 20,
+            result_bytes: 64 << 20,
+            host_call_bytes: 16 << 20,
+            concurrency: 256,
+            kv_keys: 1_000_000,
+            kv_value_bytes: 4 << 20,
+        }
+    }
+
+    /// Each limit by its name, as people read it (`64 MiB`, `5s`).
+    pub fn entries(&self) -> [(&'static str, String); 13] {
+        let count = |n: u64| n.to_string();
+        [
+            ("fuel", count(self.fuel)),
+            ("memory", format_bytes(self.memory_bytes)),
+            ("timeout", format_duration(self.timeout)),
+            ("table_elements", count(self.table_elements)),
+            ("instances", count(self.instances.into())),
+            ("tables", count(self.tables.into())),
+            ("memories", count(self.memories.into())),
+            ("log_bytes", format_bytes(self.log_bytes)),
+            ("result_bytes", format_bytes(self.result_bytes)),
+            ("host_call_bytes", format_bytes(self.host_call_bytes)),
+            ("concurrency", count(self.concurrency.into())),
+            ("kv_keys", count(self.kv_keys)),
+            ("kv_value_bytes", format_bytes(self.kv_value_bytes)),
+        ]
+    }
+
+    /// The limits of `self` above `maxima`, each worded as
+    /// `memory 1 GiB (at most 512 MiB)`.
+    pub fn above(&self, maxima: &Limits) -> Vec<String> {
+        let over = [
+            self.fuel > maxima.fuel,
+            self.memory_bytes > maxima.memory_bytes,
+            self.timeout > maxima.timeout,
+            self.table_elements > maxima.table_elements,
+            self.instances > maxima.instances,
+            self.tables > maxima.tables,
+            self.memories > maxima.memories,
+            self.log_bytes > maxima.log_bytes,
+            self.result_bytes > maxima.result_bytes,
+            self.host_call_bytes > maxima.host_call_bytes,
+            self.concurrency > maxima.concurrency,
+            self.kv_keys > maxima.kv_keys,
+            self.kv_value_bytes > maxima.kv_value_bytes,
+        ];
+        self.entries()
+            .into_iter()
+            .zip(maxima.entries())
+            .zip(over)
+            .filter(|(_, over)| *over)
+            .map(|(((name, value), (_, maximum)), _)| format!("{name} {value} (at most {maximum})"))
+            .collect()
+    }
+
     /// Sets one limit from a command-line `NAME=VALUE` (`memory=16MiB`).
     pub fn set_pair(&mut self, pair: &str) -> Result<(), String> {
         let (name, value) = pair
@@ -306,6 +374,28 @@ mod tests {
                 .set("speed", "1")
                 .unwrap_err()
                 .contains("unknown limit \"speed\"")
+        );
+    }
+
+    #[test]
+    fn limits_above_the_maxima_are_named_on_both_sides() {
+        let maxima = Limits::default_maxima();
+        assert!(Limits::default().above(&maxima).is_empty());
+        assert!(
+            maxima.above(&maxima).is_empty(),
+            "the maximum itself is allowed"
+        );
+        let mut greedy = maxima.clone();
+        greedy.memory_bytes += 1;
+        greedy.timeout = Duration::from_secs(60);
+        greedy.fuel = u64::MAX;
+        assert_eq!(
+            greedy.above(&maxima),
+            [
+                format!("fuel {} (at most 50000000000)", u64::MAX),
+                "memory 512.0 MiB (at most 512 MiB)".to_owned(),
+                "timeout 60s (at most 30s)".to_owned(),
+            ]
         );
     }
 

@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Approvals from distinct admin keys a release needs.
     pub approvals_required: u32,
+    /// The most a release may request or an admin approve, limit by limit.
+    pub limit_maxima: warden_host::Limits,
     /// The organization created on first start.
     pub bootstrap_org: String,
     /// Largest blob the registry accepts.
@@ -41,6 +43,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             database_url: None,
             approvals_required: 1,
+            limit_maxima: warden_host::Limits::default_maxima(),
             bootstrap_org: "acme".to_owned(),
             max_blob_bytes: 256 << 20,
             admin_keys: Vec::new(),
@@ -132,6 +135,7 @@ impl ControlPlane {
             oci,
             engine,
             approvals_required: config.approvals_required,
+            limit_maxima: config.limit_maxima.clone(),
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
             artifacts,

@@ -1551,3 +1551,78 @@ async fn the_last_admin_token_of_an_org_cannot_be_revoked(backend: Backend) {
         .expect_error(409, "last_admin_token");
 }
 on_both_databases!(the_last_admin_token_of_an_org_cannot_be_revoked);
+
+async fn requested_and_approved_limits_stay_within_the_maxima(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    } = org(backend, 1).await;
+    let hello = read(HELLO);
+    let repo = "acme/hello";
+    let maxima = warden_host::Limits::default_maxima();
+    // Above the maxima: refused, with each limit named.
+    let mut greedy = common::statement(&alice, repo, "1.0.0", &hello, &[]);
+    greedy.limits.fuel = u64::MAX;
+    greedy.limits.timeout = std::time::Duration::from_secs(60);
+    greedy.limits.concurrency = 100_000;
+    greedy.limits.memory_bytes = 1 << 30;
+    greedy.limits.kv_keys = 1_000_000_000_000;
+    let envelope = alice.sign(RELEASE_PAYLOAD_TYPE, &greedy).unwrap();
+    let refused = h
+        .publish_envelope(&publisher, repo, &hello, &envelope)
+        .await;
+    refused.expect_error(422, "limits_above_maxima");
+    let above = refused.body["error"]["details"]["above"]
+        .as_array()
+        .unwrap();
+    assert_eq!(above.len(), 5, "{above:?}");
+    for name in ["fuel", "timeout", "concurrency", "memory", "kv_keys"] {
+        assert!(
+            above.iter().any(|a| a.as_str().unwrap().starts_with(name)),
+            "{name} not named: {above:?}"
+        );
+    }
+    // At the maxima: accepted.
+    let mut at_most = common::statement(&alice, repo, "1.0.0", &hello, &[]);
+    at_most.limits = maxima.clone();
+    let envelope = alice.sign(RELEASE_PAYLOAD_TYPE, &at_most).unwrap();
+    let release = h
+        .publish_envelope(&publisher, repo, &hello, &envelope)
+        .await
+        .expect(201);
+    assert_eq!(
+        release["limit_maxima"]["memory_bytes"],
+        json!(maxima.memory_bytes)
+    );
+    assert_eq!(release["default_limits"]["fuel"], json!(2_000_000_000u64));
+    assert!(release["previous_limits"].is_null());
+    // An approval above the maxima is refused too; at them it goes through.
+    let mut over = maxima.clone();
+    over.log_bytes += 1;
+    h.post(
+        &h.admin,
+        "/v1/plugins/acme/hello/releases/1.0.0/approve",
+        json!({ "envelope": common::approval(&bob, &release, &[], over) }),
+    )
+    .await
+    .expect_error(422, "limits_above_maxima");
+    h.post(
+        &h.admin,
+        "/v1/plugins/acme/hello/releases/1.0.0/approve",
+        json!({ "envelope": common::approval(&bob, &release, &[], maxima.clone()) }),
+    )
+    .await
+    .expect(200);
+    // The next version is compared with what this one was granted.
+    let next = h
+        .publish(&publisher, &alice, repo, "1.1.0", &hello, &[])
+        .await
+        .expect(201);
+    assert_eq!(
+        next["previous_limits"]["memory_bytes"],
+        json!(maxima.memory_bytes)
+    );
+}
+on_both_databases!(requested_and_approved_limits_stay_within_the_maxima);

@@ -163,6 +163,8 @@ error_codes! {
     StatementMismatch = ("statement_mismatch", UNPROCESSABLE_ENTITY),
     /// The approval grants what the release does not request.
     GrantExceedsRequest = ("grant_exceeds_request", UNPROCESSABLE_ENTITY),
+    /// Limits above what this server allows.
+    LimitsAboveMaxima = ("limits_above_maxima", UNPROCESSABLE_ENTITY),
     /// The plugin returned its own error.
     PluginError = ("plugin_error", UNPROCESSABLE_ENTITY),
     /// The invocation ran out of fuel.
@@ -465,6 +467,11 @@ impl From<ReleaseError> for ApiError {
             E::Imports(ImportProblem::NotRequested(ref missing)) => {
                 let details = json!({ "missing": missing });
                 return ApiError::from_display(ErrorCode::CapabilitiesExceeded, &error)
+                    .with_details(details);
+            }
+            E::LimitsAboveMaxima(ref above) => {
+                let details = json!({ "above": above });
+                return ApiError::from_display(ErrorCode::LimitsAboveMaxima, &error)
                     .with_details(details);
             }
             E::GrantExceedsRequest(ref extra) => {

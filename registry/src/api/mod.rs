@@ -50,6 +50,8 @@ pub struct AppState {
     pub engine: Arc<warden_host::Engine>,
     /// Approvals from distinct admin keys a release needs.
     pub approvals_required: u32,
+    /// The most a release may request or an admin approve.
+    pub limit_maxima: warden_host::Limits,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Loads and runs approved releases.
@@ -67,6 +69,7 @@ impl AppState {
             artifacts: &self.artifacts,
             engine: &self.engine,
             approvals_required: self.approvals_required,
+            limit_maxima: &self.limit_maxima,
         }
     }
 }

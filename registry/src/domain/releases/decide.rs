@@ -54,6 +54,10 @@ pub async fn approve(
             capability_list(&grants)
         )));
     }
+    let above = statement.limits.above(cx.limit_maxima);
+    if !above.is_empty() {
+        return Err(ReleaseError::LimitsAboveMaxima(above));
+    }
     let extra = beyond(&statement.capabilities, &row.requested);
     if !extra.is_empty() {
         return Err(ReleaseError::GrantExceedsRequest(extra));

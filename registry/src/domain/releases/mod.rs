@@ -36,6 +36,8 @@ pub struct ReleaseContext<'a> {
     pub engine: &'a Arc<Engine>,
     /// Approvals from distinct admin keys a release needs.
     pub approvals_required: u32,
+    /// The most a release may request or an admin approve.
+    pub limit_maxima: &'a Limits,
 }
 
 /// One approval of a release.
@@ -117,6 +119,16 @@ pub struct Release {
     /// Limits requested.
     #[schema(value_type = Object)]
     pub requested_limits: Limits,
+    /// The defaults, for comparison.
+    #[schema(value_type = Object)]
+    pub default_limits: Limits,
+    /// What the version in `diff.against` was granted (`null`: no approved
+    /// version before).
+    #[schema(value_type = Option<Object>)]
+    pub previous_limits: Option<Limits>,
+    /// The most this server lets an admin approve.
+    #[schema(value_type = Object)]
+    pub limit_maxima: Limits,
     /// Dependencies with semver requirements.
     pub dependencies: BTreeMap<String, String>,
     /// Against the last approved version.
@@ -284,6 +296,9 @@ pub enum ReleaseError {
     /// The reason is empty or too long.
     #[error("give a reason of 1 to {MAX_REASON_CHARS} characters, without control characters")]
     InvalidReason,
+    /// Limits above what this server allows.
+    #[error("limits above this server's maxima: {}", .0.join(", "))]
+    LimitsAboveMaxima(Vec<String>),
     /// A page cursor this API did not return.
     #[error("the cursor is not one this API returned")]
     InvalidCursor,
@@ -505,7 +520,11 @@ pub async fn show(
         })
         .collect::<Result<Vec<_>, ReleaseError>>()?;
     let against = last_approved_grant(cx.db, &row).await?;
-    let diff = capability_diff(&row.requested, against);
+    let previous_limits = against.as_ref().and_then(|(_, grant)| grant.limits.clone());
+    let diff = capability_diff(
+        &row.requested,
+        against.map(|(version, grant)| (version, grant.capabilities)),
+    );
     let (granted_capabilities, granted_limits) = match row.granted {
         Some(grant) => (Some(grant.capabilities), Some(grant.limits)),
         None => (None, None),
@@ -528,6 +547,9 @@ pub async fn show(
         requested_capabilities: row.requested,
         imports: row.imports,
         requested_limits: statement.limits,
+        default_limits: Limits::default(),
+        previous_limits,
+        limit_maxima: cx.limit_maxima.clone(),
         dependencies: statement.dependencies,
         diff,
         approvals,
@@ -542,14 +564,20 @@ pub async fn show(
     })
 }
 
+/// What an earlier version was granted.
+struct PreviousGrant {
+    capabilities: Vec<String>,
+    limits: Option<Limits>,
+}
+
 /// The newest approved other version of the release's plugin, and what it
 /// was granted.
 async fn last_approved_grant(
     db: &Db,
     row: &StoredRelease,
-) -> Result<Option<(String, Vec<String>)>, ReleaseError> {
-    let approved: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT version, granted_capabilities FROM releases
+) -> Result<Option<(String, PreviousGrant)>, ReleaseError> {
+    let approved: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT version, granted_capabilities, granted_limits FROM releases
          WHERE org = $1 AND name = $2 AND status = $3 AND version <> $4",
     )
     .bind(&row.org)
@@ -558,12 +586,20 @@ async fn last_approved_grant(
     .bind(&row.version)
     .fetch_all(db.pool())
     .await?;
-    let Some((version, granted)) = newest_by_version(approved, |(v, _)| v.as_str(), |_| true)
+    let Some((version, capabilities, limits)) =
+        newest_by_version(approved, |(v, _, _)| v.as_str(), |_| true)
     else {
         return Ok(None);
     };
-    let granted = granted.as_deref().map(decode).transpose()?;
-    Ok(Some((version, granted.unwrap_or_default())))
+    let capabilities: Option<Vec<String>> = capabilities.as_deref().map(decode).transpose()?;
+    let limits = limits.as_deref().map(decode).transpose()?;
+    Ok(Some((
+        version,
+        PreviousGrant {
+            capabilities: capabilities.unwrap_or_default(),
+            limits,
+        },
+    )))
 }
 
 /// Requested capabilities against what a version was granted (`None`: no

@@ -48,6 +48,10 @@ pub async fn publish(
     let grants = statement
         .validate()
         .map_err(|e| ReleaseError::InvalidCapabilities(e.to_string()))?;
+    let above = statement.limits.above(cx.limit_maxima);
+    if !above.is_empty() {
+        return Err(ReleaseError::LimitsAboveMaxima(above));
+    }
     let version = statement.version.as_str();
     if stored(cx.db, org, name, version).await?.is_some() {
         return Err(ReleaseError::VersionExists(reference(org, name, version)));
