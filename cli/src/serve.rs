@@ -24,6 +24,11 @@ pub struct ServeArgs {
     /// The organization created on first start.
     #[arg(long, default_value = "acme")]
     org: String,
+    /// Also serve /metrics without a token on this address (for a
+    /// Prometheus scraper on a private network). On the API's address,
+    /// /metrics needs a token of the operator organization.
+    #[arg(long, env = "WARDEN_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -124,6 +129,16 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         "warden listening on {url} (data in {})",
         args.data_dir.display()
     );
+    if let Some(address) = args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            Failure::new(
+                exit::HOST_FAILURE,
+                format!("--metrics-listen {address}: {e}"),
+            )
+        })?;
+        println!("metrics on http://{address}/metrics");
+        tokio::spawn(serve_http(metrics, plane.metrics_router()));
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
     serve_http(listener, plane.router())

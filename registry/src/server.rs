@@ -159,6 +159,11 @@ impl ControlPlane {
         app(self.state.clone())
     }
 
+    /// `/metrics` without a token, to serve on an address of its own.
+    pub fn metrics_router(&self) -> Router {
+        api::metrics_router(self.state.clone())
+    }
+
     /// The database (for operators' tools, and for tests that play a
     /// hostile database).
     pub fn db(&self) -> &Db {

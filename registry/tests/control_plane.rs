@@ -1151,15 +1151,44 @@ async fn operations_endpoints(backend: Backend) {
         .unwrap();
     assert_eq!(ready.status(), 200);
     h.get(&h.admin, "/v1/orgs/acme").await.expect(200);
+    // Junk methods, as an anonymous client may send: counted, but as "other".
+    for i in 0..20 {
+        let junk = format!("JUNK{}", "X".repeat(100 + i));
+        let _ = h
+            .http
+            .request(
+                Method::from_bytes(junk.as_bytes()).unwrap(),
+                format!("{}/v1/orgs/acme", h.url),
+            )
+            .send()
+            .await;
+    }
+    // /metrics names every org's plugins: only the operator org's tokens read it.
+    let anonymous = h.get("", "/metrics").await;
+    assert_eq!(anonymous.status, 401);
+    let created = h
+        .post(&h.admin, "/v1/orgs", json!({ "name": "tenant" }))
+        .await
+        .expect(201);
+    let tenant_admin = created["admin_token"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.get(&tenant_admin, "/metrics")
+        .await
+        .expect_error(403, "not_operator");
     let metrics = h
         .http
         .get(format!("{}/metrics", h.url))
+        .bearer_auth(&h.admin)
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    assert!(!metrics.contains("JUNK"), "a method became a label");
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
     assert!(
         metrics.contains(
             r#"warden_http_requests_total{method="GET",route="/v1/orgs/{org}",status="200"} 1"#

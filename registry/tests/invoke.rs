@@ -213,6 +213,7 @@ async fn the_newest_approved_release_runs(backend: Backend) {
     let metrics =
         w.h.http
             .get(format!("{}/metrics", w.h.url))
+            .bearer_auth(&w.h.admin)
             .send()
             .await
             .unwrap()
@@ -321,6 +322,7 @@ async fn every_failure_has_its_status_and_code(backend: Backend) {
     let metrics =
         w.h.http
             .get(format!("{}/metrics", w.h.url))
+            .bearer_auth(&w.h.admin)
             .send()
             .await
             .unwrap()

@@ -94,6 +94,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `/metrics` alone, without a token: for an address only the operator's
+/// scraper reaches (`warden serve --metrics-listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |axum::extract::State(state): axum::extract::State<AppState>| async move {
+                    ops::metrics_text(&state)
+                },
+            ),
+        )
+        .with_state(state)
+}
+
 /// A JSON body, refused with our error format: unknown fields, wrong types and
 /// oversized bodies each get a specific code.
 pub struct ApiJson<T>(pub T);

@@ -2,6 +2,7 @@
 //! answers), Prometheus `/metrics`, and the OpenAPI document at `/openapi.json`.
 
 use super::AppState;
+use crate::domain::tokens::Caller;
 use axum::Json;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -171,7 +172,12 @@ impl Metrics {
 /// label values stay bounded) and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // Label values stay bounded: a made-up method is counted as "other".
+    let method = match request.method().as_str() {
+        known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -224,7 +230,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (StatusCode::OK, "ready").into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics` on the API's address: for the operator organization's tokens
+/// only (plugin names of every org are in it). `warden serve
+/// --metrics-listen` serves it without a token on an address of its own.
+async fn metrics(caller: Caller, State(state): State<AppState>) -> Response {
+    if !caller.operator {
+        return super::ApiError::new(
+            super::ErrorCode::NotOperator,
+            "metrics are for tokens of the operator organization",
+        )
+        .into_response();
+    }
+    metrics_text(&state)
+}
+
+/// The metrics in the text exposition format.
+pub(super) fn metrics_text(state: &AppState) -> Response {
     (
         [(
             header::CONTENT_TYPE,
