@@ -146,7 +146,10 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
             return Err(failure);
         }
     }
-    let token = |role: Role| {
+    // Tokens: the publisher's lives an hour and is made only when something
+    // needs publishing; the portal's is kept in `portal-token` (0600) and
+    // reused on every start while it works.
+    let token = |role: Role, expires_in_seconds: Option<i64>| {
         let admin = &admin;
         let org = &org;
         async move {
@@ -157,7 +160,7 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
                     &CreateToken {
                         name: format!("demo {role}"),
                         role,
-                        expires_in_seconds: None,
+                        expires_in_seconds,
                     },
                 )
                 .await?;
@@ -169,8 +172,26 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
             })
         }
     };
-    let publisher = remote(&token(Role::Publisher).await?)?;
-    let portal_token = token(Role::Invoker).await?;
+    let token_file = args.data_dir.join("portal-token");
+    let kept = std::fs::read_to_string(&token_file)
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let portal_token = match kept {
+        Some(kept) if remote(&kept)?.my_org().await.is_ok() => kept,
+        _ => {
+            let created = token(Role::Invoker, None).await?;
+            warden_host::write_private(&token_file, format!("{created}\n").as_bytes(), true)
+                .map_err(|e| {
+                    Failure::new(
+                        exit::HOST_FAILURE,
+                        format!("writing {}: {e}", token_file.display()),
+                    )
+                })?;
+            created
+        }
+    };
+    let mut publisher: Option<Remote> = None;
 
     for example in EXAMPLES {
         let mut manifest =
@@ -190,7 +211,12 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         let status = match existing {
             Ok(release) => release.status,
             Err(_) => {
-                publish_manifest(&publisher, None, &manifest, &publisher_key).await?;
+                if publisher.is_none() {
+                    publisher = Some(remote(&token(Role::Publisher, Some(3600)).await?)?);
+                }
+                if let Some(publisher) = &publisher {
+                    publish_manifest(publisher, None, &manifest, &publisher_key).await?;
+                }
                 Status::Pending
             }
         };
@@ -200,9 +226,6 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         println!("  {reference:<28} approved");
     }
 
-    let token_file = args.data_dir.join("portal-token");
-    std::fs::write(&token_file, format!("{portal_token}\n"))
-        .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("{}: {e}", token_file.display())))?;
     println!();
     println!("Warden is running at {url} with the example plugins approved.");
     println!(

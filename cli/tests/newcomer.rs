@@ -524,3 +524,62 @@ fn publishing_to_an_external_registry_and_running_from_it() {
     ));
     assert_eq!(greeting.trim(), "\"Hello, registry!\"");
 }
+
+#[test]
+fn demo_restarts_reuse_their_portal_token_and_make_no_lasting_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = Path::new(guests::HELLO).parent().unwrap();
+    let demo = || {
+        start(
+            Command::new(env!("CARGO_BIN_EXE_warden"))
+                .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path().join("demo"))
+                .arg("--components")
+                .arg(components),
+            "Warden is running at ",
+        )
+    };
+    let tokens = |server: &Server| {
+        let admin = std::fs::read_to_string(dir.path().join("demo/admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let listed = ok(warden(
+            server,
+            &admin,
+            dir.path(),
+            &["token", "list", "--json"],
+        ));
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        listed.as_array().unwrap().clone()
+    };
+    let first = demo();
+    let portal_path = dir.path().join("demo/portal-token");
+    let portal = std::fs::read_to_string(&portal_path).unwrap();
+    let before = tokens(&first);
+    drop(first);
+    let second = demo();
+    assert_eq!(
+        std::fs::read_to_string(&portal_path).unwrap(),
+        portal,
+        "the portal token is kept"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&portal_path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Nothing needed publishing the second time: no new token at all.
+    assert_eq!(tokens(&second).len(), before.len());
+    // The publisher token of the first start expires.
+    assert!(
+        before
+            .iter()
+            .filter(|t| t["role"] == "publisher")
+            .all(|t| t["expires_at"].is_i64()),
+        "{before:?}"
+    );
+}

@@ -86,16 +86,10 @@ impl PrivateKey {
         Ok(PrivateKey(SigningKey::from_bytes(&seed)))
     }
 
-    /// Writes the key to `path` with mode 0600, refusing to overwrite a file.
+    /// Writes the key to `path` with mode 0600, atomically (a crash leaves
+    /// no empty key file), refusing to overwrite a file.
     pub fn write_new(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path)?;
-        file.write_all(self.to_pem().as_bytes())?;
-        file.sync_all()
+        crate::files::write_private(path, self.to_pem().as_bytes(), false)
     }
 
     /// Signs `statement` (canonicalized) into a DSSE envelope of `payload_type`.

@@ -141,12 +141,11 @@ impl ControlPlane {
             artifacts,
         };
         let admin_token_path = data_dir.join("admin-token");
-        let bootstrap_token = orgs::bootstrap(&state.db, &config.bootstrap_org)
-            .await
-            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
-        if let Some(token) = &bootstrap_token {
-            write_private(&admin_token_path, token).map_err(io)?;
-        }
+        let bootstrap_token = orgs::bootstrap(&state.db, &config.bootstrap_org, |secret| {
+            warden_host::write_private(&admin_token_path, format!("{secret}\n").as_bytes(), true)
+        })
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
         Ok(ControlPlane {
             state,
             bootstrap_token,
@@ -242,18 +241,4 @@ impl OciAccess for TokenAccess {
 fn restrict(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
 }

@@ -416,6 +416,7 @@ impl From<OrgError> for ApiError {
         let code = match error {
             OrgError::Db(e) => return e.into(),
             OrgError::InvalidName(e) => return e.into(),
+            OrgError::KeepToken(_) => return ApiError::internal(error),
             OrgError::Exists(_) => ErrorCode::OrgExists,
             OrgError::NotFound(_) => ErrorCode::NotFound,
         };

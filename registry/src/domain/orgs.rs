@@ -42,15 +42,25 @@ pub enum OrgError {
     /// No such organization.
     #[error("no organization {0:?}")]
     NotFound(String),
+    /// The first admin token could not be kept (written to its file).
+    #[error("keeping the first admin token: {0}")]
+    KeepToken(std::io::Error),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
 /// Creates the operator organization and its first admin token if the
-/// database has no organization yet. Returns the token's secret then, `None`
-/// on every later start.
-pub async fn bootstrap(db: &Db, org: &str) -> Result<Option<String>, OrgError> {
+/// database has no organization yet. The token's secret is handed to `keep`
+/// (which writes it where the operator finds it) BEFORE the token exists in
+/// the database: a crash in between leaves no organization, and the next
+/// start bootstraps again; a crash after it leaves the token kept. Returns
+/// the secret then, `None` on every later start.
+pub async fn bootstrap(
+    db: &Db,
+    org: &str,
+    keep: impl FnOnce(&str) -> std::io::Result<()>,
+) -> Result<Option<String>, OrgError> {
     check_name("organization", org)?;
     let (existing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orgs")
         .fetch_one(db.pool())
@@ -58,17 +68,25 @@ pub async fn bootstrap(db: &Db, org: &str) -> Result<Option<String>, OrgError> {
     if existing > 0 {
         return Ok(None);
     }
-    let created = insert(db, org, true, "system").await?;
-    Ok(created.admin_token.secret)
+    let secret = tokens::new_secret();
+    keep(&secret).map_err(OrgError::KeepToken)?;
+    insert(db, org, true, "system", Some(secret.clone())).await?;
+    Ok(Some(secret))
 }
 
 /// Creates an organization (not an operator one) with a first admin token.
 pub async fn create(db: &Db, org: &str, actor: &str) -> Result<CreatedOrg, OrgError> {
     check_name("organization", org)?;
-    insert(db, org, false, actor).await
+    insert(db, org, false, actor, None).await
 }
 
-async fn insert(db: &Db, org: &str, operator: bool, actor: &str) -> Result<CreatedOrg, OrgError> {
+async fn insert(
+    db: &Db,
+    org: &str,
+    operator: bool,
+    actor: &str,
+    secret: Option<String>,
+) -> Result<CreatedOrg, OrgError> {
     // Two creates of one new org race on its audit chain's first row: the
     // loser is told the org exists, like any later create.
     let mut change = Change::begin(db.pool(), org).await.map_err(|e| {
@@ -88,7 +106,17 @@ async fn insert(db: &Db, org: &str, operator: bool, actor: &str) -> Result<Creat
         Err(e) if is_duplicate(&e) => return Err(OrgError::Exists(org.to_owned())),
         other => other?,
     };
-    let token = tokens::insert(&mut change, org, "first admin", Role::Admin, actor, None).await?;
+    let secret = secret.unwrap_or_else(tokens::new_secret);
+    let token = tokens::insert_with_secret(
+        &mut change,
+        org,
+        "first admin",
+        Role::Admin,
+        actor,
+        None,
+        secret,
+    )
+    .await?;
     change
         .commit(
             actor,
@@ -117,4 +145,33 @@ pub async fn get(db: &Db, org: &str, approvals_required: u32) -> Result<Org, Org
         created_at,
         approvals_required,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_first_admin_token_that_could_not_be_kept_leaves_no_org_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(dir.path()).await.unwrap();
+        // The token file cannot be written (a full disk, say): nothing is
+        // created, so the next start bootstraps again.
+        let failed = bootstrap(&db, "acme", |_| Err(std::io::Error::other("disk full"))).await;
+        assert!(matches!(failed, Err(OrgError::KeepToken(_))));
+        let mut kept = None;
+        let secret = bootstrap(&db, "acme", |secret| {
+            kept = Some(secret.to_owned());
+            Ok(())
+        })
+        .await
+        .unwrap()
+        .expect("bootstrapped the second time");
+        assert_eq!(kept.as_deref(), Some(secret.as_str()));
+        let caller = tokens::authenticate(&db, Some(&secret)).await.unwrap();
+        assert_eq!((caller.org.as_str(), caller.role), ("acme", Role::Admin));
+        // Once done, never again.
+        let again = bootstrap(&db, "acme", |_| panic!("bootstrapped twice")).await;
+        assert!(again.unwrap().is_none());
+    }
 }

@@ -292,8 +292,8 @@ pub enum TokenError {
     Corrupt(String),
 }
 
-/// Inserts a token within `change`; returns it with its secret (the only
-/// time the secret exists outside the caller's hands).
+/// Inserts a token with a new secret within `change`; returns it with its
+/// secret (the only time the secret exists outside the caller's hands).
 pub(crate) async fn insert(
     change: &mut Change,
     org: &str,
@@ -302,7 +302,28 @@ pub(crate) async fn insert(
     created_by: &str,
     expires_at: Option<i64>,
 ) -> Result<NewToken, sqlx::Error> {
-    let secret = new_secret();
+    insert_with_secret(
+        change,
+        org,
+        name,
+        role,
+        created_by,
+        expires_at,
+        new_secret(),
+    )
+    .await
+}
+
+/// Inserts a token whose secret the caller made (and kept) beforehand.
+pub(crate) async fn insert_with_secret(
+    change: &mut Change,
+    org: &str,
+    name: &str,
+    role: Role,
+    created_by: &str,
+    expires_at: Option<i64>,
+    secret: String,
+) -> Result<NewToken, sqlx::Error> {
     let id = format!("tok_{}", hex::encode(rand::random::<[u8; 8]>()));
     sqlx::query(
         "INSERT INTO tokens (id, org, name, role, secret_hash, created_by, created_at, expires_at)
