@@ -28,6 +28,10 @@ const RUST_GUESTS: &[(&str, &str)] = &[
     ("HTTP_FETCH", "warden-example-http-fetch"),
 ];
 
+/// The HTTP API's contract checkers (PyPI), run by the registry's tests
+/// against a live server: schemathesis, and the spec validator.
+const API_TOOLS: [&str; 2] = ["schemathesis==4.32.5", "openapi-spec-validator==0.9.0"];
+
 /// The componentize-py release the Python guest is built with (PyPI).
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// The componentize-js release the JavaScript guest is built with (npm).
@@ -80,7 +84,12 @@ fn main() {
         "polyglot guest built from JavaScript",
         &javascript,
     );
+    let api_tools = api_tools(&toolchains);
     drop(lock);
+    constants.push_str(&format!(
+        "/// The bin directory of the API contract tools (schemathesis,\n/// openapi-spec-validator).\npub const API_TOOLS_BIN: &str = {:?};\n",
+        api_tools.display().to_string()
+    ));
 
     std::fs::write(out_dir.join("guests.rs"), constants).unwrap();
 }
@@ -199,6 +208,31 @@ fn cached(out_dir: &Path, stem: &str, hash: &str, build: impl FnOnce(&Path)) -> 
     }
     std::fs::rename(&partial, &path).unwrap();
     path
+}
+
+/// The API contract tools in a virtual environment of their own, installed
+/// once; returns its `bin` directory.
+fn api_tools(toolchains: &Path) -> PathBuf {
+    let venv = toolchains.join(format!(
+        "api-tools-{}",
+        API_TOOLS.join("-").replace("==", "-")
+    ));
+    let stamp = venv.join(".installed");
+    if !stamp.exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        run(
+            "creating a Python virtual environment for the API contract tools (needs python3 with venv)",
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+        );
+        run(
+            &format!("installing {} from PyPI", API_TOOLS.join(" and ")),
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(API_TOOLS),
+        );
+        std::fs::write(&stamp, API_TOOLS.join("\n")).unwrap();
+    }
+    venv.join("bin")
 }
 
 /// componentize-py in a virtual environment of its own, installed once.

@@ -21,6 +21,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// `?after=&limit=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries after this sequence number (default 0: from the start).

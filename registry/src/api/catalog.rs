@@ -21,6 +21,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// `?q=&limit=&cursor=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
     /// Words to find in names and descriptions (case-insensitive).

@@ -250,8 +250,8 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// Human-readable message.
     pub message: String,
-    /// Structured particulars, or null.
-    #[schema(value_type = Object)]
+    /// Structured particulars (an object), or null.
+    #[schema(value_type = serde_json::Value)]
     #[serde(default)]
     pub details: Json_,
 }

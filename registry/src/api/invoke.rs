@@ -25,7 +25,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub struct InvokeRequest {
     /// Arguments: an array by position, an object by name, or the bare value
     /// of a one-parameter function (default: no arguments).
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     #[serde(default)]
     pub args: Option<Json_>,
     /// A semver requirement, e.g. `^1.2` (default: the newest approved release).
@@ -64,8 +64,8 @@ impl From<Metering> for MeteringReport {
 /// What a successful call returns.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InvokeResponse {
-    /// The function's result.
-    #[schema(value_type = Object)]
+    /// The function's result: any JSON value.
+    #[schema(value_type = serde_json::Value)]
     pub result: Json_,
     /// The release that ran.
     pub release: ReleaseRan,
@@ -82,7 +82,7 @@ pub struct InvokeResponse {
 pub struct InvocationFailure {
     /// The `err` value the plugin returned (`plugin_error` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub error: Option<Json_>,
     /// The release that ran.
     pub release: ReleaseRan,

@@ -88,7 +88,8 @@ fn v1() -> OpenApiRouter<AppState> {
 
 /// All `/v1` routes, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    let (v1, document) = v1().split_for_parts();
+    let (v1, mut document) = v1().split_for_parts();
+    ops::document_common_answers(&mut document);
     v1.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(ops::router(document))
         .with_state(state)

@@ -286,5 +286,61 @@ pub(super) fn document() -> utoipa::openapi::OpenApi {
 
 /// The OpenAPI 3 document of the `/v1` API, generated from the routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    super::v1().into_openapi()
+    let mut document = super::v1().into_openapi();
+    document_common_answers(&mut document);
+    document
+}
+
+/// The answers every operation can give besides its own, documented on each
+/// (a client must expect them): 401 and 403 (tokens and roles), 400 (a path,
+/// query or body that does not parse), 404 where the path names an object,
+/// 413 and 415 where a body is sent, 500 and 503 (the database is down).
+pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in document.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut common = vec![
+                ("400", "The path, query or body is not valid."),
+                ("401", "No valid token."),
+                (
+                    "403",
+                    "The token's role or organization does not allow this.",
+                ),
+                ("500", "Internal error (the server log has the cause)."),
+                ("503", "The database is unavailable; try again."),
+            ];
+            if path.contains('{') {
+                common.push(("404", "No such object."));
+            }
+            if operation.request_body.is_some() {
+                common.push(("413", "The body is too large."));
+                common.push(("415", "The body is not sent as JSON."));
+            }
+            for (status, description) in common {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description).into());
+            }
+        }
+    }
 }

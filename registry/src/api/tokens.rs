@@ -65,10 +65,11 @@ async fn list_tokens(
     Ok(Json(tokens::list(&state.db, &org).await?))
 }
 
-/// Revokes a token: it stops working at once.
+/// Revokes a token: it stops working at once. The org's last active admin
+/// token is not revoked (409 `last_admin_token`).
 #[utoipa::path(delete, path = "/v1/orgs/{org}/tokens/{id}", tag = "tokens",
     params(("org" = String, Path, description = "organization"), ("id" = String, Path, description = "token id")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn revoke_token(
     caller: Caller,
     State(state): State<AppState>,

@@ -1,0 +1,81 @@
+//! The published contract is true: `/openapi.json` is valid OpenAPI
+//! (openapi-spec-validator), and schemathesis, run against a live server
+//! with a bounded number of generated requests per operation, finds no
+//! server error, no status the document does not list, no response that
+//! does not match its schema and no wrong content type.
+
+mod common;
+
+use common::{Backend, start};
+use std::process::Command;
+use warden_test_programs::{API_TOOLS_BIN, HELLO, read};
+
+/// Generated requests per operation and phase.
+const EXAMPLES_PER_OPERATION: &str = "25";
+
+async fn run(command: Command) -> std::process::Output {
+    let mut command = command;
+    tokio::task::spawn_blocking(move || command.output().expect("running an API contract tool"))
+        .await
+        .unwrap()
+}
+
+async fn the_api_keeps_its_published_contract(backend: Backend) {
+    let h = start(backend).await;
+    // Something to find: a published release, so that operations on it
+    // reach their logic when the generator hits its name.
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    h.publish(&publisher, &alice, "acme/hello", "1.0.0", &read(HELLO), &[])
+        .await
+        .expect(201);
+
+    let document = h
+        .http
+        .get(format!("{}/openapi.json", h.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let spec = h.dir.path().join("openapi.json");
+    std::fs::write(&spec, &document).unwrap();
+    let bin = std::path::Path::new(API_TOOLS_BIN);
+    let mut validate = Command::new(bin.join("openapi-spec-validator"));
+    validate.arg(&spec);
+    let validated = run(validate).await;
+    assert!(
+        validated.status.success(),
+        "/openapi.json is not valid OpenAPI:\n{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+
+    let mut schemathesis = Command::new(bin.join("schemathesis"));
+    schemathesis
+        .args(["run", &format!("{}/openapi.json", h.url)])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            EXAMPLES_PER_OPERATION,
+            "--seed",
+            "20261130",
+            "--request-timeout",
+            "20",
+            "--no-color",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {}", h.admin)])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .current_dir(h.dir.path());
+    let fuzzed = run(schemathesis).await;
+    let report = String::from_utf8_lossy(&fuzzed.stdout);
+    assert!(
+        fuzzed.status.success(),
+        "schemathesis found contract violations:\n{report}\n{}",
+        String::from_utf8_lossy(&fuzzed.stderr)
+    );
+    assert!(report.contains("Tested: 2"), "{report}");
+}
+on_both_databases!(the_api_keeps_its_published_contract);
