@@ -63,6 +63,14 @@ pub struct RuntimeArgs {
     /// maxima, listed in the README).
     #[arg(long = "max-limit", value_name = "NAME=VALUE")]
     pub max_limits: Vec<String>,
+    /// Instance slots of the pool: invocations running at once, all
+    /// organizations together.
+    #[arg(long, env = "WARDEN_POOL_INSTANCES", default_value_t = 128)]
+    pub pool_instances: u32,
+    /// Invocations one organization may have running at once, its share of
+    /// the pool (more are refused with 429 `capacity`).
+    #[arg(long, env = "WARDEN_ORG_SHARE", default_value_t = 32)]
+    pub org_share: u32,
 }
 
 impl RuntimeArgs {
@@ -85,6 +93,8 @@ impl RuntimeArgs {
                 None => Credentials::Anonymous,
             },
         });
+        config.pool_instances = self.pool_instances;
+        config.org_share = self.org_share;
         for pair in &self.max_limits {
             config
                 .limit_maxima

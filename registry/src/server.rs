@@ -25,6 +25,12 @@ pub struct ServerConfig {
     pub approvals_required: u32,
     /// The most a release may request or an admin approve, limit by limit.
     pub limit_maxima: warden_host::Limits,
+    /// Instance slots of the engine's pool: invocations running at once,
+    /// all organizations together.
+    pub pool_instances: u32,
+    /// Invocations one organization may have running at once (its share of
+    /// the pool).
+    pub org_share: u32,
     /// The organization created on first start.
     pub bootstrap_org: String,
     /// Largest blob the registry accepts.
@@ -44,6 +50,8 @@ impl ServerConfig {
             database_url: None,
             approvals_required: 1,
             limit_maxima: warden_host::Limits::default_maxima(),
+            pool_instances: 128,
+            org_share: 32,
             bootstrap_org: "acme".to_owned(),
             max_blob_bytes: 256 << 20,
             admin_keys: Vec::new(),
@@ -86,6 +94,12 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Opens (and on first start, bootstraps) the control plane.
     pub async fn open(config: &ServerConfig) -> Result<ControlPlane, StartError> {
+        if config.org_share == 0 || config.org_share > config.pool_instances {
+            return Err(StartError::Config(format!(
+                "an organization's share of the instance pool must be between 1 and the pool's {} slots",
+                config.pool_instances
+            )));
+        }
         if config.approvals_required == 0 {
             return Err(StartError::Config(
                 "at least one approval must be required".into(),
@@ -112,6 +126,7 @@ impl ControlPlane {
         let engine = Arc::new(
             warden_host::Engine::new(warden_host::EngineConfig {
                 cache_dir: Some(data_dir.join("compiled")),
+                pooled_instances: Some(config.pool_instances),
                 ..warden_host::EngineConfig::default()
             })
             .map_err(|e| StartError::Config(format!("engine: {e}")))?,
@@ -128,6 +143,7 @@ impl ControlPlane {
             },
             SqlKvStore::new(db.pool().clone()),
             artifacts.clone(),
+            config.org_share,
         )
         .map_err(|e| StartError::Config(format!("plugin threads: {e}")))?;
         let state = AppState {

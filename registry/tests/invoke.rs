@@ -915,3 +915,74 @@ async fn an_approval_by_a_revoked_admin_key_stops_counting(backend: Backend) {
     assert!(message.contains(&key_id), "{message}");
 }
 on_both_databases!(an_approval_by_a_revoked_admin_key_stops_counting);
+
+/// Publishes HOSTILE as `org/slow@1.0.0` and approves it with pinned key
+/// `pinned`; returns an invoker token of `org`.
+async fn slow_plugin_of(h: &common::Harness, admin: &str, org: &str, pinned: usize) -> String {
+    let publisher = h.token(admin, org, "publisher").await;
+    let invoker = h.token(admin, org, "invoker").await;
+    let key = h.key(admin, org, "publisher", &format!("{org}-dev")).await;
+    let approver = PrivateKey::from_pem(&h.pinned[pinned].to_pem()).unwrap();
+    h.post(
+        admin,
+        &format!("/v1/orgs/{org}/keys"),
+        json!({ "public_key": approver.public_key().to_string(), "kind": "admin", "owner": format!("{org}-admin") }),
+    )
+    .await
+    .expect(201);
+    let repo = format!("{org}/slow");
+    let release = h
+        .publish(&publisher, &key, &repo, "1.0.0", &read(HOSTILE), &[])
+        .await
+        .expect(201);
+    h.post(
+        admin,
+        &format!("/v1/plugins/{repo}/releases/1.0.0/approve"),
+        approval(&approver, &release, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
+    invoker
+}
+
+async fn one_tenant_cannot_take_the_pool_from_another(backend: Backend) {
+    let h = common::start_tweaked(backend, |config| {
+        config.pool_instances = 8;
+        config.org_share = 4;
+    })
+    .await;
+    let acme = slow_plugin_of(&h, &h.admin, "acme", 0).await;
+    let created = h
+        .post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
+        .await
+        .expect(201);
+    let globex_admin = created["admin_token"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let globex = slow_plugin_of(&h, &globex_admin, "globex", 1).await;
+
+    // acme floods: more long calls than the whole pool has slots.
+    let flood = (0..10).map(|_| {
+        h.post(
+            &acme,
+            "/v1/plugins/acme/slow/invoke/sleep",
+            json!({ "args": [1500] }),
+        )
+    });
+    let flood = futures_util::future::join_all(flood);
+    let other = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        h.post(&globex, "/v1/plugins/globex/slow/invoke/ping", json!({}))
+            .await
+    };
+    let (flood, other) = tokio::join!(flood, other);
+    // globex's call ran although acme's were still running.
+    assert_eq!(other.status, 200, "{}", other.body);
+    let ran = flood.iter().filter(|a| a.status == 200).count();
+    assert_eq!(ran, 4, "acme ran exactly its share");
+    for refused in flood.iter().filter(|a| a.status != 200) {
+        refused.expect_error(429, "capacity");
+    }
+}
+on_both_databases!(one_tenant_cannot_take_the_pool_from_another);

@@ -153,7 +153,7 @@ async fn invoke(
         version: record.version.clone(),
         digest: loaded.verified.statement.component.digest.clone(),
     };
-    match state.runtime.invoke(plugin, function, args).await {
+    match state.runtime.invoke(&org, plugin, function, args).await {
         Ok(invocation) => {
             let metering = MeteringReport::from(invocation.metering);
             match invocation.output {

@@ -127,6 +127,11 @@ pub struct Runtime {
     kv: Arc<SqlKvStore>,
     /// Serializes loads so that 200 first calls do not pull 200 times.
     loading: tokio::sync::Mutex<()>,
+    /// Invocations each organization may have running at once: its share of
+    /// the engine's instance pool, so that one tenant's load never takes
+    /// the slots another's calls need.
+    org_share: usize,
+    org_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// Loaded releases kept at most; beyond this the cache starts over.
@@ -139,6 +144,7 @@ impl Runtime {
         policy: TrustPolicy,
         kv: SqlKvStore,
         source: ArtifactSource,
+        org_share: u32,
     ) -> std::io::Result<Runtime> {
         let executor = tokio::runtime::Builder::new_multi_thread()
             .thread_name("warden-plugin")
@@ -153,12 +159,38 @@ impl Runtime {
             loaded: Mutex::new(HashMap::new()),
             kv: Arc::new(kv),
             loading: tokio::sync::Mutex::new(()),
+            org_share: org_share.max(1) as usize,
+            org_slots: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Invokes `function` of `plugin` on the plugin threads.
+    /// A running-invocation slot of `org`'s share, or the `capacity` error
+    /// that says the org is at its share.
+    fn org_slot(
+        &self,
+        org: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Box<warden_host::Failure>> {
+        let semaphore = self
+            .org_slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(org.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.org_share)))
+            .clone();
+        semaphore.try_acquire_owned().map_err(|_| {
+            warden_host::Error::Capacity(format!(
+                "organization {org:?} has {} invocations running, its share of the instance pool; try again shortly",
+                self.org_share
+            ))
+            .into()
+        })
+    }
+
+    /// Invokes `function` of `plugin` of `org` on the plugin threads,
+    /// within the org's share of the instance pool.
     pub async fn invoke(
         &self,
+        org: &str,
         plugin: Plugin,
         function: String,
         args: serde_json::Value,
@@ -166,8 +198,13 @@ impl Runtime {
         let Some(executor) = &self.executor.0 else {
             return Err(warden_host::Error::Host("the plugin runtime is shut down".into()).into());
         };
+        let slot = self.org_slot(org)?;
         executor
-            .spawn(async move { plugin.invoke(&function, &args).await })
+            .spawn(async move {
+                let invocation = plugin.invoke(&function, &args).await;
+                drop(slot);
+                invocation
+            })
             .await
             .unwrap_or_else(|e| {
                 Err(warden_host::Error::Host(format!("invocation task: {e}")).into())

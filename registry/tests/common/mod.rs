@@ -103,12 +103,21 @@ pub async fn start_configured(
     approvals: u32,
     external: Option<RegistryEndpoint>,
 ) -> Harness {
+    start_tweaked(backend, |config| {
+        config.approvals_required = approvals;
+        config.external_registry = external;
+    })
+    .await
+}
+
+/// A server with its configuration changed by `tweak`.
+pub async fn start_tweaked(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let pinned = vec![PrivateKey::generate(), PrivateKey::generate()];
     let mut config = ServerConfig::new(dir.path().join("data"));
-    config.approvals_required = approvals;
     config.admin_keys = pinned.iter().map(PrivateKey::public_key).collect();
-    config.external_registry = external.clone();
+    tweak(&mut config);
+    let external = config.external_registry.clone();
     if let Backend::Postgres(url) = &backend {
         config.database_url = Some(url.clone());
     }
