@@ -4,7 +4,9 @@ use crate::exit::{self, Failure};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use warden_registry::{ControlPlane, ServerConfig, serve as serve_http};
+use warden_registry::{
+    ConnectionLimits, ControlPlane, ServerConfig, serve as serve_http, serve_with,
+};
 use warden_registry::{Credentials, RegistryEndpoint};
 
 #[derive(Args)]
@@ -29,6 +31,16 @@ pub struct ServeArgs {
     /// /metrics needs a token of the operator organization.
     #[arg(long, env = "WARDEN_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Time a client has to send a request's headers (and to start its next
+    /// request on an idle connection), e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = warden_host::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// Time a request's body may take to arrive, e.g. 60s.
+    #[arg(long, default_value = "60s", value_parser = warden_host::parse_duration)]
+    body_timeout: std::time::Duration,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -151,7 +163,12 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    serve_http(listener, plane.router())
+    let limits = ConnectionLimits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections,
+    };
+    serve_with(listener, plane.router(), limits)
         .await
         .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("serving: {e}")))?;
     plane.db().close().await;

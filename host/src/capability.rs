@@ -215,6 +215,11 @@ impl Grants {
                 if name.is_empty() || name.contains('=') {
                     return Err(bad("expected env:NAME"));
                 }
+                if is_reserved_env(name) {
+                    return Err(bad(
+                        "Warden's own settings and secrets (WARDEN_*, database and registry credentials) are never granted",
+                    ));
+                }
                 self.env.insert(name.to_owned());
             }
             _ => return Err(bad("expected kv, config, http:HOST[:PORT] or env:NAME")),
@@ -384,6 +389,21 @@ impl fmt::Display for HttpRule {
     }
 }
 
+/// Environment variables no grant reaches: Warden's own settings (all
+/// `WARDEN_*`, among them the database URL, registry password and tokens)
+/// and the standard names of database and cloud credentials a server's
+/// environment may hold.
+pub fn is_reserved_env(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with("WARDEN_")
+        || upper.starts_with("PG")
+        || upper.starts_with("AWS_")
+        || matches!(
+            upper.as_str(),
+            "DATABASE_URL" | "REGISTRY_PASSWORD" | "GOOGLE_APPLICATION_CREDENTIALS"
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +472,11 @@ mod tests {
             "env:",
             "http:bad_host",
             "http:x.com:99999",
+            "env:WARDEN_DATABASE_URL",
+            "env:WARDEN_REGISTRY_PASSWORD",
+            "env:warden_token",
+            "env:DATABASE_URL",
+            "env:PGPASSWORD",
         ] {
             let error = Grants::parse([bad]).unwrap_err();
             assert!(error.to_string().contains(bad), "{bad}: {error}");

@@ -178,6 +178,20 @@ impl Plugin {
     /// parameter name, or the bare value for a one-parameter function) in a fresh
     /// instance.
     pub async fn invoke(&self, function: &str, args: &Json) -> Result<Invocation, Box<Failure>> {
+        self.invoke_admitted(function, args, || Ok(())).await
+    }
+
+    /// Like [`Plugin::invoke`], with `admit` asked once the arguments are
+    /// valid and the plugin's own concurrency limit lets the call in, just
+    /// before an instance is taken; what it returns is held until the call
+    /// ends. An embedder's share of a pool that several plugins draw on
+    /// goes here, so that calls this plugin refuses anyway take no share.
+    pub async fn invoke_admitted<G>(
+        &self,
+        function: &str,
+        args: &Json,
+        admit: impl FnOnce() -> Result<G, Error>,
+    ) -> Result<Invocation, Box<Failure>> {
         let export = self.inner.component.find(function)?;
         if let Some(reason) = &export.info.not_invocable {
             return Err(Error::NotInvocable {
@@ -195,6 +209,7 @@ impl Plugin {
             }
             .into());
         };
+        let _admitted = admit()?;
 
         let transcript = Transcript::new(limits.log_bytes);
         let mut store = self.store(transcript.clone());

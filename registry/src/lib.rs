@@ -55,7 +55,7 @@ pub use db::Db;
 pub use domain::releases::{ImportProblem, check_imports};
 pub use oci::{Digest, RepositoryName};
 pub use runtime::SqlKvStore;
-pub use server::{ControlPlane, ServerConfig, StartError, serve};
+pub use server::{ConnectionLimits, ControlPlane, ServerConfig, StartError, serve, serve_with};
 
 /// The `/v1` API's requests and responses, as the server writes and reads
 /// them: a client deserializes what the server serializes.

@@ -131,6 +131,8 @@ error_codes! {
     BadArgument = ("bad_argument", BAD_REQUEST),
     /// A function whose types cannot cross JSON.
     NotInvocable = ("not_invocable", BAD_REQUEST),
+    /// The request body did not arrive in time.
+    RequestTimeout = ("request_timeout", REQUEST_TIMEOUT),
     /// The body is larger than the API accepts.
     BodyTooLarge = ("body_too_large", PAYLOAD_TOO_LARGE),
     /// The body is not sent as JSON.

@@ -131,6 +131,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                         format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
                     )
                 }
+                JsonRejection::BytesRejection(r)
+                    if std::error::Error::source(&r).is_some_and(is_body_timeout) =>
+                {
+                    ApiError::new(
+                        ErrorCode::RequestTimeout,
+                        "the request body did not arrive in time",
+                    )
+                }
                 JsonRejection::JsonSyntaxError(r) => {
                     ApiError::new(ErrorCode::InvalidJson, r.body_text())
                 }
@@ -141,6 +149,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }),
         }
     }
+}
+
+/// Whether a body-read failure is the body timeout's doing.
+fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The page size a list endpoint was asked for: `default` when absent,

@@ -294,7 +294,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The answers every operation can give besides its own, documented on each
 /// (a client must expect them): 401 and 403 (tokens and roles), 400 (a path,
 /// query or body that does not parse), 404 where the path names an object,
-/// 413 and 415 where a body is sent, 500 and 503 (the database is down).
+/// 408, 413 and 415 where a body is sent, 500 and 503 (the database is down).
 pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let error = |description: &str| {
@@ -331,6 +331,7 @@ pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
                 common.push(("404", "No such object."));
             }
             if operation.request_body.is_some() {
+                common.push(("408", "The body did not arrive in time."));
                 common.push(("413", "The body is too large."));
                 common.push(("415", "The body is not sent as JSON."));
             }

@@ -164,12 +164,13 @@ impl Runtime {
         })
     }
 
-    /// A running-invocation slot of `org`'s share, or the `capacity` error
-    /// that says the org is at its share.
-    fn org_slot(
+    /// What admits one more running invocation of `org` within its share,
+    /// or says with the `capacity` error that the org is at its share.
+    fn org_admission(
         &self,
         org: &str,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, Box<warden_host::Failure>> {
+    ) -> impl FnOnce() -> Result<tokio::sync::OwnedSemaphorePermit, warden_host::Error> + Send + 'static
+    {
         let semaphore = self
             .org_slots
             .lock()
@@ -177,13 +178,14 @@ impl Runtime {
             .entry(org.to_owned())
             .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.org_share)))
             .clone();
-        semaphore.try_acquire_owned().map_err(|_| {
-            warden_host::Error::Capacity(format!(
-                "organization {org:?} has {} invocations running, its share of the instance pool; try again shortly",
-                self.org_share
-            ))
-            .into()
-        })
+        let (org, share) = (org.to_owned(), self.org_share);
+        move || {
+            semaphore.try_acquire_owned().map_err(|_| {
+                warden_host::Error::Capacity(format!(
+                    "organization {org:?} has {share} invocations running, its share of the instance pool; try again shortly"
+                ))
+            })
+        }
     }
 
     /// Invokes `function` of `plugin` of `org` on the plugin threads,
@@ -198,13 +200,9 @@ impl Runtime {
         let Some(executor) = &self.executor.0 else {
             return Err(warden_host::Error::Host("the plugin runtime is shut down".into()).into());
         };
-        let slot = self.org_slot(org)?;
+        let admit = self.org_admission(org);
         executor
-            .spawn(async move {
-                let invocation = plugin.invoke(&function, &args).await;
-                drop(slot);
-                invocation
-            })
+            .spawn(async move { plugin.invoke_admitted(&function, &args, admit).await })
             .await
             .unwrap_or_else(|e| {
                 Err(warden_host::Error::Host(format!("invocation task: {e}")).into())

@@ -129,7 +129,7 @@ pub async fn start_tweaked(backend: Backend, tweak: impl FnOnce(&mut ServerConfi
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = plane.router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move { warden_registry::serve(listener, router).await.unwrap() });
     let push_base = match &external {
         Some(source) => format!("http://{}", source.registry),
         None => url.clone(),
