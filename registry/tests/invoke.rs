@@ -986,3 +986,56 @@ async fn one_tenant_cannot_take_the_pool_from_another(backend: Backend) {
     }
 }
 on_both_databases!(one_tenant_cannot_take_the_pool_from_another);
+
+async fn a_refused_release_is_remembered_and_audited_once(backend: Backend) {
+    let w = world(backend).await;
+    let hello = read(HELLO);
+    // Approved in the database by an admin key the host does not pin.
+    let rogue = w.h.key(&w.h.admin, "acme", "admin", "mallory").await;
+    let published =
+        w.h.publish(&w.publisher, &w.alice, "acme/rogue", "1.0.0", &hello, &[])
+            .await
+            .expect(201);
+    w.h.post(
+        &w.h.admin,
+        "/v1/plugins/acme/rogue/releases/1.0.0/approve",
+        approval(&rogue, &published, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
+    let refusals = |h: &common::Harness| {
+        let pool = h.db.pool().clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM audit WHERE org = 'acme' AND action = 'release.refused'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            n
+        }
+    };
+    let before = refusals(&w.h).await;
+    for attempt in 0..25 {
+        let refused = w
+            .invoke(&w.invoker, "rogue", "greet", json!({ "args": "x" }))
+            .await;
+        refused.expect_error(409, "release_untrusted");
+        if attempt > 0 {
+            let message = refused.body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("refused again"), "{message}");
+        }
+    }
+    assert_eq!(
+        refusals(&w.h).await - before,
+        1,
+        "25 refusals of one release in a row make one audit entry"
+    );
+    // A good release of the same org is not held up by the refused one.
+    w.release("hello", "1.0.0", &hello, &[], Limits::default())
+        .await;
+    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "x" }))
+        .await
+        .expect(200);
+}
+on_both_databases!(a_refused_release_is_remembered_and_audited_once);

@@ -261,6 +261,13 @@ async fn refused(
             );
         }
         LoadError::Host(e) => host_error(e, None),
+        // Refused moments ago, and audited then: not audited again.
+        LoadError::Refused(_) => {
+            return ApiError::new(
+                ErrorCode::ReleaseUntrusted,
+                format!("{reference} was refused: {error}"),
+            );
+        }
         LoadError::Untrusted(_) | LoadError::Artifact(_) => ApiError::new(
             ErrorCode::ReleaseUntrusted,
             format!("{reference} was refused: {error}"),

@@ -37,6 +37,10 @@ pub enum LoadError {
     /// The artifact is not a Warden release.
     #[error("the artifact is not a Wasm component release: {0}")]
     Artifact(String),
+    /// The same release failed verification moments ago and is not checked
+    /// again yet.
+    #[error("{0} (refused again without re-checking for up to {REFUSAL_MEMORY:?})")]
+    Refused(String),
     /// The component does not compile or link with its grants.
     #[error(transparent)]
     Host(#[from] warden_host::Error),
@@ -125,14 +129,22 @@ pub struct Runtime {
     source: ArtifactSource,
     loaded: Mutex<HashMap<String, Arc<LoadedRelease>>>,
     kv: Arc<SqlKvStore>,
-    /// Serializes loads so that 200 first calls do not pull 200 times.
-    loading: tokio::sync::Mutex<()>,
+    /// One load at a time per release, so that 200 first calls do not pull
+    /// 200 times, and one release's slow load delays no other.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Releases that failed verification, by what was verified, and when:
+    /// refused again without pulling for [`REFUSAL_MEMORY`].
+    refused: Mutex<HashMap<String, (std::time::Instant, String)>>,
     /// Invocations each organization may have running at once: its share of
     /// the engine's instance pool, so that one tenant's load never takes
     /// the slots another's calls need.
     org_share: usize,
     org_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
+
+/// How long a failed verification is remembered: calls within it are refused
+/// without pulling and verifying again (a repaired artifact runs after it).
+pub const REFUSAL_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Loaded releases kept at most; beyond this the cache starts over.
 const MAX_LOADED: usize = 256;
@@ -158,7 +170,8 @@ impl Runtime {
             source,
             loaded: Mutex::new(HashMap::new()),
             kv: Arc::new(kv),
-            loading: tokio::sync::Mutex::new(()),
+            loading: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
             org_share: org_share.max(1) as usize,
             org_slots: Mutex::new(HashMap::new()),
         })
@@ -224,10 +237,56 @@ impl Runtime {
         if let Some(loaded) = self.cached(&key) {
             return Ok(loaded);
         }
-        let _one_at_a_time = self.loading.lock().await;
+        if let Some(reason) = self.refused_recently(&key) {
+            return Err(LoadError::Refused(reason));
+        }
+        let lock = self
+            .loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
         if let Some(loaded) = self.cached(&key) {
             return Ok(loaded);
         }
+        if let Some(reason) = self.refused_recently(&key) {
+            return Err(LoadError::Refused(reason));
+        }
+        let loaded = self.load_now(record, &key).await;
+        self.loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        match &loaded {
+            Err(error @ (LoadError::Untrusted(_) | LoadError::Artifact(_))) => {
+                let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if refused.len() >= MAX_LOADED {
+                    refused.clear();
+                }
+                refused.insert(key, (std::time::Instant::now(), error.to_string()));
+            }
+            _ => {}
+        }
+        loaded
+    }
+
+    /// Why the release under `key` was refused, if it was within
+    /// [`REFUSAL_MEMORY`].
+    fn refused_recently(&self, key: &str) -> Option<String> {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < REFUSAL_MEMORY)
+            .map(|(_, reason)| reason.clone())
+    }
+
+    async fn load_now(
+        &self,
+        record: &ReleaseRecord,
+        key: &str,
+    ) -> Result<Arc<LoadedRelease>, LoadError> {
         let bytes = self.pull(record).await?;
         let verified = verify_release(
             &record.envelope,
@@ -259,7 +318,7 @@ impl Runtime {
         if cache.len() >= MAX_LOADED {
             cache.clear();
         }
-        cache.insert(key, loaded.clone());
+        cache.insert(key.to_owned(), loaded.clone());
         tracing::info!(release = %loaded.verified.statement.reference(), "loaded");
         Ok(loaded)
     }
