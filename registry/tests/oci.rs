@@ -956,3 +956,66 @@ async fn a_full_disk_is_reported_and_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(read.bytes().await.unwrap().as_ref(), component.as_slice());
 }
+
+#[tokio::test]
+async fn upload_sessions_are_capped_per_org_and_expire_when_idle() {
+    use warden_registry::oci::MAX_UPLOADS_PER_ORG;
+    let dir = tempfile::tempdir().unwrap();
+    let store = OciStore::open(dir.path(), 64 << 20)
+        .await
+        .unwrap()
+        .with_upload_idle(std::time::Duration::from_millis(700));
+    let app = router(OciState {
+        store: Arc::new(store),
+        access: tokens(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let start = |org: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(format!("http://{address}/v2/{org}/app/blobs/uploads/"))
+                .bearer_auth(format!("{org}-publisher"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut open = Vec::new();
+    for _ in 0..MAX_UPLOADS_PER_ORG {
+        let started = start("acme").await;
+        assert_eq!(started.status(), StatusCode::ACCEPTED);
+        open.push(started.headers()["location"].to_str().unwrap().to_owned());
+    }
+    // One more for the same org is refused; another org is not affected.
+    assert_eq!(
+        error(start("acme").await).await,
+        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS".into())
+    );
+    assert_eq!(start("globex").await.status(), StatusCode::ACCEPTED);
+    // Cancelling one makes room for one.
+    let cancelled = http
+        .delete(format!("http://{address}{}", open[0]))
+        .bearer_auth("acme-publisher")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::NO_CONTENT);
+    assert_eq!(start("acme").await.status(), StatusCode::ACCEPTED);
+    // Idle sessions are discarded, with their files.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert_eq!(start("acme").await.status(), StatusCode::ACCEPTED);
+    let gone = http
+        .get(format!("http://{address}{}", open[1]))
+        .bearer_auth("acme-publisher")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let files = std::fs::read_dir(dir.path().join("uploads"))
+        .unwrap()
+        .count();
+    assert!(files <= 2, "{files} upload files left");
+}

@@ -48,6 +48,9 @@ pub enum OciError {
     /// A request the registry does not serve.
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
+    /// The organization has too many uploads open, or too many bytes in them.
+    #[error("too many uploads in progress: {0}")]
+    TooManyUploads(String),
     /// The registry's disk is full: nothing was stored; try again once an
     /// operator freed space.
     #[error("the registry's storage is full; nothing was stored")]
@@ -77,6 +80,7 @@ impl OciError {
             OciError::Unauthorized => "UNAUTHORIZED",
             OciError::Denied | OciError::TagImmutable(_) => "DENIED",
             OciError::Unsupported(_) => "UNSUPPORTED",
+            OciError::TooManyUploads(_) => "TOOMANYREQUESTS",
             OciError::Internal(_) | OciError::Unavailable | OciError::StorageFull => "UNKNOWN",
         }
     }
@@ -100,6 +104,7 @@ impl OciError {
             OciError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             OciError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             OciError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            OciError::TooManyUploads(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }

@@ -34,6 +34,18 @@ use tokio::io::AsyncWriteExt;
 
 /// Manifests larger than this are refused.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// Upload sessions one organization may have open at once.
+pub const MAX_UPLOADS_PER_ORG: usize = 64;
+/// By default, an upload session untouched this long is discarded (its
+/// bytes too).
+pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// What the store tracks of an open upload session, beside its state.
+struct Session {
+    org: String,
+    touched: std::time::Instant,
+    bytes: u64,
+}
 
 /// Where an upload stands.
 struct Upload {
@@ -47,6 +59,10 @@ pub struct OciStore {
     root: PathBuf,
     max_blob_bytes: u64,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
+    /// Open sessions by id: their org, when they were last used, their size.
+    sessions: Mutex<HashMap<String, Session>>,
+    /// How long an untouched session lives.
+    upload_idle: std::time::Duration,
     /// Set when a write failed for lack of space, cleared by the next write
     /// that succeeds: `/readyz` reports it.
     full: AtomicBool,
@@ -111,6 +127,8 @@ impl OciStore {
             root: root.to_owned(),
             max_blob_bytes,
             uploads: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            upload_idle: UPLOAD_IDLE,
             full: AtomicBool::new(false),
         })
     }
@@ -233,10 +251,77 @@ impl OciStore {
         )
     }
 
-    /// Starts an upload session for `repo`.
+    /// Discards upload sessions untouched for `idle` (instead of
+    /// [`UPLOAD_IDLE`]).
+    pub fn with_upload_idle(mut self, idle: std::time::Duration) -> OciStore {
+        self.upload_idle = idle;
+        self
+    }
+
+    /// Bytes the open sessions of one org may hold together.
+    fn org_upload_bytes(&self) -> u64 {
+        self.max_blob_bytes.saturating_mul(4)
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Discards sessions idle for [`UPLOAD_IDLE`] (and not in use now).
+    async fn expire_idle_uploads(&self) {
+        let idle: Vec<String> = self
+            .lock_sessions()
+            .iter()
+            .filter(|(_, session)| session.touched.elapsed() >= self.upload_idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            let in_use = self
+                .lock_uploads()
+                .get(&id)
+                .is_some_and(|upload| upload.try_lock().is_err());
+            if !in_use {
+                self.forget_upload(&id).await;
+                tracing::info!(upload = %id, "discarded an idle upload session");
+            }
+        }
+    }
+
+    /// Removes a session and its partial file.
+    async fn forget_upload(&self, id: &str) {
+        self.lock_uploads().remove(id);
+        self.lock_sessions().remove(id);
+        let _ = fs::remove_file(self.root.join("uploads").join(id)).await;
+    }
+
+    /// Starts an upload session for `repo`: at most [`MAX_UPLOADS_PER_ORG`]
+    /// open per organization.
     pub async fn start_upload(&self, repo: &RepositoryName) -> Result<String, OciError> {
+        self.expire_idle_uploads().await;
+        let org = repo.org().to_owned();
+        let open = self
+            .lock_sessions()
+            .values()
+            .filter(|s| s.org == org)
+            .count();
+        if open >= MAX_UPLOADS_PER_ORG {
+            return Err(OciError::TooManyUploads(format!(
+                "{org} has {open} uploads open; finish or cancel some (idle ones are discarded after {} s)",
+                self.upload_idle.as_secs()
+            )));
+        }
         let id = format!("{:032x}", rand::random::<u128>());
-        fs::File::create(self.root.join("uploads").join(&id)).await?;
+        self.noted(fs::File::create(self.root.join("uploads").join(&id)).await)?;
+        self.lock_sessions().insert(
+            id.clone(),
+            Session {
+                org,
+                touched: std::time::Instant::now(),
+                bytes: 0,
+            },
+        );
         let upload = Upload {
             repo: repo.clone(),
             hasher: Sha256::new(),
@@ -320,6 +405,14 @@ impl OciStore {
                         self.max_blob_bytes
                     )));
                 }
+                let org_bytes = self.org_bytes_besides(id, repo.org()) + size;
+                if org_bytes > self.org_upload_bytes() {
+                    return Err(OciError::TooManyUploads(format!(
+                        "the open uploads of {} would hold more than {} bytes",
+                        repo.org(),
+                        self.org_upload_bytes()
+                    )));
+                }
                 hasher.update(&chunk);
                 self.noted(file.write_all(&chunk).await)?;
             }
@@ -346,7 +439,20 @@ impl OciStore {
         }
         upload.hasher = hasher;
         upload.size = size;
+        if let Some(session) = self.lock_sessions().get_mut(id) {
+            session.bytes = size;
+            session.touched = std::time::Instant::now();
+        }
         Ok(size)
+    }
+
+    /// Bytes held by the open sessions of `org` other than `id`.
+    fn org_bytes_besides(&self, id: &str, org: &str) -> u64 {
+        self.lock_sessions()
+            .iter()
+            .filter(|(other, session)| *other != id && session.org == org)
+            .map(|(_, session)| session.bytes)
+            .sum()
     }
 
     /// Completes an upload: the content must match `digest`; then it becomes a
@@ -367,6 +473,7 @@ impl OciStore {
         drop(upload);
         let staged = self.root.join("uploads").join(id);
         self.lock_uploads().remove(id);
+        self.lock_sessions().remove(id);
         let stored = async {
             if received != *digest {
                 return Err(OciError::DigestInvalid(format!(
@@ -410,7 +517,7 @@ impl OciStore {
             if owned { uploads.remove(id) } else { None }
         };
         if removed.is_some() {
-            let _ = fs::remove_file(self.root.join("uploads").join(id)).await;
+            self.forget_upload(id).await;
         }
     }
 
