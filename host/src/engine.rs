@@ -167,7 +167,7 @@ impl Engine {
         check_header(bytes)?;
         let digest = crate::Digest::of(bytes);
         let (component, cache) = self.compile_or_load(bytes, digest.hex())?;
-        let exports = exports(&component);
+        let exports = exports(&component)?;
         let engine = self.wasmtime();
         let requested = Requested::classify(
             component

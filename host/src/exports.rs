@@ -61,7 +61,12 @@ impl Export {
 }
 
 /// Lists every exported function of `component`.
-pub(crate) fn exports(component: &Component) -> Vec<Export> {
+/// Functions one component may export.
+pub const MAX_EXPORTED_FUNCTIONS: usize = 1_000;
+
+/// The exported functions of `component`, described; a component that
+/// exports more than [`MAX_EXPORTED_FUNCTIONS`] is refused before any is.
+pub(crate) fn exports(component: &Component) -> crate::Result<Vec<Export>> {
     let engine = component.engine();
     let ty = component.component_type();
     let mut found = Vec::new();
@@ -89,6 +94,13 @@ pub(crate) fn exports(component: &Component) -> Vec<Export> {
         }
     }
 
+    if found.len() > MAX_EXPORTED_FUNCTIONS {
+        return Err(crate::Error::InvalidComponent(format!(
+            "it exports {} functions; at most {MAX_EXPORTED_FUNCTIONS} are served",
+            found.len()
+        )));
+    }
+
     // `text.count` unless two exported interfaces share the short name `text`,
     // in which case the full `pkg:ns/text@1.0.0#count` keeps them apart.
     let short = |interface: &str| -> String {
@@ -109,7 +121,7 @@ pub(crate) fn exports(component: &Component) -> Vec<Export> {
             > 1
     };
 
-    found
+    Ok(found
         .iter()
         .map(|(interface, func_name, func, index)| {
             let name = match interface {
@@ -123,10 +135,69 @@ pub(crate) fn exports(component: &Component) -> Vec<Export> {
                 ty: func.clone(),
             }
         })
-        .collect()
+        .collect())
+}
+
+/// Parts (type nodes, counted as written out) that one function's
+/// parameter and result types may have. Type definitions can share parts, so
+/// a 300-byte component can describe a type of millions of parts (a tuple of
+/// two of the same tuple, 20 times over); past this, the function is listed
+/// as not invocable, and its signature and schema are not written out.
+pub const MAX_TYPE_PARTS: u32 = 10_000;
+
+/// Whether `ty`, written out, has at most `budget` parts left; spends them.
+fn within_budget(ty: &Type, budget: &mut u32) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match ty {
+        Type::List(list) => within_budget(&list.ty(), budget),
+        Type::FixedLengthList(list) => within_budget(&list.ty(), budget),
+        Type::Map(map) => within_budget(&map.key(), budget) && within_budget(&map.value(), budget),
+        Type::Option(option) => within_budget(&option.ty(), budget),
+        Type::Result(result) => {
+            result.ok().is_none_or(|t| within_budget(&t, budget))
+                && result.err().is_none_or(|t| within_budget(&t, budget))
+        }
+        Type::Record(record) => record.fields().all(|f| within_budget(&f.ty, budget)),
+        Type::Tuple(tuple) => tuple.types().all(|t| within_budget(&t, budget)),
+        Type::Variant(variant) => variant
+            .cases()
+            .all(|c| c.ty.as_ref().is_none_or(|t| within_budget(t, budget))),
+        _ => true,
+    }
 }
 
 fn describe(name: String, interface: Option<String>, func: &ComponentFunc) -> FunctionInfo {
+    let mut budget = MAX_TYPE_PARTS;
+    let fits = func.params().all(|(_, ty)| within_budget(&ty, &mut budget))
+        && func.results().all(|ty| within_budget(&ty, &mut budget));
+    if !fits {
+        let params: Vec<ParamInfo> = func
+            .params()
+            .map(|(name, _)| ParamInfo {
+                name: name.to_owned(),
+                ty: "…".to_owned(),
+            })
+            .collect();
+        return FunctionInfo {
+            signature: format!(
+                "func({}) (types of more than {MAX_TYPE_PARTS} parts, not written out)",
+                params
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            name,
+            interface,
+            params,
+            result: None,
+            not_invocable: Some(format!("its types have more than {MAX_TYPE_PARTS} parts")),
+            schema: None,
+        };
+    }
     let params: Vec<ParamInfo> = func
         .params()
         .map(|(name, ty)| ParamInfo {

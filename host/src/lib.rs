@@ -51,7 +51,7 @@ pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
 pub use digest::Digest;
 pub use engine::{CompiledComponent, Engine, EngineConfig};
 pub use error::{Error, Result};
-pub use exports::{FunctionInfo, ParamInfo};
+pub use exports::{FunctionInfo, MAX_EXPORTED_FUNCTIONS, MAX_TYPE_PARTS, ParamInfo};
 pub use files::write_private;
 pub use kv::{KvError, KvStore, MemoryKvStore};
 pub use limits::{LimitKind, Limits, format_bytes, format_duration, parse_bytes, parse_duration};

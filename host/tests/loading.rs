@@ -204,3 +204,94 @@ async fn the_engine_keeps_serving_after_every_kind_of_bad_input() {
         json!("Hello, after!")
     );
 }
+
+/// A component exporting `f(x: T)` where `T` is a tuple of two of the same
+/// tuple, `depth` times over: a few hundred bytes describing a type of
+/// 2^(depth+1) parts.
+fn doubled_tuple_component(depth: u32) -> Vec<u8> {
+    let mut types = String::from("(type $t0 (tuple u8 u8))\n");
+    for level in 1..=depth {
+        types.push_str(&format!(
+            "(type $t{level} (tuple $t{prev} $t{prev}))\n",
+            prev = level - 1
+        ));
+    }
+    let text = format!(
+        r#"(component
+            (core module $m
+                (memory (export "mem") 1)
+                (func (export "f") (param i32))
+                (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            {types}
+            (type $f (func (param "x" $t{depth})))
+            (func $f (type $f) (canon lift (core func $i "f") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))
+            (export "f" (func $f)))"#
+    );
+    wat::parse_str(text).unwrap()
+}
+
+#[test]
+fn a_type_bomb_is_described_within_bounds_and_not_invocable() {
+    let engine = Engine::new(EngineConfig {
+        pooled_instances: None,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    // Within the budget: written out and invocable.
+    let small = engine.compile(&doubled_tuple_component(4)).unwrap();
+    let f = small.functions().next().unwrap();
+    assert!(f.not_invocable.is_none(), "{f:?}");
+    assert!(f.schema.is_some());
+    // 2^18 parts from a few hundred bytes: refused to be written out, fast.
+    let bomb = doubled_tuple_component(16);
+    assert!(bomb.len() < 2000, "{} bytes", bomb.len());
+    let started = std::time::Instant::now();
+    let compiled = engine.compile(&bomb).unwrap();
+    let f = compiled.functions().next().unwrap();
+    assert!(
+        f.not_invocable
+            .as_deref()
+            .is_some_and(|why| why.contains("more than")),
+        "{f:?}"
+    );
+    assert!(
+        f.schema.is_none() && f.signature.len() < 200,
+        "{}",
+        f.signature
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "describing the bomb took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_component_exporting_too_many_functions_is_refused() {
+    let engine = Engine::new(EngineConfig {
+        pooled_instances: None,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let component = |count: usize| {
+        let mut text = String::from(
+            "(component (core module $m (func (export \"f\"))) (core instance $i (instantiate $m))\n",
+        );
+        for n in 0..count {
+            text.push_str(&format!(
+                "(func $f{n} (canon lift (core func $i \"f\"))) (export \"f{n}\" (func $f{n}))\n"
+            ));
+        }
+        text.push(')');
+        wat::parse_str(text).unwrap()
+    };
+    let max = warden_host::MAX_EXPORTED_FUNCTIONS;
+    assert_eq!(
+        engine.compile(&component(max)).unwrap().functions().count(),
+        max
+    );
+    let refused = engine.compile(&component(max + 1)).err().unwrap();
+    assert_eq!(refused.code(), "invalid_component");
+    assert!(refused.to_string().contains("at most"), "{refused}");
+}

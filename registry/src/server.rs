@@ -26,6 +26,10 @@ pub struct ServerConfig {
     pub approvals_required: u32,
     /// The most a release may request or an admin approve, limit by limit.
     pub limit_maxima: warden_host::Limits,
+    /// The largest component a release may carry.
+    pub max_component_bytes: u64,
+    /// Publishes whose components compile at once.
+    pub concurrent_compiles: usize,
     /// Instance slots of the engine's pool: invocations running at once,
     /// all organizations together.
     pub pool_instances: u32,
@@ -51,6 +55,8 @@ impl ServerConfig {
             database_url: None,
             approvals_required: 1,
             limit_maxima: warden_host::Limits::default_maxima(),
+            max_component_bytes: 64 << 20,
+            concurrent_compiles: 2,
             pool_instances: 128,
             org_share: 32,
             bootstrap_org: "acme".to_owned(),
@@ -153,6 +159,10 @@ impl ControlPlane {
             engine,
             approvals_required: config.approvals_required,
             limit_maxima: config.limit_maxima.clone(),
+            max_component_bytes: config.max_component_bytes,
+            compiles: Arc::new(tokio::sync::Semaphore::new(
+                config.concurrent_compiles.max(1),
+            )),
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
             artifacts,

@@ -1655,3 +1655,31 @@ async fn requested_and_approved_limits_stay_within_the_maxima(backend: Backend) 
     );
 }
 on_both_databases!(requested_and_approved_limits_stay_within_the_maxima);
+
+async fn components_larger_than_the_server_takes_are_refused(backend: Backend) {
+    let hello = read(HELLO);
+    let bigger = read(COUNTER);
+    assert!(bigger.len() > hello.len());
+    // The maximum is exactly hello's size: hello fits, a bigger one does not.
+    let max = hello.len() as u64;
+    let h = common::start_tweaked(backend, |config| {
+        config.max_component_bytes = max;
+    })
+    .await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    h.publish(&publisher, &alice, "acme/hello", "1.0.0", &hello, &[])
+        .await
+        .expect(201);
+    h.publish(
+        &publisher,
+        &alice,
+        "acme/counter",
+        "1.0.0",
+        &bigger,
+        &["kv"],
+    )
+    .await
+    .expect_error(422, "component_too_large");
+}
+on_both_databases!(components_larger_than_the_server_takes_are_refused);

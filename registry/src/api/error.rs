@@ -157,6 +157,8 @@ error_codes! {
     DigestMismatch = ("digest_mismatch", UNPROCESSABLE_ENTITY),
     /// The component does not compile.
     ComponentInvalid = ("component_invalid", UNPROCESSABLE_ENTITY),
+    /// The component is larger than the server takes.
+    ComponentTooLarge = ("component_too_large", UNPROCESSABLE_ENTITY),
     /// The component imports what no Warden host provides.
     UnsupportedImports = ("unsupported_imports", UNPROCESSABLE_ENTITY),
     /// The component imports capabilities the release does not request.
@@ -498,6 +500,7 @@ impl From<ReleaseError> for ApiError {
             E::InvalidDigest(_) => ErrorCode::InvalidDigest,
             E::DigestMismatch { .. } => ErrorCode::DigestMismatch,
             E::ComponentInvalid(_) => ErrorCode::ComponentInvalid,
+            E::ComponentTooLarge { .. } => ErrorCode::ComponentTooLarge,
             E::TagConflict { .. } => ErrorCode::TagConflict,
             E::StatementMismatch(_) => ErrorCode::StatementMismatch,
             E::SelfApproval(_) => ErrorCode::SelfApproval,

@@ -52,6 +52,10 @@ pub struct AppState {
     pub approvals_required: u32,
     /// The most a release may request or an admin approve.
     pub limit_maxima: warden_host::Limits,
+    /// The largest component a release may carry.
+    pub max_component_bytes: u64,
+    /// Compiles of published components that may run at once.
+    pub compiles: Arc<tokio::sync::Semaphore>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Loads and runs approved releases.
@@ -70,6 +74,8 @@ impl AppState {
             engine: &self.engine,
             approvals_required: self.approvals_required,
             limit_maxima: &self.limit_maxima,
+            max_component_bytes: self.max_component_bytes,
+            compiles: &self.compiles,
         }
     }
 }

@@ -38,6 +38,11 @@ pub struct ReleaseContext<'a> {
     pub approvals_required: u32,
     /// The most a release may request or an admin approve.
     pub limit_maxima: &'a Limits,
+    /// The largest component a release may carry.
+    pub max_component_bytes: u64,
+    /// Compiles of published components that may run at once (the rest
+    /// wait their turn): publishing cannot take every core.
+    pub compiles: &'a Arc<tokio::sync::Semaphore>,
 }
 
 /// One approval of a release.
@@ -252,6 +257,14 @@ pub enum ReleaseError {
     /// The component does not compile.
     #[error("{0}")]
     ComponentInvalid(String),
+    /// The component is larger than this server takes.
+    #[error("the component has {size} bytes; this server takes at most {max}")]
+    ComponentTooLarge {
+        /// Its size.
+        size: u64,
+        /// The maximum.
+        max: u64,
+    },
     /// The component's imports do not fit the release.
     #[error(transparent)]
     Imports(#[from] ImportProblem),

@@ -57,6 +57,12 @@ pub async fn publish(
         return Err(ReleaseError::VersionExists(reference(org, name, version)));
     }
 
+    if statement.component.size > cx.max_component_bytes {
+        return Err(ReleaseError::ComponentTooLarge {
+            size: statement.component.size,
+            max: cx.max_component_bytes,
+        });
+    }
     // The artifact, as pushed.
     let repo = repository(org, name)?;
     let manifest_digest: Digest = manifest_digest
@@ -78,6 +84,7 @@ pub async fn publish(
     let bytes = artifact.component;
     // The component itself: it must compile, and ask for nothing it did not declare.
     let engine = cx.engine.clone();
+    let _compile_slot = cx.compiles.acquire().await.map_err(internal)?;
     let compiled = tokio::task::spawn_blocking(move || engine.compile(&bytes))
         .await
         .map_err(internal)?
