@@ -285,3 +285,45 @@ fn progress_bar() -> warden_registry::PushProgressSink {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn load(text: &str) -> Result<PluginManifest, Failure> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warden.toml");
+        std::fs::write(&path, text).unwrap();
+        PluginManifest::load(&path)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any text: a manifest or a one-line refusal naming the file,
+        /// never a panic.
+        #[test]
+        fn any_warden_toml_loads_or_is_refused(text in "\\PC{0,300}") {
+            if let Err(failure) = load(&text) {
+                prop_assert!(failure.message.contains("warden.toml"), "{}", failure.message);
+            }
+        }
+
+        /// Manifests of the documented shape load with what they say.
+        #[test]
+        fn well_formed_manifests_load(
+            org in "[a-z]{1,8}",
+            name in "[a-z]{1,8}",
+            (major, minor, patch) in (0u32..20, 0u32..20, 0u32..20),
+            memory in 1u64..512,
+        ) {
+            let text = format!(
+                "name = \"{org}/{name}\"\nversion = \"{major}.{minor}.{patch}\"\ncomponent = \"p.wasm\"\ncapabilities = [\"kv\"]\n[limits]\nmemory = \"{memory}MiB\"\n"
+            );
+            let manifest = load(&text).unwrap();
+            prop_assert_eq!(manifest.name, format!("{org}/{name}"));
+            prop_assert_eq!(manifest.limits().unwrap().memory_bytes, memory << 20);
+        }
+    }
+}

@@ -407,6 +407,30 @@ fn accepted(repo: &RepositoryName, id: &str, size: u64) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn range(text: &str) -> Result<Option<u64>, OciError> {
+        let mut headers = HeaderMap::new();
+        match axum::http::HeaderValue::from_str(text) {
+            Ok(value) => {
+                headers.insert(header::CONTENT_RANGE, value);
+                content_range_start(&headers)
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any `Content-Range`: its start, or a refusal; never a panic.
+        #[test]
+        fn content_ranges_parse_or_refuse(text in "\\PC{0,40}", start in proptest::arbitrary::any::<u64>(), end in proptest::arbitrary::any::<u64>()) {
+            let _ = range(&text);
+            prop_assert_eq!(range(&format!("{start}-{end}")).unwrap(), Some(start));
+            prop_assert_eq!(range(&format!("bytes {start}-{end}")).unwrap(), Some(start));
+        }
+    }
 
     #[test]
     fn paths_are_matched_from_the_end() {

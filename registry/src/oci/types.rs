@@ -177,6 +177,42 @@ pub struct ManifestDocument {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any text: a name or a refusal, never a panic; names the grammar
+        /// allows parse and print back as they were.
+        #[test]
+        fn repository_names_parse_or_refuse(
+            text in "\\PC{0,80}",
+            name in "[a-z0-9]{1,8}([._-][a-z0-9]{1,4})?(/[a-z0-9]{1,8}){0,3}",
+        ) {
+            let _ = text.parse::<RepositoryName>();
+            let parsed: RepositoryName = name.parse().unwrap();
+            prop_assert_eq!(parsed.to_string(), name);
+        }
+
+        #[test]
+        fn references_are_digests_or_tags(
+            text in "\\PC{0,140}",
+            tag in "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}",
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let _ = text.parse::<Reference>();
+            prop_assert_eq!(tag.parse::<Reference>(), Ok(Reference::Tag(tag.clone())));
+            let digest = Digest::of(&bytes);
+            prop_assert_eq!(digest.to_string().parse::<Reference>(), Ok(Reference::Digest(digest)));
+        }
+
+        #[test]
+        fn manifests_parse_or_refuse(bytes in prop::collection::vec(any::<u8>(), 0..512), text in "\\PC{0,200}") {
+            let _ = serde_json::from_slice::<ManifestDocument>(&bytes);
+            let _ = serde_json::from_str::<ManifestDocument>(&text);
+            let _ = serde_json::from_str::<ManifestDocument>(&format!("{{\"schemaVersion\":2,\"layers\":[{text}]}}"));
+        }
+    }
 
     #[test]
     fn repository_names_follow_the_spec() {
