@@ -322,7 +322,7 @@ mod tests {
                 "name = \"{org}/{name}\"\nversion = \"{major}.{minor}.{patch}\"\ncomponent = \"p.wasm\"\ncapabilities = [\"kv\"]\n[limits]\nmemory = \"{memory}MiB\"\n"
             );
             let manifest = load(&text).unwrap();
-            prop_assert_eq!(manifest.name, format!("{org}/{name}"));
+            prop_assert_eq!(&manifest.name, &format!("{org}/{name}"));
             prop_assert_eq!(manifest.limits().unwrap().memory_bytes, memory << 20);
         }
     }
