@@ -259,15 +259,12 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
-        match &loaded {
-            Err(error @ (LoadError::Untrusted(_) | LoadError::Artifact(_))) => {
-                let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-                if refused.len() >= MAX_LOADED {
-                    refused.clear();
-                }
-                refused.insert(key, (std::time::Instant::now(), error.to_string()));
+        if let Err(error @ (LoadError::Untrusted(_) | LoadError::Artifact(_))) = &loaded {
+            let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+            if refused.len() >= MAX_LOADED {
+                refused.clear();
             }
-            _ => {}
+            refused.insert(key, (std::time::Instant::now(), error.to_string()));
         }
         loaded
     }
