@@ -33,6 +33,20 @@ impl Denial {
         }
     }
 
+    /// What the plugin's transcript (which invokers read) says: never the
+    /// private address a name resolved to, which would map the server's
+    /// network for whoever can invoke.
+    fn note(&self) -> String {
+        match self {
+            Denial::Prohibited { host, .. } => format!(
+                "http request to {host} denied: it resolves to an address that is not public \
+                 (grant that address explicitly to allow it)"
+            ),
+            other => other.describe(),
+        }
+    }
+
+    /// What the server log says.
     fn describe(&self) -> String {
         match self {
             Denial::NotAllowed(host) => {
@@ -170,7 +184,7 @@ impl WasiHttpHooks for HttpPolicy {
                 Ok(address) => address,
                 Err(denial) => {
                     tracing::info!(target: "warden::http", "{}", denial.describe());
-                    transcript.note(denial.describe());
+                    transcript.note(denial.note());
                     return Err(denial.error_code());
                 }
             };
@@ -268,6 +282,17 @@ mod tests {
             authorize(&by_name, "localhost", 8080).await,
             Err(Denial::Prohibited { .. })
         ));
+    }
+
+    #[test]
+    fn notes_to_invokers_do_not_show_private_addresses() {
+        let denial = Denial::Prohibited {
+            host: "internal.example".into(),
+            address: "10.1.2.3".parse().unwrap(),
+        };
+        assert!(denial.describe().contains("10.1.2.3"));
+        assert!(!denial.note().contains("10.1.2.3"), "{}", denial.note());
+        assert!(denial.note().contains("internal.example"));
     }
 
     #[tokio::test]
