@@ -348,6 +348,34 @@ impl OciAccess for TokenAccess {
             .require(permission, repository.org())
             .map_err(|_| OciError::Denied)
     }
+
+    async fn record_manifest(
+        &self,
+        token: Option<&str>,
+        repository: &RepositoryName,
+        digest: &str,
+        tag: Option<&str>,
+    ) {
+        let Ok(caller) = authenticate(&self.state.db, token).await else {
+            return;
+        };
+        let target = match tag {
+            Some(tag) => format!("{repository}:{tag}"),
+            None => format!("{repository}@{digest}"),
+        };
+        let recorded = crate::audit::record(
+            &self.state.db,
+            repository.org(),
+            &caller.actor(),
+            "oci.manifest.put",
+            &target,
+            serde_json::json!({ "digest": digest, "tag": tag }),
+        )
+        .await;
+        if let Err(e) = recorded {
+            tracing::error!(%target, "a manifest was stored but could not be audited: {e}");
+        }
+    }
 }
 
 fn restrict(dir: &Path) -> std::io::Result<()> {

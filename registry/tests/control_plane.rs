@@ -1683,3 +1683,37 @@ async fn components_larger_than_the_server_takes_are_refused(backend: Backend) {
     .expect_error(422, "component_too_large");
 }
 on_both_databases!(components_larger_than_the_server_takes_are_refused);
+
+async fn manifest_pushes_to_the_registry_are_audited(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        ..
+    } = org(backend, 1).await;
+    let hello = read(HELLO);
+    let digest = h.push_artifact(&publisher, "acme/hello", &hello).await;
+    h.publish(&publisher, &alice, "acme/hello", "1.0.0", &hello, &[])
+        .await
+        .expect(201);
+    let audit = h
+        .get(&h.admin, "/v1/orgs/acme/audit?limit=1000")
+        .await
+        .expect(200);
+    let pushes: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "oci.manifest.put")
+        .collect();
+    assert!(
+        pushes
+            .iter()
+            .any(|e| e["target"] == format!("acme/hello@{digest}")),
+        "{pushes:?}"
+    );
+    let entries: Vec<AuditEntry> = serde_json::from_value(audit["entries"].clone()).unwrap();
+    let head: AuditHead = serde_json::from_value(audit["head"].clone()).unwrap();
+    assert!(verify_chain(&entries, &head).is_ok());
+}
+on_both_databases!(manifest_pushes_to_the_registry_are_audited);

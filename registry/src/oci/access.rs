@@ -49,6 +49,18 @@ pub trait OciAccess: Send + Sync + 'static {
         repository: Option<&RepositoryName>,
         action: Action,
     ) -> Result<(), OciError>;
+
+    /// Records a manifest (and the tag it was pushed under, if any) that was
+    /// stored for the holder of `token`. The control plane appends it to the
+    /// repository's organization's audit log; by default nothing is kept.
+    async fn record_manifest(
+        &self,
+        _token: Option<&str>,
+        _repository: &RepositoryName,
+        _digest: &str,
+        _tag: Option<&str>,
+    ) {
+    }
 }
 
 /// Everyone may do everything. For tests of the protocol only.

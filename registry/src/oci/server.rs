@@ -253,6 +253,14 @@ async fn dispatch(
             let (digest, subject) = store
                 .put_manifest(&repo, &reference, &media_type, &bytes)
                 .await?;
+            let tag = match &reference {
+                Reference::Tag(tag) => Some(tag.as_str()),
+                Reference::Digest(_) => None,
+            };
+            state
+                .access
+                .record_manifest(token.as_deref(), &repo, &digest.to_string(), tag)
+                .await;
             let mut response = created(&repo, &digest);
             *response
                 .headers_mut()
