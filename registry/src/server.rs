@@ -167,6 +167,11 @@ impl ControlPlane {
             runtime: Arc::new(runtime),
             artifacts,
         };
+        crate::domain::releases::reconcile_pending_tags(&state.db, &state.oci)
+            .await
+            .map_err(|e| {
+                StartError::Config(format!("checking version tags left by a crash: {e}"))
+            })?;
         let admin_token_path = data_dir.join("admin-token");
         let bootstrap_token = orgs::bootstrap(&state.db, &config.bootstrap_org, |secret| {
             warden_host::write_private(&admin_token_path, format!("{secret}\n").as_bytes(), true)

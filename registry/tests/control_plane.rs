@@ -929,19 +929,20 @@ async fn audit_chain_detects_edits_and_deletions(backend: Backend) {
             "token.create",
             "key.add",
             "key.add",
+            "oci.manifest.put",
             "release.publish",
             "plugin.config"
         ]
     );
-    assert_eq!(verify_chain(&entries, &head), Ok(6));
+    assert_eq!(verify_chain(&entries, &head), Ok(7));
     assert!(
-        !entries[5].details.contains("hi"),
+        !entries[6].details.contains("hi"),
         "config values stay out of the audit log"
     );
 
     // /v1/audit is the caller's own org's chain; only admins read it.
     let own = h.get(&h.admin, "/v1/audit?limit=1000").await.expect(200);
-    assert_eq!(own["entries"].as_array().unwrap().len(), 6);
+    assert_eq!(own["entries"].as_array().unwrap().len(), 7);
     h.get(&publisher, "/v1/audit")
         .await
         .expect_error(403, "insufficient_role");
@@ -963,6 +964,10 @@ async fn audit_chain_detects_edits_and_deletions(backend: Backend) {
         .unwrap();
     let (entries, head) = fetch_chain(&h).await;
     assert_eq!(verify_chain(&entries, &head), Err(ChainBreak::Edited(5)));
+    sqlx::query("DELETE FROM audit WHERE org = 'acme' AND seq = 7")
+        .execute(pool)
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM audit WHERE org = 'acme' AND seq = 6")
         .execute(pool)
         .await
@@ -975,7 +980,7 @@ async fn audit_chain_detects_edits_and_deletions(backend: Backend) {
     assert_eq!(
         verify_chain(&entries, &head),
         Err(ChainBreak::Head {
-            head_seq: 6,
+            head_seq: 7,
             last: 4
         })
     );

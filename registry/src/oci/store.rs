@@ -754,6 +754,64 @@ impl OciStore {
         Ok(())
     }
 
+    /// Points `tag` at `digest` like [`OciStore::tag`], first noting the
+    /// intent on disk, so that a crash before the caller's record commits
+    /// can be undone at the next start ([`OciStore::pending_tags`]). The
+    /// caller calls [`OciStore::settle_tag`] once the record is committed
+    /// (or the tag removed).
+    pub async fn tag_pending(
+        &self,
+        repo: &RepositoryName,
+        tag: &str,
+        digest: &Digest,
+    ) -> Result<(), OciError> {
+        let intent = self.pending_path(repo, tag);
+        self.write_atomic(&intent, digest.to_string().as_bytes())
+            .await?;
+        let tagged = self.tag(repo, tag, digest).await;
+        if tagged.is_err() {
+            let _ = fs::remove_file(&intent).await;
+        }
+        tagged
+    }
+
+    /// Forgets the intent noted by [`OciStore::tag_pending`].
+    pub async fn settle_tag(&self, repo: &RepositoryName, tag: &str) {
+        let _ = fs::remove_file(self.pending_path(repo, tag)).await;
+    }
+
+    /// Tags written by [`OciStore::tag_pending`] and not settled: what a
+    /// crash left between the tag and its record. (repository, tag, digest).
+    pub async fn pending_tags(&self) -> Vec<(RepositoryName, String, Digest)> {
+        let mut pending = Vec::new();
+        let Ok(mut dir) = fs::read_dir(self.root.join("pending-tags")).await else {
+            return pending;
+        };
+        while let Ok(Some(entry)) = dir.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((repo, tag)) = name.split_once('@') else {
+                continue;
+            };
+            let repo = repo.replace('+', "/");
+            let (Ok(repo), Ok(text)) = (
+                repo.parse::<RepositoryName>(),
+                fs::read_to_string(entry.path()).await,
+            ) else {
+                continue;
+            };
+            if let Ok(digest) = text.trim().parse::<Digest>() {
+                pending.push((repo, tag.to_owned(), digest));
+            }
+        }
+        pending
+    }
+
+    fn pending_path(&self, repo: &RepositoryName, tag: &str) -> PathBuf {
+        self.root
+            .join("pending-tags")
+            .join(format!("{}@{tag}", repo.as_str().replace('/', "+")))
+    }
+
     /// Stores `bytes` as a blob of `repo` (for what the registry writes itself,
     /// such as signature referrers) and returns its digest.
     pub async fn put_blob(&self, repo: &RepositoryName, bytes: &[u8]) -> Result<Digest, OciError> {

@@ -497,6 +497,30 @@ async fn existing(
         .ok_or_else(|| ReleaseError::NotFound(reference(org, name, version)))
 }
 
+/// Removes the version tags a crash left in the embedded store between a
+/// publish's tag and its commit: a tag whose release is not recorded (with
+/// that manifest) goes; one whose release is, stays. Run at start.
+pub async fn reconcile_pending_tags(
+    db: &Db,
+    store: &crate::oci::OciStore,
+) -> Result<(), ReleaseError> {
+    for (repo, tag, digest) in store.pending_tags().await {
+        let (org, name) = (
+            repo.org().to_owned(),
+            repo.as_str()[repo.org().len() + 1..].to_owned(),
+        );
+        let recorded = stored(db, &org, &name, &tag)
+            .await?
+            .is_some_and(|release| release.manifest_digest == digest.to_string());
+        if !recorded {
+            store.untag(&repo, &tag, &digest).await?;
+            tracing::warn!(%repo, %tag, "removed a version tag whose publish did not commit (a crash)");
+        }
+        store.settle_tag(&repo, &tag).await;
+    }
+    Ok(())
+}
+
 /// The full review view of one release.
 pub async fn show(
     cx: &ReleaseContext<'_>,
@@ -715,6 +739,39 @@ mod tests {
         assert_eq!(diff.against.as_deref(), Some("1.0.0"));
         assert_eq!(diff.added, caps(&["http:api.example.com"]));
         assert_eq!(diff.removed, caps(&["config"]));
+    }
+
+    #[tokio::test]
+    async fn a_tag_left_by_a_crash_before_the_commit_is_removed_at_start() {
+        use crate::artifact::WasmArtifact;
+        use crate::oci::{MANIFEST_V1, OciStore, Reference};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(dir.path()).await.unwrap();
+        let store = OciStore::open(&dir.path().join("oci"), 1 << 20)
+            .await
+            .unwrap();
+        let repo: RepositoryName = "acme/hello".parse().unwrap();
+        let artifact = WasmArtifact::new(b"\0asm\x0d\0\x01\0".to_vec(), &[], &[]);
+        store.put_blob(&repo, &artifact.config).await.unwrap();
+        store.put_blob(&repo, &artifact.component).await.unwrap();
+        let digest = artifact.manifest_digest();
+        store
+            .put_manifest(
+                &repo,
+                &Reference::Digest(digest.clone()),
+                MANIFEST_V1,
+                &artifact.manifest,
+            )
+            .await
+            .unwrap();
+        // A tag written by a publish that crashed before its commit, and a
+        // tag pushed the ordinary way.
+        store.tag_pending(&repo, "1.0.0", &digest).await.unwrap();
+        store.tag(&repo, "pushed", &digest).await.unwrap();
+        assert_eq!(store.pending_tags().await.len(), 1);
+        reconcile_pending_tags(&db, &store).await.unwrap();
+        assert_eq!(store.tags(&repo).await.unwrap().unwrap(), ["pushed"]);
+        assert!(store.pending_tags().await.is_empty());
     }
 
     #[test]

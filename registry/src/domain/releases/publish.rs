@@ -151,7 +151,7 @@ pub async fn publish(
     let store = cx.artifacts.embedded();
     if let Some(store) = store {
         store
-            .tag(&repo, version, &manifest_digest)
+            .tag_pending(&repo, version, &manifest_digest)
             .await
             .map_err(|e| match e {
                 OciError::TagImmutable(_) => ReleaseError::TagConflict {
@@ -176,12 +176,17 @@ pub async fn publish(
         )
         .await;
     if let Err(error) = committed {
-        if let Some(store) = store
-            && let Err(e) = store.untag(&repo, version, &manifest_digest).await
-        {
-            tracing::error!(release = %statement.reference(), "the publish failed and its tag could not be removed: {e}");
+        if let Some(store) = store {
+            match store.untag(&repo, version, &manifest_digest).await {
+                Ok(()) => store.settle_tag(&repo, version).await,
+                Err(e) => tracing::error!(release = %statement.reference(),
+                    "the publish failed and its tag could not be removed (removed at the next start): {e}"),
+            }
         }
         return Err(error.into());
+    }
+    if let Some(store) = store {
+        store.settle_tag(&repo, version).await;
     }
     // The signature referrer is the record's OCI copy, written once the
     // record exists.
