@@ -16,6 +16,11 @@ use std::time::Duration;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "kv", include_str!("../migrations/0002_kv.sql")),
+    (
+        3,
+        "kv_org_locks",
+        include_str!("../migrations/0003_kv_org_locks.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub max_component_bytes: u64,
     /// Publishes whose components compile at once.
     pub concurrent_compiles: usize,
+    /// Kv keys all the plugins of one organization may hold together.
+    pub org_kv_keys: u64,
     /// Instance slots of the engine's pool: invocations running at once,
     /// all organizations together.
     pub pool_instances: u32,
@@ -57,6 +59,7 @@ impl ServerConfig {
             limit_maxima: warden_host::Limits::default_maxima(),
             max_component_bytes: 64 << 20,
             concurrent_compiles: 2,
+            org_kv_keys: crate::runtime::ORG_KV_KEYS,
             pool_instances: 128,
             org_share: 32,
             bootstrap_org: "acme".to_owned(),
@@ -148,7 +151,7 @@ impl ControlPlane {
                 admin_keys: config.admin_keys.clone(),
                 approvals_required: config.approvals_required as usize,
             },
-            SqlKvStore::new(db.pool().clone()),
+            SqlKvStore::new(db.pool().clone()).with_org_max_keys(config.org_kv_keys),
             artifacts.clone(),
             config.org_share,
         )

@@ -9,10 +9,21 @@ use sqlx::AnyPool;
 use std::path::Path;
 use warden_host::{KvError, KvStore};
 
-/// A [`KvStore`] over a sqlx pool with the `kv` table.
+/// A [`KvStore`] over a sqlx pool with the `kv` table. Namespaces are
+/// `org/plugin`; besides each namespace's quota (the plugin's `kv_keys`),
+/// all the namespaces of one organization hold at most `org_max_keys`.
 #[derive(Clone, Debug)]
 pub struct SqlKvStore {
     pool: AnyPool,
+    org_max_keys: u64,
+}
+
+/// Keys all the plugins of one organization may hold together, by default.
+pub const ORG_KV_KEYS: u64 = 1_000_000;
+
+/// The organization of a namespace (`org/plugin`; a bare name is its own).
+fn org_of(namespace: &str) -> &str {
+    namespace.split_once('/').map_or(namespace, |(org, _)| org)
 }
 
 fn unavailable(error: sqlx::Error) -> KvError {
@@ -23,7 +34,16 @@ fn unavailable(error: sqlx::Error) -> KvError {
 impl SqlKvStore {
     /// Over the control plane's database (its migrations created `kv`).
     pub fn new(pool: AnyPool) -> SqlKvStore {
-        SqlKvStore { pool }
+        SqlKvStore {
+            pool,
+            org_max_keys: ORG_KV_KEYS,
+        }
+    }
+
+    /// With `max` keys per organization instead of [`ORG_KV_KEYS`].
+    pub fn with_org_max_keys(mut self, max: u64) -> SqlKvStore {
+        self.org_max_keys = max;
+        self
     }
 
     /// A standalone SQLite file, created if missing.
@@ -49,7 +69,13 @@ impl SqlKvStore {
         )
         .execute(&pool)
         .await?;
-        Ok(SqlKvStore { pool })
+        sqlx::query("CREATE TABLE IF NOT EXISTS kv_org_locks (org TEXT PRIMARY KEY)")
+            .execute(&pool)
+            .await?;
+        Ok(SqlKvStore {
+            pool,
+            org_max_keys: u64::MAX,
+        })
     }
 }
 
@@ -91,6 +117,16 @@ impl KvStore for SqlKvStore {
             .await
             .map_err(unavailable)?;
         if updated.rows_affected() == 0 {
+            // A new key: the org's writers of new keys go one at a time from
+            // here (the lock row), so the counts below are exact.
+            let org = org_of(namespace);
+            sqlx::query(
+                "INSERT INTO kv_org_locks (org) VALUES ($1) ON CONFLICT (org) DO UPDATE SET org = $1",
+            )
+            .bind(org)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
             sqlx::query(
                 "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, $3)
                  ON CONFLICT (namespace, key) DO UPDATE SET value = $3",
@@ -110,6 +146,21 @@ impl KvStore for SqlKvStore {
                 return Err(KvError::QuotaExceeded(format!(
                     "the namespace already holds {max_keys} keys"
                 )));
+            }
+            if self.org_max_keys != u64::MAX {
+                let (org_keys,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM kv WHERE substr(namespace, 1, length($1)) = $1",
+                )
+                .bind(format!("{org}/"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                if org_keys as u64 > self.org_max_keys {
+                    return Err(KvError::QuotaExceeded(format!(
+                        "the plugins of {org} already hold {} keys",
+                        self.org_max_keys
+                    )));
+                }
             }
         }
         tx.commit().await.map_err(unavailable)
@@ -172,6 +223,29 @@ mod tests {
         assert!(store.list_keys("a", "x", 10).await.unwrap().is_empty());
         assert!(store.delete("a", "k1").await.unwrap());
         assert!(!store.delete("a", "k1").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_organization_s_plugins_share_one_key_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlKvStore::open_file(&dir.path().join("kv.db"))
+            .await
+            .unwrap()
+            .with_org_max_keys(3);
+        store.set("acme/a", "k1", b"1", 10).await.unwrap();
+        store.set("acme/b", "k1", b"1", 10).await.unwrap();
+        store.set("acme/b", "k2", b"1", 10).await.unwrap();
+        // The org's fourth key is refused, whichever plugin writes it ...
+        assert!(matches!(
+            store.set("acme/a", "k2", b"1", 10).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        // ... while another org (even one whose name starts alike) is not
+        // affected, and existing keys can still be rewritten.
+        store.set("acme0/a", "k1", b"1", 10).await.unwrap();
+        store.set("acmex/a", "k1", b"1", 10).await.unwrap();
+        store.set("acme/a", "k1", b"2", 10).await.unwrap();
+        assert_eq!(store.get("acme/a", "k2").await.unwrap(), None);
     }
 
     #[tokio::test]

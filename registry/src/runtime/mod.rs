@@ -8,7 +8,7 @@
 
 mod kv;
 
-pub use kv::SqlKvStore;
+pub use kv::{ORG_KV_KEYS, SqlKvStore};
 
 use crate::artifact::{ArtifactSource, FetchError};
 use crate::oci::{Digest, RepositoryName};
