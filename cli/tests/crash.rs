@@ -35,6 +35,7 @@ fn serve(data: &Path, admin_key: &Path) -> Server {
     loop {
         let Some(Ok(line)) = lines.next() else {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("warden serve exited before it was ready");
         };
         if let Some(rest) = line.strip_prefix("warden listening on ") {

@@ -2,10 +2,11 @@
 //!
 //! A request goes out only if its host is on the plugin's allow-list and every
 //! address the host resolves to is public, unless the allow-list names that
-//! address (or its network) explicitly. Plain-HTTP requests are then sent to
-//! the very address that was checked, so a DNS answer that changes between the
-//! check and the connection (DNS rebinding) cannot redirect them; HTTPS requests
-//! are protected by certificate validation against the requested host name.
+//! address (or its network) explicitly. Every request is then sent to the very
+//! address that was checked, so a DNS answer that changes between the check
+//! and the connection (DNS rebinding) cannot redirect it: plain HTTP keeps the
+//! name in the Host header; HTTPS connects to the checked address and
+//! validates the certificate against the requested host name (also its SNI).
 
 use crate::capability::HttpRule;
 use crate::transcript::Transcript;
@@ -188,7 +189,10 @@ impl WasiHttpHooks for HttpPolicy {
                     return Err(denial.error_code());
                 }
             };
-            if !https {
+            if https {
+                return send_https(request, address, &host).await;
+            }
+            {
                 // Connect to the checked address, not to whatever the name
                 // resolves to next time; the Host header keeps the name.
                 let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -206,6 +210,71 @@ impl WasiHttpHooks for HttpPolicy {
             ))
         })
     }
+}
+
+/// Sends an HTTPS request over a TCP connection to `address` (the checked
+/// one, never a new lookup), with TLS for `host` validated against the
+/// public web PKI roots.
+async fn send_https(
+    mut request: http::Request<WasiBody>,
+    address: SocketAddr,
+    host: &str,
+) -> SendResult {
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)?
+    .map_err(HttpError::Connect)?;
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    // The provider is named: with two in the dependency graph, rustls cannot
+    // pick a process default by itself (and would panic).
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| HttpError::Tls(std::io::Error::other(e)))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(HttpError::Tls)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(HttpError::from)?;
+    let driver = tokio::spawn(connection);
+    // The request line carries the path only; the Host header the name.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(HttpError::from)?;
+    let io = async move {
+        match driver.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(HttpError::from(error)),
+            Err(_) => Ok(()),
+        }
+    };
+    Ok((
+        response.map(|body| body.map_err(HttpError::from).boxed_unsync()),
+        Box::new(io) as Box<dyn Future<Output = _> + Send>,
+    ))
 }
 
 #[cfg(test)]
@@ -282,6 +351,43 @@ mod tests {
             authorize(&by_name, "localhost", 8080).await,
             Err(Denial::Prohibited { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn https_connects_to_the_checked_address_and_names_the_host_for_tls() {
+        // The checked address; the name stands for one whose DNS answer
+        // could change after the check (rebinding): no new lookup is made.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let hello = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut bytes = vec![0u8; 4096];
+            let n = stream.read(&mut bytes).await.unwrap();
+            bytes.truncate(n);
+            bytes
+        });
+        let body = http_body_util::Empty::<bytes::Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = http::Request::builder()
+            .uri("https://rebinding.invalid/secret")
+            .header("host", "rebinding.invalid")
+            .body(body)
+            .unwrap();
+        // The peer is no TLS server: the handshake fails, after the hello.
+        assert!(
+            send_https(request, address, "rebinding.invalid")
+                .await
+                .is_err()
+        );
+        let hello = hello.await.unwrap();
+        assert_eq!(hello.first(), Some(&0x16), "a TLS handshake record");
+        let sni = b"rebinding.invalid";
+        assert!(
+            hello.windows(sni.len()).any(|w| w == sni),
+            "the ClientHello names the requested host"
+        );
     }
 
     #[test]
