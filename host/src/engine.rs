@@ -164,9 +164,24 @@ impl Engine {
     /// This is CPU-bound (seconds for large components on a cache miss); call it
     /// from `spawn_blocking` in async code.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent> {
+        self.compile_with(bytes, true)
+    }
+
+    /// Like [`Engine::compile`], but neither reads nor writes the compiled-code
+    /// cache: for checking a component that may never run (a release waiting
+    /// for approval), whose compiled code is not worth keeping.
+    pub fn compile_uncached(&self, bytes: &[u8]) -> Result<CompiledComponent> {
+        self.compile_with(bytes, false)
+    }
+
+    fn compile_with(&self, bytes: &[u8], cached: bool) -> Result<CompiledComponent> {
         check_header(bytes)?;
         let digest = crate::Digest::of(bytes);
-        let (component, cache) = self.compile_or_load(bytes, digest.hex())?;
+        let (component, cache) = if cached {
+            self.compile_or_load(bytes, digest.hex())?
+        } else {
+            (self.compile_fresh(bytes)?, CacheOutcome::Disabled)
+        };
         let exports = exports(&component)?;
         let engine = self.wasmtime();
         let requested = Requested::classify(

@@ -131,8 +131,8 @@ impl ControlPlane {
                 .await
                 .map_err(io)?,
         );
-        // One engine: the component compiled to check a publish is the one
-        // the first invocation loads from the on-disk cache.
+        // One engine for publish checks (uncached: a pending release's code
+        // is not kept) and the runtime (cached on disk once it runs).
         let engine = Arc::new(
             warden_host::Engine::new(warden_host::EngineConfig {
                 cache_dir: Some(data_dir.join("compiled")),

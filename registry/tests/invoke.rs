@@ -1039,3 +1039,34 @@ async fn a_refused_release_is_remembered_and_audited_once(backend: Backend) {
         .expect(200);
 }
 on_both_databases!(a_refused_release_is_remembered_and_audited_once);
+
+async fn a_pending_release_leaves_no_compiled_code_behind(backend: Backend) {
+    let w = world(backend).await;
+    let compiled = w.h.dir.path().join("data/compiled");
+    let count = || walk(&compiled).len();
+    let before = count();
+    let release =
+        w.h.publish(
+            &w.publisher,
+            &w.alice,
+            "acme/hello",
+            "1.0.0",
+            &read(HELLO),
+            &[],
+        )
+        .await
+        .expect(201);
+    assert_eq!(count(), before, "checked at publish, not cached");
+    w.h.post(
+        &w.h.admin,
+        "/v1/plugins/acme/hello/releases/1.0.0/approve",
+        approval(&w.bob, &release, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
+    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "x" }))
+        .await
+        .expect(200);
+    assert!(count() > before, "cached once it ran");
+}
+on_both_databases!(a_pending_release_leaves_no_compiled_code_behind);

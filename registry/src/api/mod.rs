@@ -45,8 +45,8 @@ pub struct AppState {
     pub db: Db,
     /// The embedded OCI store.
     pub oci: Arc<OciStore>,
-    /// The engine: compiles published components to check them (the runtime
-    /// shares it, so the compiled code is cached for the first invocation).
+    /// The engine: checks published components (without caching their
+    /// compiled code) and, in the runtime, runs approved ones.
     pub engine: Arc<warden_host::Engine>,
     /// Approvals from distinct admin keys a release needs.
     pub approvals_required: u32,

@@ -85,7 +85,9 @@ pub async fn publish(
     // The component itself: it must compile, and ask for nothing it did not declare.
     let engine = cx.engine.clone();
     let _compile_slot = cx.compiles.acquire().await.map_err(internal)?;
-    let compiled = tokio::task::spawn_blocking(move || engine.compile(&bytes))
+    // Checked, not kept: a pending release's compiled code stays out of the
+    // cache until it is invoked once approved.
+    let compiled = tokio::task::spawn_blocking(move || engine.compile_uncached(&bytes))
         .await
         .map_err(internal)?
         .map_err(|e| ReleaseError::ComponentInvalid(e.to_string()))?;
