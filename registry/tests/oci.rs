@@ -958,58 +958,94 @@ async fn a_full_disk_is_reported_and_leaves_nothing_behind() {
 }
 
 #[tokio::test]
-async fn upload_sessions_are_capped_per_org_and_expire_when_idle() {
-    use warden_registry::oci::MAX_UPLOADS_PER_ORG;
+async fn upload_sessions_are_capped_per_client_and_org_and_expire_when_idle() {
+    use warden_registry::oci::{MAX_UPLOADS_PER_CLIENT, MAX_UPLOADS_PER_ORG};
     let dir = tempfile::tempdir().unwrap();
     let store = OciStore::open(dir.path(), 64 << 20)
         .await
         .unwrap()
         .with_upload_idle(std::time::Duration::from_millis(700));
+    let mut access = StaticTokens::new().with(
+        "globex-1",
+        TokenGrant {
+            org: "globex".into(),
+            push: true,
+        },
+    );
+    for n in 0..5 {
+        access = access.with(
+            &format!("acme-{n}"),
+            TokenGrant {
+                org: "acme".into(),
+                push: true,
+            },
+        );
+    }
     let app = router(OciState {
         store: Arc::new(store),
-        access: tokens(),
+        access: Arc::new(access),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let http = reqwest::Client::new();
-    let start = |org: &'static str| {
+    let start = |token: String| {
         let http = http.clone();
+        let org = token.split('-').next().unwrap().to_owned();
         async move {
             http.post(format!("http://{address}/v2/{org}/app/blobs/uploads/"))
-                .bearer_auth(format!("{org}-publisher"))
+                .bearer_auth(token)
                 .send()
                 .await
                 .unwrap()
         }
     };
+    // One client: its share, then 429.
     let mut open = Vec::new();
-    for _ in 0..MAX_UPLOADS_PER_ORG {
-        let started = start("acme").await;
+    for _ in 0..MAX_UPLOADS_PER_CLIENT {
+        let started = start("acme-0".into()).await;
         assert_eq!(started.status(), StatusCode::ACCEPTED);
         open.push(started.headers()["location"].to_str().unwrap().to_owned());
     }
-    // One more for the same org is refused; another org is not affected.
     assert_eq!(
-        error(start("acme").await).await,
+        error(start("acme-0".into()).await).await,
         (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS".into())
     );
-    assert_eq!(start("globex").await.status(), StatusCode::ACCEPTED);
+    // Other clients of the org, up to the org's cap.
+    let mut client = 1;
+    while open.len() < MAX_UPLOADS_PER_ORG {
+        let started = start(format!("acme-{client}")).await;
+        if started.status() == StatusCode::TOO_MANY_REQUESTS {
+            client += 1;
+            continue;
+        }
+        assert_eq!(started.status(), StatusCode::ACCEPTED);
+        open.push(started.headers()["location"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        error(start("acme-4".into()).await).await,
+        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS".into())
+    );
+    // Another org is not affected.
+    assert_eq!(
+        start("globex-1".into()).await.status(),
+        StatusCode::ACCEPTED
+    );
     // Cancelling one makes room for one.
     let cancelled = http
         .delete(format!("http://{address}{}", open[0]))
-        .bearer_auth("acme-publisher")
+        .bearer_auth("acme-0")
         .send()
         .await
         .unwrap();
     assert_eq!(cancelled.status(), StatusCode::NO_CONTENT);
-    assert_eq!(start("acme").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(start("acme-0".into()).await.status(), StatusCode::ACCEPTED);
     // Idle sessions are discarded, with their files.
     tokio::time::sleep(std::time::Duration::from_millis(900)).await;
-    assert_eq!(start("acme").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(start("acme-0".into()).await.status(), StatusCode::ACCEPTED);
     let gone = http
         .get(format!("http://{address}{}", open[1]))
-        .bearer_auth("acme-publisher")
+        .bearer_auth("acme-0")
         .send()
         .await
         .unwrap();

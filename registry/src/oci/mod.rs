@@ -10,7 +10,9 @@ mod types;
 pub use access::{Action, Anonymous, OciAccess, StaticTokens, TokenGrant, token};
 pub use error::OciError;
 pub use server::{OciState, router};
-pub use store::{MAX_MANIFEST_BYTES, MAX_UPLOADS_PER_ORG, OciStore, UPLOAD_IDLE};
+pub use store::{
+    MAX_MANIFEST_BYTES, MAX_UPLOADS_PER_CLIENT, MAX_UPLOADS_PER_ORG, OciStore, UPLOAD_IDLE,
+};
 pub use types::{
     DOCKER_MANIFEST_LIST_V2, DOCKER_MANIFEST_V2, Descriptor, Digest, INDEX_V1,
     MANIFEST_MEDIA_TYPES, MANIFEST_V1, ManifestDocument, Reference, RepositoryName, WASM_CONFIG_V0,

@@ -189,7 +189,13 @@ async fn dispatch(
                     return Ok(created(&repo, &mount));
                 }
             }
-            let id = store.start_upload(&repo).await?;
+            // Sessions are counted per client by a hash of its token (the
+            // token itself is not kept).
+            let client = token.as_deref().map_or_else(String::new, |t| {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(t.as_bytes()))
+            });
+            let id = store.start_upload(&repo, &client).await?;
             if let Some(expected) = &params.digest {
                 // Monolithic: the whole blob in this request.
                 let expected = digest(expected)?;

@@ -36,6 +36,8 @@ use tokio::io::AsyncWriteExt;
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// Upload sessions one organization may have open at once.
 pub const MAX_UPLOADS_PER_ORG: usize = 64;
+/// Upload sessions one client (one token) may have open at once.
+pub const MAX_UPLOADS_PER_CLIENT: usize = 16;
 /// By default, an upload session untouched this long is discarded (its
 /// bytes too).
 pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -43,6 +45,8 @@ pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(15 *
 /// What the store tracks of an open upload session, beside its state.
 struct Session {
     org: String,
+    /// Who opened it: a hash of the client's token (empty: anonymous).
+    client: String,
     touched: std::time::Instant,
     bytes: u64,
 }
@@ -296,11 +300,26 @@ impl OciStore {
         let _ = fs::remove_file(self.root.join("uploads").join(id)).await;
     }
 
-    /// Starts an upload session for `repo`: at most [`MAX_UPLOADS_PER_ORG`]
-    /// open per organization.
-    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<String, OciError> {
+    /// Starts an upload session for `repo` on behalf of `client` (an opaque
+    /// id of who asks: a token's hash): at most [`MAX_UPLOADS_PER_ORG`] open
+    /// per organization and [`MAX_UPLOADS_PER_CLIENT`] per client.
+    pub async fn start_upload(
+        &self,
+        repo: &RepositoryName,
+        client: &str,
+    ) -> Result<String, OciError> {
         self.expire_idle_uploads().await;
         let org = repo.org().to_owned();
+        let by_client = self
+            .lock_sessions()
+            .values()
+            .filter(|s| s.client == client)
+            .count();
+        if by_client >= MAX_UPLOADS_PER_CLIENT {
+            return Err(OciError::TooManyUploads(format!(
+                "this client has {by_client} uploads open; finish or cancel some"
+            )));
+        }
         let open = self
             .lock_sessions()
             .values()
@@ -318,6 +337,7 @@ impl OciStore {
             id.clone(),
             Session {
                 org,
+                client: client.to_owned(),
                 touched: std::time::Instant::now(),
                 bytes: 0,
             },
