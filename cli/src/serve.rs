@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// request on an idle connection), e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = warden_host::parse_duration)]
     header_timeout: std::time::Duration,
-    /// Time a request's body may take to arrive, e.g. 60s.
+    /// Longest pause between two parts of a request's body, e.g. 60s.
     #[arg(long, default_value = "60s", value_parser = warden_host::parse_duration)]
     body_timeout: std::time::Duration,
     /// Connections served at once; more wait to be accepted.

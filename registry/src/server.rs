@@ -220,13 +220,13 @@ fn app(state: AppState) -> Router {
 
 /// How long a client may take, and how many may be served at once. A
 /// connection that sends nothing, or sends its headers one byte a minute,
-/// is closed; one that never finishes its body gets 408.
+/// is closed; a body whose bytes stop arriving gets 408.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
     /// Time to send a request's headers, and to start the next request on
     /// an idle keep-alive connection.
     pub header_timeout: Duration,
-    /// Time for a request's body to arrive.
+    /// Longest pause between two parts of a request's body.
     pub body_timeout: Duration,
     /// Connections served at once; further ones wait to be accepted.
     pub max_connections: usize,
@@ -255,20 +255,20 @@ pub async fn serve_with(
     router: Router,
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
         limits.body_timeout,
     ));
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: its header-read timer runs from the moment the server
+    // waits for a request, so a connection that sends nothing (or half a
+    // request, or nothing more after one) is closed and gives its slot back.
+    // (With protocol detection in front, a silent client would hold its
+    // slot forever.)
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.header_timeout));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -290,9 +290,7 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {

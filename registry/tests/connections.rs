@@ -59,6 +59,32 @@ async fn a_client_that_never_finishes_its_headers_is_let_go() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_nothing_gives_its_slot_back() {
+    let limits = ConnectionLimits {
+        header_timeout: Duration::from_millis(500),
+        max_connections: 2,
+        ..ConnectionLimits::default()
+    };
+    let (address, _dir, _) = server(limits).await;
+    // Every slot taken by connections that send nothing, not even the first
+    // bytes of a protocol preface.
+    let mut silent_a = TcpStream::connect(address).await.unwrap();
+    let mut silent_b = TcpStream::connect(address).await.unwrap();
+    for silent in [&mut silent_a, &mut silent_b] {
+        let (_, closed) = read_until_closed(silent, Duration::from_secs(5)).await;
+        assert!(closed, "a silent connection is held open");
+    }
+    // The slots are free again.
+    let mut quick = TcpStream::connect(address).await.unwrap();
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut quick, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_arrives_gets_408() {
     let limits = ConnectionLimits {
         body_timeout: Duration::from_millis(500),

@@ -310,38 +310,39 @@ impl OciStore {
     ) -> Result<String, OciError> {
         self.expire_idle_uploads().await;
         let org = repo.org().to_owned();
-        let by_client = self
-            .lock_sessions()
-            .values()
-            .filter(|s| s.client == client)
-            .count();
-        if by_client >= MAX_UPLOADS_PER_CLIENT {
-            return Err(OciError::TooManyUploads(format!(
-                "this client has {by_client} uploads open; finish or cancel some"
-            )));
-        }
-        let open = self
-            .lock_sessions()
-            .values()
-            .filter(|s| s.org == org)
-            .count();
-        if open >= MAX_UPLOADS_PER_ORG {
-            return Err(OciError::TooManyUploads(format!(
-                "{org} has {open} uploads open; finish or cancel some (idle ones are discarded after {} s)",
-                self.upload_idle.as_secs()
-            )));
-        }
         let id = format!("{:032x}", rand::random::<u128>());
-        self.noted(fs::File::create(self.root.join("uploads").join(&id)).await)?;
-        self.lock_sessions().insert(
-            id.clone(),
-            Session {
-                org,
-                client: client.to_owned(),
-                touched: std::time::Instant::now(),
-                bytes: 0,
-            },
-        );
+        {
+            // Counted and reserved under one lock: concurrent starts cannot
+            // all pass the check.
+            let mut sessions = self.lock_sessions();
+            let by_client = sessions.values().filter(|s| s.client == client).count();
+            if by_client >= MAX_UPLOADS_PER_CLIENT {
+                return Err(OciError::TooManyUploads(format!(
+                    "this client has {by_client} uploads open; finish or cancel some"
+                )));
+            }
+            let open = sessions.values().filter(|s| s.org == org).count();
+            if open >= MAX_UPLOADS_PER_ORG {
+                return Err(OciError::TooManyUploads(format!(
+                    "{org} has {open} uploads open; finish or cancel some (idle ones are discarded after {} s)",
+                    self.upload_idle.as_secs()
+                )));
+            }
+            sessions.insert(
+                id.clone(),
+                Session {
+                    org,
+                    client: client.to_owned(),
+                    touched: std::time::Instant::now(),
+                    bytes: 0,
+                },
+            );
+        }
+        if let Err(error) = self.noted(fs::File::create(self.root.join("uploads").join(&id)).await)
+        {
+            self.lock_sessions().remove(&id);
+            return Err(error);
+        }
         let upload = Upload {
             repo: repo.clone(),
             hasher: Sha256::new(),
@@ -392,9 +393,12 @@ impl OciStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let upload = self.upload(id)?;
-        let mut upload = upload.lock().await;
-        if upload.repo != *repo {
+        let session = self.upload(id)?;
+        let mut upload = session.lock().await;
+        // Waiting for the lock, the session may have been finished or
+        // cancelled: then its file is (or is about to be) a blob, and must
+        // not be written to.
+        if upload.repo != *repo || !self.still_open(id, &session) {
             return Err(OciError::BlobUploadUnknown(id.to_owned()));
         }
         if let Some(start) = start
@@ -425,8 +429,9 @@ impl OciStore {
                         self.max_blob_bytes
                     )));
                 }
-                let org_bytes = self.org_bytes_besides(id, repo.org()) + size;
-                if org_bytes > self.org_upload_bytes() {
+                // Reserved chunk by chunk, so that concurrent appends of one
+                // org see each other's bytes.
+                if !self.reserve_bytes(id, repo.org(), size) {
                     return Err(OciError::TooManyUploads(format!(
                         "the open uploads of {} would hold more than {} bytes",
                         repo.org(),
@@ -440,6 +445,9 @@ impl OciStore {
         }
         .await;
         if let Err(error) = appended {
+            if let Some(session) = self.lock_sessions().get_mut(id) {
+                session.bytes = upload.size;
+            }
             // A chunk that failed half-way (a client that hung up, a full
             // disk, a blob too large) leaves the session exactly as it was:
             // the file is cut back to what was received before it.
@@ -466,13 +474,31 @@ impl OciStore {
         Ok(size)
     }
 
-    /// Bytes held by the open sessions of `org` other than `id`.
-    fn org_bytes_besides(&self, id: &str, org: &str) -> u64 {
-        self.lock_sessions()
+    /// Whether `id` still names this very session (not finished or
+    /// cancelled meanwhile).
+    fn still_open(&self, id: &str, session: &Arc<tokio::sync::Mutex<Upload>>) -> bool {
+        self.lock_uploads()
+            .get(id)
+            .is_some_and(|current| Arc::ptr_eq(current, session))
+    }
+
+    /// Records that session `id` of `org` now holds `size` bytes, if the
+    /// org's open sessions stay within their quota; `false` (and nothing
+    /// recorded) otherwise. Checked and recorded under one lock.
+    fn reserve_bytes(&self, id: &str, org: &str, size: u64) -> bool {
+        let mut sessions = self.lock_sessions();
+        let others: u64 = sessions
             .iter()
             .filter(|(other, session)| *other != id && session.org == org)
             .map(|(_, session)| session.bytes)
-            .sum()
+            .sum();
+        if others + size > self.org_upload_bytes() {
+            return false;
+        }
+        if let Some(session) = sessions.get_mut(id) {
+            session.bytes = size;
+        }
+        true
     }
 
     /// Completes an upload: the content must match `digest`; then it becomes a
@@ -483,14 +509,16 @@ impl OciStore {
         id: &str,
         digest: &Digest,
     ) -> Result<u64, OciError> {
-        let upload = self.upload(id)?;
-        let upload = upload.lock().await;
-        if upload.repo != *repo {
+        let session = self.upload(id)?;
+        let upload = session.lock().await;
+        if upload.repo != *repo || !self.still_open(id, &session) {
             return Err(OciError::BlobUploadUnknown(id.to_owned()));
         }
         let received = Digest::from_sha256(upload.hasher.clone());
         let size = upload.size;
-        drop(upload);
+        // Closed while locked: an append waiting for the lock finds it gone
+        // and never touches the file that becomes the blob. The lock is held
+        // until the file is in place.
         let staged = self.root.join("uploads").join(id);
         self.lock_uploads().remove(id);
         self.lock_sessions().remove(id);
@@ -523,6 +551,7 @@ impl OciStore {
         if stored.is_err() {
             let _ = fs::remove_file(&staged).await;
         }
+        drop(upload);
         stored.map(|()| size)
     }
 

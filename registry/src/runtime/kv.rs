@@ -69,7 +69,9 @@ impl SqlKvStore {
         )
         .execute(&pool)
         .await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS kv_org_locks (org TEXT PRIMARY KEY)")
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS kv_org_locks (org TEXT PRIMARY KEY, keys BIGINT NOT NULL DEFAULT 0)",
+        )
             .execute(&pool)
             .await?;
         Ok(SqlKvStore {
@@ -121,7 +123,7 @@ impl KvStore for SqlKvStore {
             // here (the lock row), so the counts below are exact.
             let org = org_of(namespace);
             sqlx::query(
-                "INSERT INTO kv_org_locks (org) VALUES ($1) ON CONFLICT (org) DO UPDATE SET org = $1",
+                "INSERT INTO kv_org_locks (org, keys) VALUES ($1, 0) ON CONFLICT (org) DO UPDATE SET org = $1",
             )
             .bind(org)
             .execute(&mut *tx)
@@ -147,33 +149,41 @@ impl KvStore for SqlKvStore {
                     "the namespace already holds {max_keys} keys"
                 )));
             }
-            if self.org_max_keys != u64::MAX {
-                let (org_keys,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM kv WHERE substr(namespace, 1, length($1)) = $1",
-                )
-                .bind(format!("{org}/"))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                if org_keys as u64 > self.org_max_keys {
-                    return Err(KvError::QuotaExceeded(format!(
-                        "the plugins of {org} already hold {} keys",
-                        self.org_max_keys
-                    )));
-                }
+            let (org_keys,): (i64,) = sqlx::query_as(
+                "UPDATE kv_org_locks SET keys = keys + 1 WHERE org = $1 RETURNING keys",
+            )
+            .bind(org)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if org_keys as u64 > self.org_max_keys {
+                return Err(KvError::QuotaExceeded(format!(
+                    "the plugins of {org} already hold {} keys",
+                    self.org_max_keys
+                )));
             }
         }
         tx.commit().await.map_err(unavailable)
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let done = sqlx::query("DELETE FROM kv WHERE namespace = $1 AND key = $2")
             .bind(namespace)
             .bind(key)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            sqlx::query("UPDATE kv_org_locks SET keys = keys - 1 WHERE org = $1 AND keys > 0")
+                .bind(org_of(namespace))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(deleted)
     }
 
     async fn list_keys(
@@ -246,6 +256,13 @@ mod tests {
         store.set("acmex/a", "k1", b"1", 10).await.unwrap();
         store.set("acme/a", "k1", b"2", 10).await.unwrap();
         assert_eq!(store.get("acme/a", "k2").await.unwrap(), None);
+        // A deleted key makes room for one.
+        assert!(store.delete("acme/b", "k2").await.unwrap());
+        store.set("acme/a", "k2", b"1", 10).await.unwrap();
+        assert!(matches!(
+            store.set("acme/a", "k3", b"1", 10).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
     }
 
     #[tokio::test]

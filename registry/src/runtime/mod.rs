@@ -255,10 +255,13 @@ impl Runtime {
             return Err(LoadError::Refused(reason));
         }
         let loaded = self.load_now(record, &key).await;
-        self.loading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        {
+            // Only this load's lock: a newer one others wait on stays.
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            if loading.get(&key).is_some_and(|l| Arc::ptr_eq(l, &lock)) {
+                loading.remove(&key);
+            }
+        }
         if let Err(error @ (LoadError::Untrusted(_) | LoadError::Artifact(_))) = &loaded {
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
             if refused.len() >= MAX_LOADED {
