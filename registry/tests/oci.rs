@@ -1055,3 +1055,20 @@ async fn upload_sessions_are_capped_per_client_and_org_and_expire_when_idle() {
         .count();
     assert!(files <= 2, "{files} upload files left");
 }
+
+#[tokio::test]
+async fn what_a_crash_left_half_written_is_cleared_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(OciStore::open(dir.path(), 1 << 20).await.unwrap());
+    // A staging file and an upload a killed process left behind.
+    std::fs::write(dir.path().join("tmp/0123"), b"half").unwrap();
+    std::fs::write(dir.path().join("uploads/4567"), b"partial").unwrap();
+    drop(OciStore::open(dir.path(), 1 << 20).await.unwrap());
+    for sub in ["tmp", "uploads"] {
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(sub)).unwrap().count(),
+            0,
+            "{sub} still holds files"
+        );
+    }
+}

@@ -122,10 +122,13 @@ impl OciStore {
         for dir in ["blobs/sha256", "uploads", "repos", "tmp"] {
             fs::create_dir_all(root.join(dir)).await?;
         }
-        // Uploads do not survive a restart (their hash state was in memory).
-        let mut stale = fs::read_dir(root.join("uploads")).await?;
-        while let Some(entry) = stale.next_entry().await? {
-            let _ = fs::remove_file(entry.path()).await;
+        // Uploads do not survive a restart (their hash state was in memory),
+        // and staging files are what a crash left half-written.
+        for dir in ["uploads", "tmp"] {
+            let mut stale = fs::read_dir(root.join(dir)).await?;
+            while let Some(entry) = stale.next_entry().await? {
+                let _ = fs::remove_file(entry.path()).await;
+            }
         }
         Ok(OciStore {
             root: root.to_owned(),
