@@ -31,6 +31,11 @@ macro_rules! error_codes {
             /// Every code.
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
 
+            /// The code whose text is `text`, if there is one.
+            pub fn from_code(text: &str) -> Option<ErrorCode> {
+                ErrorCode::ALL.iter().copied().find(|code| code.as_str() == text)
+            }
+
             /// The stable, machine-readable text, e.g. `version_exists`.
             pub fn as_str(self) -> &'static str {
                 match self { $(ErrorCode::$variant => $code,)* }
@@ -524,7 +529,19 @@ mod tests {
             let text = serde_json::to_value(code).unwrap();
             assert_eq!(text, Json_::String(code.as_str().to_owned()));
             assert_eq!(serde_json::from_value::<ErrorCode>(text).unwrap(), code);
+            assert_eq!(ErrorCode::from_code(code.as_str()), Some(code));
         }
+    }
+
+    #[test]
+    fn host_failures_have_no_api_code() {
+        // What `api::invoke` keeps in the log instead of answering.
+        assert_eq!(ErrorCode::from_code("host_failure"), None);
+        assert_eq!(ErrorCode::from_code("invalid_component"), None);
+        assert_eq!(
+            ErrorCode::from_code("out_of_fuel"),
+            Some(ErrorCode::OutOfFuel)
+        );
     }
 
     #[test]

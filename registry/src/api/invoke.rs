@@ -13,7 +13,7 @@ use serde_json::{Value as Json_, json};
 use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use warden_host::{Error as HostError, LimitKind, LogEntry, Metering, Output};
+use warden_host::{Error as HostError, LogEntry, Metering, Output};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(invoke))
@@ -212,30 +212,11 @@ async fn invoke(
 
 /// The code of a host error; internals of host failures stay in the log.
 fn host_error(error: &HostError, details: Option<Json_>) -> ApiError {
-    let code = match error {
-        HostError::BadArgument { .. } => ErrorCode::BadArgument,
-        HostError::NotInvocable { .. } => ErrorCode::NotInvocable,
-        HostError::UnknownFunction { .. } => ErrorCode::UnknownFunction,
-        HostError::LimitExceeded { kind, .. } => match kind {
-            LimitKind::Fuel => ErrorCode::OutOfFuel,
-            LimitKind::Memory => ErrorCode::MemoryLimit,
-            LimitKind::Deadline => ErrorCode::DeadlineExceeded,
-            LimitKind::Stack => ErrorCode::StackOverflow,
-            LimitKind::Tables => ErrorCode::TableLimit,
-            LimitKind::Instances => ErrorCode::InstanceLimit,
-            LimitKind::Log => ErrorCode::LogLimit,
-            LimitKind::Result => ErrorCode::ResultTooLarge,
-            LimitKind::HostCall => ErrorCode::HostCallTooLarge,
-        },
-        HostError::Trap { .. } => ErrorCode::Trap,
-        HostError::TooManyConcurrent { .. } => ErrorCode::TooManyConcurrent,
-        HostError::Capacity(_) => ErrorCode::Capacity,
-        HostError::MissingCapabilities(_) => ErrorCode::MissingCapabilities,
-        HostError::UnsupportedImports(_) => ErrorCode::UnsupportedImports,
-        HostError::Config(_) => ErrorCode::InvalidConfig,
-        _ => return ApiError::internal(format!("invocation: {error}")),
+    // The host's codes are API codes (`ErrorCode` lists each with its
+    // status); a host failure has none of them and stays in the log.
+    let Some(code) = ErrorCode::from_code(error.code()) else {
+        return ApiError::internal(format!("invocation: {error}"));
     };
-    debug_assert_eq!(code.as_str(), error.code());
     let mut api = ApiError::new(code, error.to_string());
     if let Some(details) = details {
         api = api.with_details(details);
