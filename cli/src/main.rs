@@ -40,7 +40,7 @@ enum Command {
     /// Start a Warden with the example plugins built, published and approved, ready to invoke.
     Demo(demo::DemoArgs),
     /// Start the control plane and the embedded OCI registry.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Check, sign, push and register a release described by warden.toml.
     Publish(publish::PublishArgs),
     /// Review releases.
@@ -73,6 +73,11 @@ enum Command {
     Audit(audit::AuditArgs),
 }
 
+/// mimalloc instead of glibc's allocator: the server's request path allocates
+/// and frees small objects on several threads (BENCHMARKS.md measures it).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -97,7 +102,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(*args, cli.output).await,
             Command::Inspect(args) => inspect::inspect(args, cli.output),
             Command::Keygen(args) => keygen::keygen(args, cli.output),
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Publish(args) => publish::publish(args, cli.output, &cli.remote).await,
             Command::Release(command) => release::release(command, cli.output, &cli.remote).await,

@@ -83,6 +83,11 @@ pub struct RuntimeArgs {
     /// the pool (more are refused with 429 `capacity`).
     #[arg(long, env = "WARDEN_ORG_SHARE", default_value_t = 32)]
     pub org_share: u32,
+    /// Longest time a token or a plugin's resolved release is served from
+    /// memory without reading the database again, e.g. 5s: how long a
+    /// replica cut off from its database keeps serving invocations.
+    #[arg(long, env = "WARDEN_SNAPSHOT_MAX_AGE", default_value = "5s", value_parser = warden_host::parse_duration)]
+    pub snapshot_max_age: std::time::Duration,
 }
 
 impl RuntimeArgs {
@@ -107,6 +112,7 @@ impl RuntimeArgs {
         });
         config.pool_instances = self.pool_instances;
         config.org_share = self.org_share;
+        config.snapshot_max_age = self.snapshot_max_age;
         for pair in &self.max_limits {
             config
                 .limit_maxima

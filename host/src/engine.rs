@@ -48,6 +48,12 @@ impl Default for EngineConfig {
     }
 }
 
+/// Bytes at the start of each pooled linear memory kept resident (zeroed in
+/// place) between instances.
+pub const KEEP_RESIDENT_MEMORY_BYTES: usize = 128 << 10;
+/// Bytes of each pooled table kept resident between instances.
+pub const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
+
 /// A configured wasmtime engine shared by every plugin it loads. Cheap to clone.
 ///
 /// It ticks an epoch every 10ms on a background thread (for deadlines) until
@@ -99,7 +105,14 @@ impl Engine {
                 .max_tables_per_component(64)
                 .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
                 .table_elements(100_000)
-                .max_unused_warm_slots(slots.min(32));
+                .max_unused_warm_slots(slots.min(32))
+                // A slot's first pages are zeroed in place when it is reused
+                // instead of being given back with madvise: every madvise
+                // flushes the TLB of every core running this process (an
+                // IPI each), and the next instance faults the pages in again.
+                // Measured in BENCHMARKS.md (HTTP invoke path).
+                .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
+                .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let wasmtime = wasmtime::Engine::new(&wasm)

@@ -49,7 +49,9 @@ mod verify;
 pub use cache::CacheOutcome;
 pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
 pub use digest::Digest;
-pub use engine::{CompiledComponent, Engine, EngineConfig};
+pub use engine::{
+    CompiledComponent, Engine, EngineConfig, KEEP_RESIDENT_MEMORY_BYTES, KEEP_RESIDENT_TABLE_BYTES,
+};
 pub use error::{Error, Result};
 pub use exports::{FunctionInfo, MAX_EXPORTED_FUNCTIONS, MAX_TYPE_PARTS, ParamInfo};
 pub use files::write_private;

@@ -135,8 +135,10 @@ pub fn verify_chain(entries: &[AuditEntry], head: &AuditHead) -> Result<usize, C
 /// A write transaction with its audit entry reserved: the organization's chain
 /// is locked (first statement of the transaction, so SQLite takes its write
 /// lock at once and PostgreSQL serializes writers of one org on the head row)
-/// until [`Change::commit`] appends the entry and commits.
+/// until [`Change::commit`] appends the entry, commits, and marks the org
+/// changed for whatever caches its data ([`crate::changes`]).
 pub struct Change {
+    db: crate::db::Db,
     tx: Transaction<'static, Any>,
     org: String,
     seq: i64,
@@ -145,8 +147,8 @@ pub struct Change {
 
 impl Change {
     /// Starts a change to `org`'s objects.
-    pub async fn begin(pool: &sqlx::AnyPool, org: &str) -> Result<Change, sqlx::Error> {
-        let mut tx = pool.begin().await?;
+    pub async fn begin(db: &crate::db::Db, org: &str) -> Result<Change, sqlx::Error> {
+        let mut tx = db.pool().begin().await?;
         let row: Option<(i64, String)> = sqlx::query_as(
             "UPDATE audit_heads SET seq = seq + 1 WHERE org = $1 RETURNING seq, hash",
         )
@@ -166,6 +168,7 @@ impl Change {
             }
         };
         Ok(Change {
+            db: db.clone(),
             tx,
             org: org.to_owned(),
             seq,
@@ -218,7 +221,16 @@ impl Change {
             .bind(&entry.org)
             .execute(&mut *self.tx)
             .await?;
-        self.tx.commit().await?;
+        let committed = self.tx.commit().await;
+        // Whether or not the commit reached the database, what was cached
+        // from this org's data is dropped: a change never goes unnoticed.
+        match committed {
+            Ok(()) => self.db.changes().committed(&self.org, entry.seq),
+            Err(error) => {
+                self.db.changes().changed(&self.org);
+                return Err(error);
+            }
+        }
         Ok(entry)
     }
 }
@@ -276,7 +288,7 @@ pub async fn record(
     target: &str,
     details: Json,
 ) -> Result<AuditEntry, sqlx::Error> {
-    Change::begin(db.pool(), org)
+    Change::begin(db, org)
         .await?
         .commit(actor, action, target, details)
         .await

@@ -4,23 +4,53 @@
 //!
 //! Every query is written once, in SQL that both databases accept (`$1`
 //! placeholders, `TEXT`/`BIGINT`, `RETURNING`), and runs through sqlx's `Any`
-//! driver, so the two backends cannot drift apart.
+//! driver, so the two backends cannot drift apart. The one exception is the
+//! catalog's text search (an FTS5 trigram index on SQLite, `pg_trgm` on
+//! PostgreSQL), behind one function of the domain (`domain::search`).
 
+use crate::changes::Changes;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// One schema migration: the same SQL on both databases, or one text each
+/// where they differ (catalog search).
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+impl Migration {
+    const fn portable(version: i64, name: &'static str, sql: &'static str) -> Migration {
+        Migration {
+            version,
+            name,
+            sqlite: sql,
+            postgres: sql,
+        }
+    }
+}
+
 /// The migrations, in order. Each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../migrations/0001_init.sql")),
-    (2, "kv", include_str!("../migrations/0002_kv.sql")),
-    (
+const MIGRATIONS: &[Migration] = &[
+    Migration::portable(1, "init", include_str!("../migrations/0001_init.sql")),
+    Migration::portable(2, "kv", include_str!("../migrations/0002_kv.sql")),
+    Migration::portable(
         3,
         "kv_org_locks",
         include_str!("../migrations/0003_kv_org_locks.sql"),
     ),
+    Migration {
+        version: 4,
+        name: "catalog_search",
+        sqlite: include_str!("../migrations/0004_catalog_search.sqlite.sql"),
+        postgres: include_str!("../migrations/0004_catalog_search.postgres.sql"),
+    },
 ];
 
 /// Which database is behind the pool.
@@ -37,6 +67,7 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    changes: Arc<Changes>,
 }
 
 /// Why the database could not be opened or migrated.
@@ -95,13 +126,24 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |connection, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        connection
-                            .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                            )
-                            .await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            connection
+                                .execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                                )
+                                .await?;
+                        }
+                        // Prepared statements are planned with their
+                        // parameters every time: a catalog search for a rare
+                        // text uses the trigram index, a common one the
+                        // name order (a generic plan would pick one for all).
+                        Backend::Postgres => {
+                            connection
+                                .execute("SET plan_cache_mode = force_custom_plan")
+                                .await?;
+                        }
                     }
                     Ok(())
                 })
@@ -109,7 +151,11 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(sqlx_error(format!("connecting to {}", redact(url))))?;
-        let db = Db { pool, backend };
+        let db = Db {
+            pool,
+            backend,
+            changes: Arc::default(),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -117,6 +163,12 @@ impl Db {
     /// The pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Which organizations changed: advanced by every committed change, read
+    /// by what caches the database's data.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// The backend.
@@ -142,7 +194,12 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(sqlx_error("creating the migrations table"))?;
-        for (version, name, sql) in MIGRATIONS {
+        for migration in MIGRATIONS {
+            let (version, name) = (migration.version, migration.name);
+            let sql = match self.backend {
+                Backend::Sqlite => migration.sqlite,
+                Backend::Postgres => migration.postgres,
+            };
             let mut tx = self
                 .pool
                 .begin()
@@ -154,8 +211,8 @@ impl Db {
                 "INSERT INTO warden_migrations (version, name, applied_at) VALUES ($1, $2, $3)
                  ON CONFLICT (version) DO NOTHING",
             )
-            .bind(*version)
-            .bind(*name)
+            .bind(version)
+            .bind(name)
             .bind(now_ms())
             .execute(&mut *tx)
             .await

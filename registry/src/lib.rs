@@ -39,6 +39,7 @@
 mod api;
 mod artifact;
 mod audit;
+mod changes;
 mod db;
 mod domain;
 pub mod oci;

@@ -6,7 +6,7 @@ use crate::api::{self, AppState, Metrics};
 use crate::artifact::{ArtifactSource, RegistryEndpoint};
 use crate::db::{Db, DbError};
 use crate::domain::orgs;
-use crate::domain::tokens::{Permission, authenticate};
+use crate::domain::tokens::Permission;
 use crate::oci::{self, Action, OciAccess, OciError, OciState, OciStore, RepositoryName};
 use crate::runtime::{Runtime, SqlKvStore};
 use async_trait::async_trait;
@@ -47,6 +47,12 @@ pub struct ServerConfig {
     pub admin_keys: Vec<warden_host::PublicKey>,
     /// Pull artifacts from this registry instead of the embedded one.
     pub external_registry: Option<RegistryEndpoint>,
+    /// Longest time what the invoke path keeps in memory (who a token is,
+    /// which release runs) is served without reading the database again.
+    /// Changes made through the API take effect at once on this replica and
+    /// within 250 ms on others; this bounds the rest (a replica cut off
+    /// from its database, a row edited by hand).
+    pub snapshot_max_age: Duration,
 }
 
 impl ServerConfig {
@@ -66,6 +72,7 @@ impl ServerConfig {
             max_blob_bytes: 256 << 20,
             admin_keys: Vec::new(),
             external_registry: None,
+            snapshot_max_age: crate::domain::snapshot::DEFAULT_MAX_AGE,
         }
     }
 }
@@ -156,7 +163,10 @@ impl ControlPlane {
             config.org_share,
         )
         .map_err(|e| StartError::Config(format!("plugin threads: {e}")))?;
-        let state = AppState {
+        let watcher = crate::changes::watch(db.clone());
+        let state = AppState::new(api::Shared {
+            snapshot: crate::domain::snapshot::Snapshot::new(config.snapshot_max_age),
+            changes_watcher: api::AbortOnDrop(watcher),
             db,
             oci,
             engine,
@@ -169,7 +179,7 @@ impl ControlPlane {
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
             artifacts,
-        };
+        });
         crate::domain::releases::reconcile_pending_tags(&state.db, &state.oci)
             .await
             .map_err(|e| {
@@ -289,6 +299,11 @@ pub async fn serve_with(
             },
             () = &mut shutdown => break,
         };
+        // Small answers go out at once: with Nagle's algorithm on, a response
+        // written in two parts waits for the client's delayed ACK (40 ms).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {error}");
+        }
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
@@ -342,7 +357,7 @@ impl OciAccess for TokenAccess {
         repository: Option<&RepositoryName>,
         action: Action,
     ) -> Result<(), OciError> {
-        let caller = authenticate(&self.state.db, token).await?;
+        let caller = self.state.snapshot.caller(&self.state.db, token).await?;
         let Some(repository) = repository else {
             return Ok(());
         };
@@ -362,7 +377,7 @@ impl OciAccess for TokenAccess {
         digest: &str,
         tag: Option<&str>,
     ) {
-        let Ok(caller) = authenticate(&self.state.db, token).await else {
+        let Ok(caller) = self.state.snapshot.caller(&self.state.db, token).await else {
             return;
         };
         let target = match tag {

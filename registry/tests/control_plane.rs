@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, Harness, start, start_with};
+use common::{Backend, Harness, start, start_tweaked, start_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 use warden_host::{Envelope, PrivateKey, RELEASE_PAYLOAD_TYPE};
@@ -787,7 +787,10 @@ async fn every_endpoint_checks_role_and_org(backend: Backend) {
 on_both_databases!(every_endpoint_checks_role_and_org);
 
 async fn tokens_are_checked(backend: Backend) {
-    let h = start(backend).await;
+    // Rows edited below behind the control plane's back are read again once
+    // the snapshot's entries are this old.
+    let max_age = std::time::Duration::from_millis(300);
+    let h = start_tweaked(backend, |config| config.snapshot_max_age = max_age).await;
     let viewer = h.token(&h.admin, "acme", "viewer").await;
     h.get(&viewer, "/v1/whoami").await.expect(200);
 
@@ -819,7 +822,25 @@ async fn tokens_are_checked(backend: Backend) {
         .execute(h.db.pool())
         .await
         .unwrap();
+    tokio::time::sleep(max_age).await;
     h.get(secret, "/v1/whoami")
+        .await
+        .expect_error(401, "token_expired");
+    // A token known to the snapshot expires on time: its expiry is checked
+    // at every use, not only when it is read.
+    let brief = h
+        .post(
+            &h.admin,
+            "/v1/orgs/acme/tokens",
+            json!({ "name": "brief", "role": "viewer", "expires_in_seconds": 1 }),
+        )
+        .await
+        .expect(201);
+    let brief = brief["secret"].as_str().unwrap();
+    h.get(brief, "/v1/whoami").await.expect(200);
+    h.get(brief, "/v1/whoami").await.expect(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    h.get(brief, "/v1/whoami")
         .await
         .expect_error(401, "token_expired");
     h.post(
@@ -1139,6 +1160,84 @@ async fn catalog_pages_and_searches(backend: Backend) {
 }
 on_both_databases!(catalog_pages_and_searches);
 
+/// Search over thousands of plugins, through both of the search's paths
+/// (the text index for rare texts, the name order for common or short ones):
+/// exactly the plugins whose name or description contains the text, in name
+/// order, page after page, with descriptions changed after insertion.
+async fn catalog_search_finds_exactly_the_matches(backend: Backend) {
+    let h = start(backend).await;
+    let mut tx = h.db.pool().begin().await.unwrap();
+    for i in 0..6000 {
+        sqlx::query("INSERT INTO plugins (org, name, description, config, created_at, updated_at) VALUES ('acme', $1, $2, '{}', 0, 0)")
+            .bind(format!("tool-{i:04}"))
+            .bind(if i % 1000 == 7 { "Reads Parquet_Files" } else { "Common words" })
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    sqlx::query("UPDATE plugins SET description = 'Now it signs PDFs' WHERE org = 'acme' AND name = 'tool-4321'")
+        .execute(h.db.pool())
+        .await
+        .unwrap();
+    let search = |q: &'static str| {
+        let h = &h;
+        async move {
+            let mut names = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let page = h
+                    .get(
+                        &h.admin,
+                        &format!("/v1/orgs/acme/plugins?q={q}&limit=50{cursor}"),
+                    )
+                    .await
+                    .expect(200);
+                names.extend(page["items"].as_array().unwrap().iter().map(|p| {
+                    p["name"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("acme/")
+                        .to_owned()
+                }));
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = format!("&cursor={next}"),
+                    None => break names,
+                }
+            }
+        }
+    };
+    let expected = |keep: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..6000)
+            .filter(|i| keep(*i))
+            .map(|i| format!("tool-{i:04}"))
+            .collect()
+    };
+    // Rare: the index path.
+    assert_eq!(search("tool-5999").await, ["tool-5999"]);
+    assert_eq!(
+        search("ool-59").await,
+        expected(&|i| (5900..6000).contains(&i))
+    );
+    assert_eq!(search("PARQUET_f").await, expected(&|i| i % 1000 == 7));
+    assert_eq!(search("signs%20pdf").await, ["tool-4321"]);
+    assert_eq!(search("parquet%25").await, Vec::<String>::new());
+    assert_eq!(search("nothing-like-this").await, Vec::<String>::new());
+    // Common (more candidates than the index hands over) and short texts:
+    // the name-order path.
+    assert_eq!(search("tool-").await.len(), 6000);
+    assert_eq!(search("common").await.len(), 6000 - 6 - 1);
+    assert_eq!(search("-9").await, Vec::<String>::new());
+    assert_eq!(
+        search("42").await,
+        expected(&|i| format!("{i:04}").contains("42"))
+    );
+    // What the index holds follows the rows: the old description is gone.
+    assert_eq!(search("tool-4321").await, ["tool-4321"]);
+    assert!(!search("common").await.contains(&"tool-4321".to_owned()));
+}
+on_both_databases!(catalog_search_finds_exactly_the_matches);
+
 async fn operations_endpoints(backend: Backend) {
     let h = start(backend).await;
     let health = h
@@ -1360,8 +1459,9 @@ impl Relay {
     }
 }
 
-/// PostgreSQL down: a clear 503 (API and /readyz), nothing hangs, and the
-/// server recovers by itself once the database is back.
+/// PostgreSQL down: a clear 503 (API and /readyz), nothing hangs,
+/// invocations run from the snapshot for at most its maximum age and then get
+/// 503 too, and the server recovers by itself once the database is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_down_is_a_503_and_recovers() {
     let Some(Backend::Postgres(url)) = Backend::postgres().await else {
@@ -1376,7 +1476,11 @@ async fn database_down_is_a_503_and_recovers() {
         .unwrap();
     let relay = Relay::start(target).await;
     let relayed = format!("{prefix}@127.0.0.1:{}/{database}", relay.port);
-    let h = start(Backend::Postgres(relayed)).await;
+    let max_age = std::time::Duration::from_secs(3);
+    let h = start_tweaked(Backend::Postgres(relayed), |config| {
+        config.snapshot_max_age = max_age;
+    })
+    .await;
     h.get(&h.admin, "/v1/orgs/acme/plugins").await.expect(200);
     // A loaded, approved release.
     let publisher = h.token(&h.admin, "acme", "publisher").await;
@@ -1401,6 +1505,11 @@ async fn database_down_is_a_503_and_recovers() {
     relay.set(false);
     // The relay notices the cut within 20 ms; give it ten times that.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Invocations are served from what the snapshot holds (the token, the
+    // resolved release) for at most its maximum age...
+    h.post(&h.admin, invoke, json!({ "args": "x" }))
+        .await
+        .expect(200);
     let answer = h.get(&h.admin, "/v1/orgs/acme/plugins").await;
     answer.expect_error(503, "database_unavailable");
     assert!(
@@ -1415,13 +1524,15 @@ async fn database_down_is_a_503_and_recovers() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
-    let registry = h.get(&h.admin, "/v2/acme/hello/tags/list").await;
-    assert_eq!(registry.status, 503, "{}", registry.body);
-    // Invocations need the database (token, release status, key revocation,
-    // configuration): they fail fast with 503 rather than run on stale trust.
+    // ... and then, unable to check the token, the release's status, key
+    // revocations and configuration again, refuse with 503 rather than run on
+    // stale trust; so does the registry, which authenticates the same way.
+    tokio::time::sleep(max_age).await;
     h.post(&h.admin, invoke, json!({ "args": "x" }))
         .await
         .expect_error(503, "database_unavailable");
+    let registry = h.get(&h.admin, "/v2/acme/hello/tags/list").await;
+    assert_eq!(registry.status, 503, "{}", registry.body);
     let health = h
         .http
         .get(format!("{}/healthz", h.url))

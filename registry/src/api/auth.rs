@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::tokens::{AuthError, Caller, authenticate};
+use crate::domain::tokens::{AuthError, Caller};
 use crate::oci::OciError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -26,6 +26,6 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
         let secret = crate::oci::token(&parts.headers);
-        Ok(authenticate(&state.db, secret.as_deref()).await?)
+        Ok(state.snapshot.caller(&state.db, secret.as_deref()).await?)
     }
 }

@@ -3,14 +3,14 @@
 //! that ran and what it used, or a precise error.
 
 use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, ErrorBody, ErrorCode};
-use crate::domain::resolution;
+use crate::domain::resolution::Resolved;
 use crate::domain::tokens::{Caller, Permission};
-use crate::runtime::{LoadError, ReleaseRecord};
+use crate::runtime::LoadError;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json_, json};
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use warden_host::{Error as HostError, LogEntry, Metering, Output};
@@ -119,10 +119,11 @@ async fn invoke(
     ApiJson(body): ApiJson<InvokeRequest>,
 ) -> ApiResult<Json<InvokeResponse>> {
     caller.require(Permission::Invoke, &org)?;
-    let (record, config) = resolve(&state, &org, &name, body.version.as_deref()).await?;
+    let resolved = resolve(&state, &org, &name, body.version.as_deref()).await?;
+    let record = &resolved.record;
     let reference = format!("{org}/{name}@{}", record.version);
     let plugin_label = format!("{org}/{name}");
-    let loaded = match state.runtime.load(&record).await {
+    let loaded = match state.runtime.load(record).await {
         Ok(loaded) => loaded,
         Err(error) => {
             state
@@ -145,7 +146,7 @@ async fn invoke(
     }
     let plugin = state
         .runtime
-        .plugin(&loaded, config)
+        .plugin(&loaded, &resolved.config)
         .map_err(|e| host_error(&e, None))?;
     let args = body.args.unwrap_or_else(|| Json_::Array(Vec::new()));
     let release = ReleaseRan {
@@ -289,13 +290,13 @@ async fn audit_refusal(
     }
 }
 
-/// Parses the requirement and resolves the release through the domain layer.
+/// Parses the requirement and resolves the release through the snapshot.
 async fn resolve(
     state: &AppState,
     org: &str,
     name: &str,
     requirement: Option<&str>,
-) -> ApiResult<(ReleaseRecord, BTreeMap<String, String>)> {
+) -> ApiResult<Arc<Resolved>> {
     let requirement = requirement
         .map(|r| {
             semver::VersionReq::parse(r).map_err(|e| {
@@ -306,13 +307,14 @@ async fn resolve(
             })
         })
         .transpose()?;
-    let resolved = resolution::resolve(
-        &state.db,
-        org,
-        name,
-        requirement.as_ref(),
-        state.approvals_required,
-    )
-    .await?;
-    Ok((resolved.record, resolved.config))
+    Ok(state
+        .snapshot
+        .release(
+            &state.db,
+            org,
+            name,
+            requirement.as_ref(),
+            state.approvals_required,
+        )
+        .await?)
 }

@@ -38,11 +38,34 @@ pub const MAX_PAGE: i64 = 100;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: i64 = 20;
 
-/// What every handler shares.
+/// What every handler shares: one pointer, cloned for each request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state of a control plane.
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// The database.
     pub db: Db,
+    /// What the invoke path needs, held in memory (tokens, resolved releases).
+    pub snapshot: crate::domain::snapshot::Snapshot,
+    /// Follows changes made by other replicas while the state is alive.
+    #[expect(dead_code, reason = "held for its Drop, which stops the watcher")]
+    pub changes_watcher: AbortOnDrop,
     /// The embedded OCI store.
     pub oci: Arc<OciStore>,
     /// The engine: checks published components (without caching their
@@ -63,6 +86,16 @@ pub struct AppState {
     /// Where release artifacts are read from: the embedded store (`oci`) or
     /// an external registry.
     pub artifacts: ArtifactSource,
+}
+
+/// A task that stops when the last owner is gone.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl AppState {

@@ -137,7 +137,7 @@ pub async fn add(
         created_at: now_ms(),
         revoked_at: None,
     };
-    let mut change = Change::begin(db.pool(), org).await?;
+    let mut change = Change::begin(db, org).await?;
     let inserted = sqlx::query(
         "INSERT INTO signing_keys (org, key_id, public_key, kind, owner, created_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -184,7 +184,7 @@ pub async fn list(db: &Db, org: &str) -> Result<Vec<SigningKey>, KeyError> {
 /// Revokes an active key: its signatures stop counting, for new statements
 /// and for those it signed before.
 pub async fn revoke(db: &Db, org: &str, actor: &str, key_id: &str) -> Result<(), KeyError> {
-    let mut change = Change::begin(db.pool(), org).await?;
+    let mut change = Change::begin(db, org).await?;
     let updated = sqlx::query(
         "UPDATE signing_keys SET revoked_at = $1 WHERE org = $2 AND key_id = $3 AND revoked_at IS NULL",
     )

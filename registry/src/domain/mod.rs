@@ -7,6 +7,8 @@
 //! - [`approval`]: who may not approve a release (no database).
 //! - [`status`]: the release life cycle.
 //! - [`resolution`]: which release runs (the newest approved match).
+//! - [`search`]: catalog text search (the one backend-specific SQL).
+//! - [`snapshot`]: what the invoke path needs, held in memory.
 //! - [`catalog`]: plugins listed and searched, detail, configuration.
 //! - [`keys`]: signing keys and the verification of signed statements.
 //! - [`tokens`]: API tokens, roles, who is calling.
@@ -20,5 +22,7 @@ pub mod names;
 pub mod orgs;
 pub mod releases;
 pub mod resolution;
+pub mod search;
+pub mod snapshot;
 pub mod status;
 pub mod tokens;

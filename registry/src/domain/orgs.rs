@@ -89,7 +89,7 @@ async fn insert(
 ) -> Result<CreatedOrg, OrgError> {
     // Two creates of one new org race on its audit chain's first row: the
     // loser is told the org exists, like any later create.
-    let mut change = Change::begin(db.pool(), org).await.map_err(|e| {
+    let mut change = Change::begin(db, org).await.map_err(|e| {
         if is_duplicate(&e) {
             OrgError::Exists(org.to_owned())
         } else {

@@ -176,6 +176,7 @@ pub async fn resolve(
         envelope: parse(&envelope)?,
         approvals: counted.into_iter().map(parse).collect::<Result<_, _>>()?,
         publisher,
+        key: Default::default(),
     };
     let config = serde_json::from_str(&config)
         .map_err(|e| ResolveError::Corrupt(format!("configuration of {org}/{name}: {e}")))?;

@@ -106,6 +106,8 @@ pub struct Caller {
     pub role: Role,
     /// Whether the org is the operator org (may create organizations).
     pub operator: bool,
+    /// Unix milliseconds after which the token stops working, if ever.
+    pub expires_at: Option<i64>,
 }
 
 /// Why a caller may not do something.
@@ -133,6 +135,11 @@ pub enum Denied {
 }
 
 impl Caller {
+    /// Whether the token has expired by now.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= now_ms())
+    }
+
     /// `token:<id>`, as the audit log names actors.
     pub fn actor(&self) -> String {
         format!("token:{}", self.token_id)
@@ -226,15 +233,17 @@ pub async fn authenticate(db: &Db, secret: Option<&str>) -> Result<Caller, AuthE
     if row.revoked_at.is_some() {
         return Err(AuthError::Revoked);
     }
-    if row.expires_at.is_some_and(|at| at <= now_ms()) {
-        return Err(AuthError::Expired);
-    }
-    Ok(Caller {
+    let caller = Caller {
         role: row.role.parse().map_err(AuthError::Corrupt)?,
         token_id: row.id,
         org: row.org,
         operator: row.operator != 0,
-    })
+        expires_at: row.expires_at,
+    };
+    if caller.is_expired() {
+        return Err(AuthError::Expired);
+    }
+    Ok(caller)
 }
 
 /// A token as listed (never with its secret, except once at creation).
@@ -366,7 +375,7 @@ pub async fn create(
         Some(s) if (1..=MAX_EXPIRY_SECONDS).contains(&s) => Some(now_ms() + s * 1000),
         Some(s) => return Err(TokenError::InvalidExpiry(s)),
     };
-    let mut change = Change::begin(db.pool(), org).await?;
+    let mut change = Change::begin(db, org).await?;
     let token = insert(&mut change, org, name, role, actor, expires_at).await?;
     change
         .commit(
@@ -413,7 +422,7 @@ pub async fn list(db: &Db, org: &str) -> Result<Vec<NewToken>, TokenError> {
 /// Revokes an active token: it stops working at once. The org's last
 /// active admin token is not revoked.
 pub async fn revoke(db: &Db, org: &str, actor: &str, id: &str) -> Result<(), TokenError> {
-    let mut change = Change::begin(db.pool(), org).await?;
+    let mut change = Change::begin(db, org).await?;
     // Within the change (the org's writers are serialized): who else could
     // still administer the org?
     let now = now_ms();
@@ -460,6 +469,7 @@ mod tests {
             org: org.into(),
             role,
             operator: false,
+            expires_at: None,
         }
     }
 

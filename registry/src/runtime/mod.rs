@@ -62,12 +62,18 @@ pub struct ReleaseRecord {
     pub approvals: Vec<Envelope>,
     /// The publisher's key, as registered.
     pub publisher: PublicKey,
+    /// [`ReleaseRecord::cache_key`], computed once.
+    pub key: std::sync::OnceLock<String>,
 }
 
 impl ReleaseRecord {
     /// A key that changes whenever anything verified changes (an edited row
     /// is a different key, so it is verified again, not served from cache).
-    fn cache_key(&self) -> String {
+    fn cache_key(&self) -> &str {
+        self.key.get_or_init(|| self.compute_cache_key())
+    }
+
+    fn compute_cache_key(&self) -> String {
         let mut hasher = Sha256::new();
         for part in [
             &self.repository,
@@ -233,10 +239,10 @@ impl Runtime {
     /// The loaded release for `record`, pulling, verifying and compiling it on
     /// first use.
     pub async fn load(&self, record: &ReleaseRecord) -> Result<Arc<LoadedRelease>, LoadError> {
-        let key = record.cache_key();
-        if let Some(loaded) = self.cached(&key) {
+        if let Some(loaded) = self.cached(record.cache_key()) {
             return Ok(loaded);
         }
+        let key = record.cache_key().to_owned();
         if let Some(reason) = self.refused_recently(&key) {
             return Err(LoadError::Refused(reason));
         }
@@ -328,11 +334,11 @@ impl Runtime {
     pub fn plugin(
         &self,
         loaded: &LoadedRelease,
-        config: BTreeMap<String, String>,
+        config: &BTreeMap<String, String>,
     ) -> Result<Plugin, warden_host::Error> {
         let mut slot = loaded.plugin.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((current, plugin)) = slot.as_ref()
-            && *current == config
+            && current == config
         {
             return Ok(plugin.clone());
         }
@@ -350,7 +356,7 @@ impl Runtime {
             }),
         };
         let plugin = Plugin::new(&self.engine, &loaded.compiled, settings)?;
-        *slot = Some((config, plugin.clone()));
+        *slot = Some((config.clone(), plugin.clone()));
         Ok(plugin)
     }
 

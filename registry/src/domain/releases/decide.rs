@@ -85,7 +85,7 @@ pub async fn approve(
     let granted_capabilities = serde_json::to_string(&statement.capabilities).map_err(internal)?;
     let granted_limits = serde_json::to_string(&statement.limits).map_err(internal)?;
     let envelope_json = serde_json::to_string(envelope).map_err(internal)?;
-    let mut change = Change::begin(cx.db.pool(), org).await?;
+    let mut change = Change::begin(cx.db, org).await?;
     // Re-read inside the transaction: another admin may have decided meanwhile.
     let status = status_in(&mut change, org, name, version).await?;
     check_transition(&reference, status, Status::Approved)?;
@@ -221,7 +221,7 @@ async fn decide(
         return Err(ReleaseError::InvalidReason);
     }
     let reference = reference(org, name, version);
-    let mut change = Change::begin(cx.db.pool(), org).await?;
+    let mut change = Change::begin(cx.db, org).await?;
     let status = status_in(&mut change, org, name, version).await?;
     check_transition(&reference, status, to)?;
     sqlx::query(

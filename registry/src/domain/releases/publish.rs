@@ -105,7 +105,7 @@ pub async fn publish(
 
     let now = now_ms();
     let envelope_json = serde_json::to_string(envelope).map_err(internal)?;
-    let mut change = Change::begin(cx.db.pool(), org).await?;
+    let mut change = Change::begin(cx.db, org).await?;
     sqlx::query(
         "INSERT INTO plugins (org, name, description, config, created_at, updated_at)
          VALUES ($1, $2, $3, '{}', $4, $4)

@@ -1,0 +1,140 @@
+//! Warden's in-process invocation side by side with raw wasmtime on the same
+//! component (`examples/hello`), in one criterion run: the same engine
+//! settings (Cranelift at speed, fuel, epoch interruption, the pooling
+//! allocator with the same pool and keep-resident sizes, async), a fresh
+//! store and instance per call from an `InstancePre`, WASI linked, the
+//! `warden:plugin/log` import served by a host function that keeps the
+//! message. Raw wasmtime calls through typed bindings (`bindgen!`) with no
+//! JSON, no limits beyond fuel and the epoch, no transcript: the floor that
+//! Warden's JSON conversion, checks and metering sit on.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use std::hint::black_box;
+use warden_host::{EngineConfig, Plugin, PluginSettings};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    inline: "
+        package warden:plugin@0.1.0;
+
+        interface log {
+            enum level { trace, debug, info, warn, error }
+            write: func(level: level, message: string);
+        }
+
+        world hello {
+            import log;
+            export greet: func(name: string) -> string;
+        }
+    ",
+    exports: { default: async },
+});
+
+struct Host {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    log: Vec<String>,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl warden::plugin::log::Host for Host {
+    fn write(&mut self, _level: warden::plugin::log::Level, message: String) {
+        self.log.push(message);
+    }
+}
+
+/// The engine settings of `warden_host::Engine` with its default pool.
+fn raw_engine() -> Engine {
+    let defaults = EngineConfig::default();
+    let slots = defaults.pooled_instances.unwrap_or(128);
+    let mut config = Config::new();
+    config
+        .cranelift_opt_level(OptLevel::Speed)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(defaults.max_wasm_stack)
+        .async_stack_size(defaults.max_wasm_stack + (1 << 20))
+        .wasm_component_model(true);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 32)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(64)
+        .max_memory_size(defaults.max_memory_bytes as usize)
+        .table_elements(100_000)
+        .max_unused_warm_slots(slots.min(32))
+        .linear_memory_keep_resident(warden_host::KEEP_RESIDENT_MEMORY_BYTES)
+        .table_keep_resident(warden_host::KEEP_RESIDENT_TABLE_BYTES);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config).unwrap();
+    let ticker = engine.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            ticker.increment_epoch();
+        }
+    });
+    engine
+}
+
+fn side_by_side(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bytes = warden_test_programs::read(warden_test_programs::HELLO);
+    let mut group = c.benchmark_group("hello.greet");
+
+    let engine = raw_engine();
+    let component = Component::new(&engine, &bytes).unwrap();
+    let mut linker: Linker<Host> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    Hello::add_to_linker::<_, HasSelf<Host>>(&mut linker, |host| host).unwrap();
+    let pre = HelloPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    group.bench_function("raw wasmtime", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let mut store = Store::new(
+                &engine,
+                Host {
+                    wasi: WasiCtx::builder().build(),
+                    table: ResourceTable::new(),
+                    log: Vec::new(),
+                },
+            );
+            store.set_fuel(u64::MAX / 2).unwrap();
+            store.epoch_deadline_async_yield_and_update(1);
+            let hello = pre.instantiate_async(&mut store).await.unwrap();
+            black_box(hello.call_greet(&mut store, "world").await.unwrap())
+        })
+    });
+
+    let warden = warden_host::Engine::new(EngineConfig::default()).unwrap();
+    let compiled = warden.compile(&bytes).unwrap();
+    let plugin = Plugin::new(&warden, &compiled, PluginSettings::default()).unwrap();
+    let args = json!(["world"]);
+    group.bench_function("warden Plugin::invoke", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(plugin.invoke("greet", &args).await.unwrap()) })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, side_by_side);
+criterion_main!(benches);

@@ -1,0 +1,183 @@
+//! Which organizations changed, so that what is cached from the database is
+//! dropped the moment it may be wrong.
+//!
+//! Each organization has a generation counter. Every change committed
+//! through [`crate::audit::Change`] (publish, approve, reject, yank, key,
+//! token, configuration: every change is audited) advances its organization's
+//! counter on this replica as soon as the transaction commits, before the
+//! change's API call returns. Changes committed by other replicas sharing the
+//! database are seen by [`watch`], which reads each organization's audit
+//! sequence (`audit_heads.seq`, advanced in the same transaction as every
+//! change) every [`POLL_INTERVAL`] and advances the counter of each
+//! organization whose sequence moved.
+//!
+//! A cache entry carries a [`Stamp`] taken *before* the database read it came
+//! from; it is fresh only while its organization's counter still has the
+//! stamped value and the stamp is younger than the cache's maximum age.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How often the audit sequences are read for changes made by other
+/// replicas: the bound on how long another replica's change takes to reach
+/// this one (plus one query).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The generation counters of every organization seen so far.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Advanced with every organization's counter.
+    any: AtomicU64,
+    orgs: RwLock<HashMap<String, Arc<AtomicU64>>>,
+    /// The audit sequence of each organization at the last poll.
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+/// When a cached value was read: its organization's generation and the
+/// instant, both taken before the read.
+#[derive(Clone, Debug)]
+pub struct Stamp {
+    counter: Arc<AtomicU64>,
+    generation: u64,
+    taken: Instant,
+}
+
+impl Stamp {
+    /// Whether nothing of the organization changed since the stamp was taken
+    /// and it is younger than `max_age`.
+    pub fn is_fresh(&self, max_age: Duration) -> bool {
+        self.counter.load(Ordering::Acquire) == self.generation && self.taken.elapsed() < max_age
+    }
+}
+
+impl Changes {
+    fn counter(&self, org: &str) -> Arc<AtomicU64> {
+        if let Some(counter) = self.orgs.read().unwrap_or_else(|e| e.into_inner()).get(org) {
+            return counter.clone();
+        }
+        self.orgs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(org.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// A stamp for a read of `org`'s data that is about to start. Only for
+    /// organizations that exist (the caller was authorized for it), so the
+    /// counters stay as many as the organizations.
+    pub fn stamp(&self, org: &str) -> Stamp {
+        let counter = self.counter(org);
+        let generation = counter.load(Ordering::Acquire);
+        Stamp {
+            counter,
+            generation,
+            taken: Instant::now(),
+        }
+    }
+
+    /// A value that advances with every change of any organization: read it
+    /// before a read whose organization is known only from its result (a
+    /// token), and keep the result only if it has not moved by the time the
+    /// result's stamp is taken.
+    pub fn any(&self) -> u64 {
+        self.any.load(Ordering::Acquire)
+    }
+
+    /// `org` changed: everything cached from its data is stale.
+    pub fn changed(&self, org: &str) {
+        self.counter(org).fetch_add(1, Ordering::AcqRel);
+        self.any.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `org` changed on this replica, its audit sequence now `seq`: marked
+    /// changed, and the poll will not count that sequence again (each
+    /// organization's changes are serialized on its audit head, so every
+    /// sequence before `seq` was committed before it).
+    pub fn committed(&self, org: &str, seq: i64) {
+        self.changed(org);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let last = seen.entry(org.to_owned()).or_insert(seq);
+        *last = (*last).max(seq);
+    }
+
+    /// Reads every organization's audit sequence and marks those that moved
+    /// since the last poll as changed. Returns how many did.
+    pub async fn poll(&self, pool: &sqlx::AnyPool) -> Result<usize, sqlx::Error> {
+        let heads: Vec<(String, i64)> = sqlx::query_as("SELECT org, seq FROM audit_heads")
+            .fetch_all(pool)
+            .await?;
+        let moved: Vec<String> = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            heads
+                .into_iter()
+                .filter_map(|(org, seq)| {
+                    let previous = seen.insert(org.clone(), seq);
+                    (previous != Some(seq)).then_some(org)
+                })
+                .collect()
+        };
+        for org in &moved {
+            self.changed(org);
+        }
+        Ok(moved.len())
+    }
+}
+
+/// Polls `db`'s audit sequences every [`POLL_INTERVAL`] until the returned
+/// task is aborted. A failing database is logged once per outage; cached
+/// entries then expire by age (see `Snapshot`), so nothing is served from
+/// the cache for longer than its maximum age without the database.
+pub fn watch(db: crate::db::Db) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(POLL_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            interval.tick().await;
+            match db.changes().poll(db.pool()).await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("the database answers again; changes are followed");
+                }
+                Ok(_) => {}
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(
+                        "cannot read changes from the database ({error}); cached entries expire by age"
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_makes_stamps_of_its_org_stale_and_no_other() {
+        let changes = Changes::default();
+        let acme = changes.stamp("acme");
+        let globex = changes.stamp("globex");
+        let any = changes.any();
+        assert!(acme.is_fresh(Duration::from_secs(60)));
+        changes.changed("acme");
+        assert!(!acme.is_fresh(Duration::from_secs(60)));
+        assert!(globex.is_fresh(Duration::from_secs(60)));
+        assert_ne!(changes.any(), any);
+        assert!(changes.stamp("acme").is_fresh(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_stamp_expires_with_age() {
+        let changes = Changes::default();
+        let stamp = changes.stamp("acme");
+        assert!(stamp.is_fresh(Duration::from_secs(60)));
+        assert!(!stamp.is_fresh(Duration::ZERO));
+    }
+}

@@ -1,0 +1,172 @@
+//! Catalog search: the org's plugins whose name or description contains a
+//! text, case-insensitively, in name order. The one place where the SQL
+//! differs by database, because a substring search over 100,000 rows needs an
+//! index each database builds its own way (migration 4):
+//!
+//! - PostgreSQL: `pg_trgm` GIN indexes on `LOWER(name)` and
+//!   `LOWER(description)` serve `LIKE '%text%'` directly; the planner (with
+//!   custom plans, see `db.rs`) walks the name order for a common text and
+//!   the trigram indexes for a rare one.
+//! - SQLite: an FTS5 trigram index. It finds the candidates that contain
+//!   every trigram of the text (at most [`CANDIDATES`]); each is checked with
+//!   the same `LIKE` test. A text matched by more rows than that is common
+//!   enough that walking the name order fills a page quickly, and a text
+//!   shorter than three characters has no trigram: both walk the name order.
+//!
+//! Either way the answer is exactly the rows the `LIKE` test accepts, so both
+//! databases give the same results (the catalog tests run on both).
+
+use crate::db::{Backend, Db};
+
+/// Candidates the SQLite index may return before the search walks the name
+/// order instead.
+pub const CANDIDATES: i64 = 5000;
+
+/// Trigrams of the text the SQLite index is asked for at most (spread over
+/// the text; the `LIKE` test checks the rest).
+const MAX_TRIGRAMS: usize = 6;
+
+/// A row of the catalog: name, description, last update.
+pub type Row = (String, String, i64);
+
+/// Up to `limit` plugins of `org` after `cursor` in name order whose name or
+/// description contains `text` (case-insensitive; `%`, `_` and `\` are
+/// plain characters).
+pub async fn matching(
+    db: &Db,
+    org: &str,
+    text: &str,
+    cursor: &str,
+    limit: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    let text = text.to_lowercase();
+    let pattern = like_pattern(&text);
+    if db.backend() == Backend::Sqlite {
+        let trigrams = trigrams(&text);
+        if !trigrams.is_empty() {
+            let candidates: Vec<(i64,)> = sqlx::query_as(
+                "SELECT rowid FROM plugin_search WHERE plugin_search MATCH $1 LIMIT $2",
+            )
+            .bind(fts_query(&trigrams))
+            .bind(CANDIDATES + 1)
+            .fetch_all(db.pool())
+            .await?;
+            if candidates.len() as i64 <= CANDIDATES {
+                return among(db, org, &candidates, &pattern, cursor, limit).await;
+            }
+        }
+    }
+    sqlx::query_as(
+        "SELECT name, description, updated_at FROM plugins
+         WHERE org = $1 AND name > $2
+           AND (LOWER(name) LIKE $3 ESCAPE '\\' OR LOWER(description) LIKE $3 ESCAPE '\\')
+         ORDER BY name LIMIT $4",
+    )
+    .bind(org)
+    .bind(cursor)
+    .bind(&pattern)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// The rows among the SQLite index's candidates that pass the test.
+async fn among(
+    db: &Db,
+    org: &str,
+    candidates: &[(i64,)],
+    pattern: &str,
+    cursor: &str,
+    limit: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = candidates.iter().map(|(id,)| id.to_string()).collect();
+    // Integers the index returned, not user text. `+` keeps SQLite from
+    // walking the (org, name) index instead of looking the ids up.
+    let sql = format!(
+        "SELECT p.name, p.description, p.updated_at
+         FROM plugin_search_ids i JOIN plugins p ON p.org = i.org AND p.name = i.name
+         WHERE i.id IN ({}) AND +i.org = $1 AND +i.name > $2
+           AND (LOWER(p.name) LIKE $3 ESCAPE '\\' OR LOWER(p.description) LIKE $3 ESCAPE '\\')
+         ORDER BY i.name LIMIT $4",
+        ids.join(",")
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(org)
+        .bind(cursor)
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await
+}
+
+/// `%text%` with `\`, `%` and `_` escaped.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// The distinct trigrams (three characters) of `text`, at most
+/// [`MAX_TRIGRAMS`] spread evenly over it.
+fn trigrams(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut all: Vec<String> = Vec::new();
+    for window in chars.windows(3) {
+        let trigram: String = window.iter().collect();
+        if !all.contains(&trigram) {
+            all.push(trigram);
+        }
+    }
+    if all.len() <= MAX_TRIGRAMS {
+        return all;
+    }
+    let last = all.len() - 1;
+    (0..MAX_TRIGRAMS)
+        .map(|k| all[k * last / (MAX_TRIGRAMS - 1)].clone())
+        .collect()
+}
+
+/// An FTS5 query that every one of `trigrams` must match: each a quoted
+/// string (a `"` doubled), joined with AND.
+fn fts_query(trigrams: &[String]) -> String {
+    trigrams
+        .iter()
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigrams_are_distinct_and_spread_over_the_text() {
+        assert_eq!(trigrams("ab"), Vec::<String>::new());
+        assert_eq!(trigrams("abc"), vec!["abc"]);
+        assert_eq!(trigrams("aaaa"), vec!["aaa"]);
+        assert_eq!(trigrams("tool-099999").len(), MAX_TRIGRAMS);
+        let spread = trigrams("abcdefghijklmnop");
+        assert_eq!(spread.first().map(String::as_str), Some("abc"));
+        assert_eq!(spread.last().map(String::as_str), Some("nop"));
+        assert_eq!(trigrams("é€ü"), vec!["é€ü"], "characters, not bytes");
+    }
+
+    #[test]
+    fn fts_queries_quote_every_trigram() {
+        assert_eq!(
+            fts_query(&["a\"b".to_owned(), "cde".to_owned()]),
+            "\"a\"\"b\" AND \"cde\""
+        );
+    }
+
+    #[test]
+    fn like_wildcards_are_plain_characters() {
+        assert_eq!(like_pattern("100%_\\"), "%100\\%\\_\\\\%");
+    }
+}

@@ -1,0 +1,219 @@
+//! What the invoke path needs, held in memory: who a token is, and which
+//! release of a plugin runs with which configuration. A hit costs no database
+//! round trip; a miss reads the database as [`tokens::authenticate`] and
+//! [`resolution::resolve`] do and keeps the answer.
+//!
+//! Every entry carries a [`Stamp`] of its organization taken before the read
+//! (see [`crate::changes`]), so an entry is never served after a change of
+//! its organization: on this replica from the moment the change commits, on
+//! other replicas within [`crate::changes::POLL_INTERVAL`] plus one query.
+//! An entry is also never served once it is older than the snapshot's maximum
+//! age, whatever the change feed says: that bounds how long a replica that
+//! lost its database keeps serving what it read, and how long a row edited
+//! behind the control plane's back (which writes no audit entry) goes
+//! unnoticed. Only answers that let a call proceed are kept; refusals are read
+//! again every time.
+//!
+//! Each organization holds at most [`MAX_ENTRIES_PER_ORG`] entries of each
+//! kind, so no tenant can push another's entries out.
+
+use super::resolution::{self, ResolveError, Resolved};
+use super::tokens::{self, AuthError, Caller};
+use crate::changes::Stamp;
+use crate::db::Db;
+use semver::VersionReq;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How long an entry is served at most without being read again.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Entries of one kind one organization may hold.
+pub const MAX_ENTRIES_PER_ORG: usize = 1024;
+
+/// The invoke path's data, cached per organization.
+#[derive(Debug)]
+pub struct Snapshot {
+    max_age: Duration,
+    callers: RwLock<Entries<Caller>>,
+    releases: RwLock<Entries<Arc<Resolved>>>,
+}
+
+impl Snapshot {
+    /// A snapshot whose entries are read again after `max_age` at the latest.
+    pub fn new(max_age: Duration) -> Snapshot {
+        Snapshot {
+            max_age,
+            callers: RwLock::default(),
+            releases: RwLock::default(),
+        }
+    }
+
+    /// The caller a presented secret authenticates, as
+    /// [`tokens::authenticate`] says (expiry checked at every call).
+    pub async fn caller(&self, db: &Db, secret: Option<&str>) -> Result<Caller, AuthError> {
+        let secret = secret.ok_or(AuthError::Missing)?;
+        let key = tokens::secret_hash(secret);
+        let cached = read(&self.callers).get(&key, self.max_age);
+        if let Some(caller) = cached {
+            if caller.is_expired() {
+                return Err(AuthError::Expired);
+            }
+            return Ok(caller);
+        }
+        // The token's org is known only from the answer: keep the answer only
+        // if no org changed while it was read.
+        let before = db.changes().any();
+        let caller = tokens::authenticate(db, Some(secret)).await?;
+        let stamp = db.changes().stamp(&caller.org);
+        if db.changes().any() == before {
+            write(&self.callers).insert(key, &caller.org, stamp, caller.clone());
+        }
+        Ok(caller)
+    }
+
+    /// The release of `org/name` that runs for `requirement`, as
+    /// [`resolution::resolve`] says. `org` must be one the caller was
+    /// authorized for.
+    pub async fn release(
+        &self,
+        db: &Db,
+        org: &str,
+        name: &str,
+        requirement: Option<&VersionReq>,
+        approvals_required: u32,
+    ) -> Result<Arc<Resolved>, ResolveError> {
+        let key = match requirement {
+            Some(requirement) => format!("{org}/{name}@{requirement}"),
+            None => format!("{org}/{name}"),
+        };
+        if let Some(resolved) = read(&self.releases).get(&key, self.max_age) {
+            return Ok(resolved);
+        }
+        let stamp = db.changes().stamp(org);
+        let resolved =
+            Arc::new(resolution::resolve(db, org, name, requirement, approvals_required).await?);
+        write(&self.releases).insert(key, org, stamp, resolved.clone());
+        Ok(resolved)
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Entries by key, each with its organization and stamp, counted per
+/// organization.
+#[derive(Debug)]
+struct Entries<V> {
+    entries: HashMap<String, Entry<V>>,
+    per_org: HashMap<String, usize>,
+}
+
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries {
+            entries: HashMap::new(),
+            per_org: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry<V> {
+    org: String,
+    stamp: Stamp,
+    value: V,
+}
+
+impl<V: Clone> Entries<V> {
+    fn get(&self, key: &str, max_age: Duration) -> Option<V> {
+        self.entries
+            .get(key)
+            .filter(|entry| entry.stamp.is_fresh(max_age))
+            .map(|entry| entry.value.clone())
+    }
+
+    fn insert(&mut self, key: String, org: &str, stamp: Stamp, value: V) {
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if entry.org == org {
+                entry.stamp = stamp;
+                entry.value = value;
+                return;
+            }
+            let old = self.entries.remove(&key);
+            if let Some(old) = old {
+                self.forget(&old.org, 1);
+            }
+        }
+        let count = self.per_org.get(org).copied().unwrap_or(0);
+        if count >= MAX_ENTRIES_PER_ORG {
+            // This org's entries start over; no other org's are touched.
+            let before = self.entries.len();
+            self.entries.retain(|_, entry| entry.org != org);
+            self.forget(org, before - self.entries.len());
+        }
+        self.entries.insert(
+            key,
+            Entry {
+                org: org.to_owned(),
+                stamp,
+                value,
+            },
+        );
+        *self.per_org.entry(org.to_owned()).or_default() += 1;
+    }
+
+    fn forget(&mut self, org: &str, removed: usize) {
+        if let Some(count) = self.per_org.get_mut(org) {
+            *count = count.saturating_sub(removed);
+            if *count == 0 {
+                self.per_org.remove(org);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changes::Changes;
+
+    const AGE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn an_entry_is_served_until_its_org_changes() {
+        let changes = Changes::default();
+        let mut entries = Entries::default();
+        entries.insert("k".into(), "acme", changes.stamp("acme"), 1);
+        entries.insert("g".into(), "globex", changes.stamp("globex"), 2);
+        assert_eq!(entries.get("k", AGE), Some(1));
+        changes.changed("acme");
+        assert_eq!(entries.get("k", AGE), None);
+        assert_eq!(entries.get("g", AGE), Some(2));
+        assert_eq!(entries.get("k", Duration::ZERO), None);
+    }
+
+    #[test]
+    fn an_org_at_its_cap_starts_over_without_touching_other_orgs() {
+        let changes = Changes::default();
+        let mut entries = Entries::default();
+        entries.insert("globex".into(), "globex", changes.stamp("globex"), 0);
+        for i in 0..MAX_ENTRIES_PER_ORG {
+            entries.insert(format!("acme-{i}"), "acme", changes.stamp("acme"), i);
+        }
+        assert_eq!(entries.per_org["acme"], MAX_ENTRIES_PER_ORG);
+        assert_eq!(entries.get("acme-0", AGE), Some(0));
+        entries.insert("acme-new".into(), "acme", changes.stamp("acme"), 7);
+        assert_eq!(entries.per_org["acme"], 1);
+        assert_eq!(entries.get("acme-0", AGE), None);
+        assert_eq!(entries.get("acme-new", AGE), Some(7));
+        assert_eq!(entries.get("globex", AGE), Some(0));
+        assert_eq!(entries.entries.len(), 2);
+    }
+}
