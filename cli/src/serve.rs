@@ -84,8 +84,9 @@ pub struct RuntimeArgs {
     #[arg(long, env = "WARDEN_ORG_SHARE", default_value_t = 32)]
     pub org_share: u32,
     /// Longest time a token or a plugin's resolved release is served from
-    /// memory without reading the database again, e.g. 5s: how long a
-    /// replica cut off from its database keeps serving invocations.
+    /// memory without reading the database again, e.g. 5s (changes made
+    /// through the API take effect sooner: at once here, within 1 s on
+    /// other replicas); bounds how long a row edited by hand goes unseen.
     #[arg(long, env = "WARDEN_SNAPSHOT_MAX_AGE", default_value = "5s", value_parser = warden_host::parse_duration)]
     pub snapshot_max_age: std::time::Duration,
 }

@@ -225,7 +225,10 @@ impl Change {
         // Whether or not the commit reached the database, what was cached
         // from this org's data is dropped: a change never goes unnoticed.
         match committed {
-            Ok(()) => self.db.changes().committed(&self.org, entry.seq),
+            Ok(()) => self
+                .db
+                .changes()
+                .committed(&self.org, entry.seq, &entry.hash),
             Err(error) => {
                 self.db.changes().changed(&self.org);
                 return Err(error);

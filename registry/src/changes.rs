@@ -13,7 +13,12 @@
 //!
 //! A cache entry carries a [`Stamp`] taken *before* the database read it came
 //! from; it is fresh only while its organization's counter still has the
-//! stamped value and the stamp is younger than the cache's maximum age.
+//! stamped value and the stamp is younger than the cache's maximum age. And
+//! nothing cached is served unless a poll that *started* less than
+//! [`FOLLOW_BOUND`] ago succeeded ([`Changes::is_following`]): a change
+//! committed anywhere at instant `c` is either seen by such a poll or makes
+//! the cache unusable from `c + FOLLOW_BOUND` on, so no replica serves what it
+//! changed for longer than that, even when its polls fail or stall.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,14 +30,20 @@ use std::time::{Duration, Instant};
 /// this one (plus one query).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// The longest a change committed by another replica can go unseen here.
+pub const FOLLOW_BOUND: Duration = Duration::from_secs(1);
+
 /// The generation counters of every organization seen so far.
 #[derive(Debug, Default)]
 pub struct Changes {
     /// Advanced with every organization's counter.
     any: AtomicU64,
     orgs: RwLock<HashMap<String, Arc<AtomicU64>>>,
-    /// The audit sequence of each organization at the last poll.
-    seen: Mutex<HashMap<String, i64>>,
+    /// The audit head (sequence and hash) of each organization at the last
+    /// poll.
+    seen: Mutex<HashMap<String, (i64, String)>>,
+    /// When the last successful poll started.
+    followed: Mutex<Option<Instant>>,
 }
 
 /// When a cached value was read: its organization's generation and the
@@ -88,48 +99,78 @@ impl Changes {
 
     /// `org` changed: everything cached from its data is stale.
     pub fn changed(&self, org: &str) {
-        self.counter(org).fetch_add(1, Ordering::AcqRel);
+        // `any` first: a reader that sees the org's new generation in its
+        // stamp must also see `any` moved (see `Snapshot::caller`).
         self.any.fetch_add(1, Ordering::AcqRel);
+        self.counter(org).fetch_add(1, Ordering::AcqRel);
     }
 
-    /// `org` changed on this replica, its audit sequence now `seq`: marked
-    /// changed, and the poll will not count that sequence again (each
-    /// organization's changes are serialized on its audit head, so every
-    /// sequence before `seq` was committed before it).
-    pub fn committed(&self, org: &str, seq: i64) {
+    /// Whether a poll that started less than [`FOLLOW_BOUND`] ago succeeded:
+    /// only then may anything cached be served.
+    pub fn is_following(&self) -> bool {
+        self.followed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|started| started.elapsed() < FOLLOW_BOUND)
+    }
+
+    /// `org` changed on this replica and its audit head is now `seq`,
+    /// `hash`: marked changed, and the poll will not count that head again
+    /// (each organization's changes are serialized on its audit head, so
+    /// every entry before `seq` was committed before it).
+    pub fn committed(&self, org: &str, seq: i64, hash: &str) {
         self.changed(org);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let last = seen.entry(org.to_owned()).or_insert(seq);
-        *last = (*last).max(seq);
+        match seen.get_mut(org) {
+            Some(head) if head.0 >= seq => {}
+            Some(head) => *head = (seq, hash.to_owned()),
+            None => {
+                seen.insert(org.to_owned(), (seq, hash.to_owned()));
+            }
+        }
     }
 
-    /// Reads every organization's audit sequence and marks those that moved
-    /// since the last poll as changed. Returns how many did.
+    /// Reads every organization's audit head and marks those that moved
+    /// (another sequence or hash) or vanished since the last poll as changed.
+    /// Returns how many did.
     pub async fn poll(&self, pool: &sqlx::AnyPool) -> Result<usize, sqlx::Error> {
-        let heads: Vec<(String, i64)> = sqlx::query_as("SELECT org, seq FROM audit_heads")
-            .fetch_all(pool)
-            .await?;
+        let started = Instant::now();
+        let heads: Vec<(String, i64, String)> =
+            sqlx::query_as("SELECT org, seq, hash FROM audit_heads")
+                .fetch_all(pool)
+                .await?;
         let moved: Vec<String> = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            heads
-                .into_iter()
-                .filter_map(|(org, seq)| {
-                    let previous = seen.insert(org.clone(), seq);
-                    (previous != Some(seq)).then_some(org)
-                })
-                .collect()
+            let mut now: HashMap<String, (i64, String)> = HashMap::with_capacity(heads.len());
+            let mut moved = Vec::new();
+            for (org, seq, hash) in heads {
+                if seen
+                    .get(&org)
+                    .is_none_or(|head| head.0 != seq || head.1 != hash)
+                {
+                    moved.push(org.clone());
+                }
+                now.insert(org, (seq, hash));
+            }
+            moved.extend(seen.keys().filter(|org| !now.contains_key(*org)).cloned());
+            *seen = now;
+            moved
         };
         for org in &moved {
             self.changed(org);
+        }
+        let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        if followed.is_none_or(|previous| previous < started) {
+            *followed = Some(started);
         }
         Ok(moved.len())
     }
 }
 
 /// Polls `db`'s audit sequences every [`POLL_INTERVAL`] until the returned
-/// task is aborted. A failing database is logged once per outage; cached
-/// entries then expire by age (see `Snapshot`), so nothing is served from
-/// the cache for longer than its maximum age without the database.
+/// task is aborted. A failing database is logged once per outage; nothing
+/// cached is served from [`FOLLOW_BOUND`] after the last successful poll
+/// started until a poll succeeds again.
 pub fn watch(db: crate::db::Db) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(POLL_INTERVAL);
@@ -171,6 +212,15 @@ mod tests {
         assert!(globex.is_fresh(Duration::from_secs(60)));
         assert_ne!(changes.any(), any);
         assert!(changes.stamp("acme").is_fresh(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_change_moves_any_no_later_than_its_org() {
+        let changes = Changes::default();
+        let any = changes.any();
+        changes.changed("acme");
+        assert_ne!(changes.any(), any);
+        assert!(!changes.is_following(), "no poll yet");
     }
 
     #[test]

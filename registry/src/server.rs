@@ -50,8 +50,9 @@ pub struct ServerConfig {
     /// Longest time what the invoke path keeps in memory (who a token is,
     /// which release runs) is served without reading the database again.
     /// Changes made through the API take effect at once on this replica and
-    /// within 250 ms on others; this bounds the rest (a replica cut off
-    /// from its database, a row edited by hand).
+    /// within 1 s on others, and nothing is served from memory while the
+    /// database cannot be read; this bounds the rest (a row edited by hand,
+    /// which writes no audit entry).
     pub snapshot_max_age: Duration,
 }
 

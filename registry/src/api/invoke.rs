@@ -3,6 +3,7 @@
 //! that ran and what it used, or a precise error.
 
 use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, ErrorBody, ErrorCode};
+use crate::domain::names;
 use crate::domain::resolution::Resolved;
 use crate::domain::tokens::{Caller, Permission};
 use crate::runtime::LoadError;
@@ -119,10 +120,11 @@ async fn invoke(
     ApiJson(body): ApiJson<InvokeRequest>,
 ) -> ApiResult<Json<InvokeResponse>> {
     caller.require(Permission::Invoke, &org)?;
+    names::check_name("plugin", &name)?;
     let resolved = resolve(&state, &org, &name, body.version.as_deref()).await?;
     let record = &resolved.record;
-    let reference = format!("{org}/{name}@{}", record.version);
-    let plugin_label = format!("{org}/{name}");
+    let reference = format!("{}@{}", record.repository, record.version);
+    let plugin_label = record.repository.clone();
     let loaded = match state.runtime.load(record).await {
         Ok(loaded) => loaded,
         Err(error) => {

@@ -7,9 +7,11 @@
 //!   `LOWER(description)` serve `LIKE '%text%'` directly; the planner (with
 //!   custom plans, see `db.rs`) walks the name order for a common text and
 //!   the trigram indexes for a rare one.
-//! - SQLite: an FTS5 trigram index. It finds the candidates that contain
-//!   every trigram of the text (at most [`CANDIDATES`]); each is checked with
-//!   the same `LIKE` test. A text matched by more rows than that is common
+//! - SQLite: an FTS5 trigram index. It finds the org's candidates that
+//!   contain every trigram of the text (at most [`CANDIDATES`]); each is
+//!   checked with the same `LIKE` test. (The index is shared by all orgs, so
+//!   how long the lookup takes depends a little on other orgs' rows; which
+//!   rows it returns and which path is taken do not.) A text matched by more rows than that is common
 //!   enough that walking the name order fills a page quickly, and a text
 //!   shorter than three characters has no trigram: both walk the name order.
 //!
@@ -44,10 +46,15 @@ pub async fn matching(
     if db.backend() == Backend::Sqlite {
         let trigrams = trigrams(&text);
         if !trigrams.is_empty() {
+            // The org's candidates only, so no other org's plugins count
+            // towards the cap (CROSS JOIN: the index first, then the ids).
             let candidates: Vec<(i64,)> = sqlx::query_as(
-                "SELECT rowid FROM plugin_search WHERE plugin_search MATCH $1 LIMIT $2",
+                "SELECT i.id FROM plugin_search CROSS JOIN plugin_search_ids i
+                   ON i.id = plugin_search.rowid
+                 WHERE plugin_search MATCH $1 AND +i.org = $2 LIMIT $3",
             )
             .bind(fts_query(&trigrams))
+            .bind(org)
             .bind(CANDIDATES + 1)
             .fetch_all(db.pool())
             .await?;

@@ -7,10 +7,13 @@
 //! (see [`crate::changes`]), so an entry is never served after a change of
 //! its organization: on this replica from the moment the change commits, on
 //! other replicas within [`crate::changes::POLL_INTERVAL`] plus one query.
-//! An entry is also never served once it is older than the snapshot's maximum
-//! age, whatever the change feed says: that bounds how long a replica that
-//! lost its database keeps serving what it read, and how long a row edited
-//! behind the control plane's back (which writes no audit entry) goes
+//! Nothing is served from memory unless the change feed was read
+//! successfully within [`crate::changes::FOLLOW_BOUND`] (1 s): a replica
+//! that cannot reach its database, or whose polls stall, goes back to the
+//! database (and answers 503 if it is down) instead of serving what it read.
+//! An entry is also never served once it is older than the snapshot's
+//! maximum age, whatever the change feed says: that bounds how long a row
+//! edited behind the control plane's back (which writes no audit entry) goes
 //! unnoticed. Only answers that let a call proceed are kept; refusals are read
 //! again every time.
 //!
@@ -22,7 +25,7 @@ use super::tokens::{self, AuthError, Caller};
 use crate::changes::Stamp;
 use crate::db::Db;
 use semver::VersionReq;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -55,7 +58,11 @@ impl Snapshot {
     pub async fn caller(&self, db: &Db, secret: Option<&str>) -> Result<Caller, AuthError> {
         let secret = secret.ok_or(AuthError::Missing)?;
         let key = tokens::secret_hash(secret);
-        let cached = read(&self.callers).get(&key, self.max_age);
+        let cached = db
+            .changes()
+            .is_following()
+            .then(|| read(&self.callers).get(&key, self.max_age))
+            .flatten();
         if let Some(caller) = cached {
             if caller.is_expired() {
                 return Err(AuthError::Expired);
@@ -84,11 +91,14 @@ impl Snapshot {
         requirement: Option<&VersionReq>,
         approvals_required: u32,
     ) -> Result<Arc<Resolved>, ResolveError> {
+        // Org and plugin names have no newline (`names::check_name`).
         let key = match requirement {
-            Some(requirement) => format!("{org}/{name}@{requirement}"),
-            None => format!("{org}/{name}"),
+            Some(requirement) => format!("{org}\n{name}\n{requirement}"),
+            None => format!("{org}\n{name}"),
         };
-        if let Some(resolved) = read(&self.releases).get(&key, self.max_age) {
+        if db.changes().is_following()
+            && let Some(resolved) = read(&self.releases).get(&key, self.max_age)
+        {
             return Ok(resolved);
         }
         let stamp = db.changes().stamp(org);
@@ -107,19 +117,20 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Entries by key, each with its organization and stamp, counted per
-/// organization.
+/// Entries by key, each with its organization and stamp, and the keys of
+/// each organization (so that one organization's entries start over without
+/// looking at any other's).
 #[derive(Debug)]
 struct Entries<V> {
     entries: HashMap<String, Entry<V>>,
-    per_org: HashMap<String, usize>,
+    by_org: HashMap<String, HashSet<String>>,
 }
 
 impl<V> Default for Entries<V> {
     fn default() -> Self {
         Entries {
             entries: HashMap::new(),
-            per_org: HashMap::new(),
+            by_org: HashMap::new(),
         }
     }
 }
@@ -140,24 +151,20 @@ impl<V: Clone> Entries<V> {
     }
 
     fn insert(&mut self, key: String, org: &str, stamp: Stamp, value: V) {
-        if let Some(entry) = self.entries.get_mut(&key) {
-            if entry.org == org {
-                entry.stamp = stamp;
-                entry.value = value;
-                return;
-            }
-            let old = self.entries.remove(&key);
-            if let Some(old) = old {
-                self.forget(&old.org, 1);
-            }
+        if let Some(old) = self.entries.get(&key)
+            && old.org != org
+            && let Some(keys) = self.by_org.get_mut(&old.org)
+        {
+            keys.remove(&key);
         }
-        let count = self.per_org.get(org).copied().unwrap_or(0);
-        if count >= MAX_ENTRIES_PER_ORG {
+        let keys = self.by_org.entry(org.to_owned()).or_default();
+        if keys.len() >= MAX_ENTRIES_PER_ORG && !keys.contains(&key) {
             // This org's entries start over; no other org's are touched.
-            let before = self.entries.len();
-            self.entries.retain(|_, entry| entry.org != org);
-            self.forget(org, before - self.entries.len());
+            for stale in keys.drain() {
+                self.entries.remove(&stale);
+            }
         }
+        keys.insert(key.clone());
         self.entries.insert(
             key,
             Entry {
@@ -166,16 +173,6 @@ impl<V: Clone> Entries<V> {
                 value,
             },
         );
-        *self.per_org.entry(org.to_owned()).or_default() += 1;
-    }
-
-    fn forget(&mut self, org: &str, removed: usize) {
-        if let Some(count) = self.per_org.get_mut(org) {
-            *count = count.saturating_sub(removed);
-            if *count == 0 {
-                self.per_org.remove(org);
-            }
-        }
     }
 }
 
@@ -207,10 +204,10 @@ mod tests {
         for i in 0..MAX_ENTRIES_PER_ORG {
             entries.insert(format!("acme-{i}"), "acme", changes.stamp("acme"), i);
         }
-        assert_eq!(entries.per_org["acme"], MAX_ENTRIES_PER_ORG);
+        assert_eq!(entries.by_org["acme"].len(), MAX_ENTRIES_PER_ORG);
         assert_eq!(entries.get("acme-0", AGE), Some(0));
         entries.insert("acme-new".into(), "acme", changes.stamp("acme"), 7);
-        assert_eq!(entries.per_org["acme"], 1);
+        assert_eq!(entries.by_org["acme"].len(), 1);
         assert_eq!(entries.get("acme-0", AGE), None);
         assert_eq!(entries.get("acme-new", AGE), Some(7));
         assert_eq!(entries.get("globex", AGE), Some(0));
