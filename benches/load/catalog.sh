@@ -6,12 +6,13 @@
 # fresh PostgreSQL database created through POSTGRES_ADMIN_URL, e.g.
 # postgres://postgres:pw@127.0.0.1:5432/postgres; without it only SQLite is
 # measured), inserts 100,000 plugins into org acme (1% of descriptions mention
-# CSV), then runs wrk (-t2 -c8) on the first page and on searches: a common
+# CSV), then runs wrk (-c8, or CONNECTIONS) on the first page and on searches: a common
 # text, a rare one at the end of the name order (`tool-099999`), one that
 # matches nothing, and a two-character one. Prints a Markdown table.
 set -euo pipefail
 admin_url=${1:-}
 duration=${2:-5s}
+connections=${CONNECTIONS:-8}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 here="$root/benches/load"
@@ -60,7 +61,7 @@ PY
     export WARDEN_TOKEN
     WARDEN_TOKEN=$(cat "$data/admin-token")
     for query in "limit=20" "q=csv&limit=20" "q=tool-099999&limit=20" "q=nothing-like-it&limit=20" "q=zz&limit=20"; do
-        out=$(wrk --latency -t2 -c8 -d"$duration" -s "$here/get.lua" "http://127.0.0.1:18090/v1/orgs/acme/plugins?$query")
+        out=$(wrk --latency -t$(( connections > 1 ? 2 : 1 )) -c"$connections" -d"$duration" -s "$here/get.lua" "http://127.0.0.1:18090/v1/orgs/acme/plugins?$query")
         python3 - "$label" "$query" "$out" <<'PY'
 import re, sys
 label, query, out = sys.argv[1:4]

@@ -90,14 +90,16 @@ async fn among(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = candidates.iter().map(|(id,)| id.to_string()).collect();
-    // Integers the index returned, not user text. `+` keeps SQLite from
-    // walking the (org, name) index instead of looking the ids up.
+    // Integers the index returned, not user text. The candidates' names
+    // are sorted from the small ids table first (`LIMIT -1` keeps SQLite
+    // from merging the subquery), so only the org's rows are read whole.
     let sql = format!(
         "SELECT p.name, p.description, p.updated_at
-         FROM plugin_search_ids i JOIN plugins p ON p.org = i.org AND p.name = i.name
-         WHERE i.id IN ({}) AND +i.org = $1 AND +i.name > $2
-           AND (LOWER(p.name) LIKE $3 ESCAPE '\\' OR LOWER(p.description) LIKE $3 ESCAPE '\\')
-         ORDER BY i.name LIMIT $4",
+         FROM (SELECT org, name FROM plugin_search_ids
+               WHERE id IN ({}) AND +org = $1 AND +name > $2 ORDER BY name LIMIT -1) c
+         CROSS JOIN plugins p ON p.org = c.org AND p.name = c.name
+         WHERE LOWER(p.name) LIKE $3 ESCAPE '\\' OR LOWER(p.description) LIKE $3 ESCAPE '\\'
+         ORDER BY c.name LIMIT $4",
         ids.join(",")
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
