@@ -40,8 +40,9 @@ fn conversion(c: &mut Criterion) {
         let args = json!(["x".repeat(bytes)]);
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_function(BenchmarkId::new("echo.echo-string", label), |b| {
-            b.to_async(&runtime)
-                .iter(|| async { black_box(plugin.invoke("echo.echo-string", &args).await.unwrap()) })
+            b.to_async(&runtime).iter(|| async {
+                black_box(plugin.invoke("echo.echo-string", &args).await.unwrap())
+            })
         });
     }
     group.finish();
@@ -70,10 +71,15 @@ fn trust(c: &mut Criterion) {
 
 fn load(c: &mut Criterion) {
     let mut group = c.benchmark_group("load");
-    group.sample_size(10).measurement_time(Duration::from_secs(30));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
     for (label, path) in [
         ("text-tools 173 KiB", warden_test_programs::TEXT_TOOLS),
-        ("javascript 12 MB", warden_test_programs::JAVASCRIPT_POLYGLOT),
+        (
+            "javascript 12 MB",
+            warden_test_programs::JAVASCRIPT_POLYGLOT,
+        ),
     ] {
         let bytes = warden_test_programs::read(path);
         let cache = tempfile::tempdir().unwrap();
