@@ -7,6 +7,12 @@
 //! message. Raw wasmtime calls through typed bindings (`bindgen!`) with no
 //! JSON, no limits beyond fuel and the epoch, no transcript: the floor that
 //! Warden's JSON conversion, checks and metering sit on.
+//!
+//! With `--features extism`, also the `extism` crate (its own wasmtime) running
+//! the same logic built with `extism-pdk` (`benches/extism-guest`, built here
+//! for wasm32-unknown-unknown), a fresh `Plugin` from a `CompiledPlugin` per
+//! call, with a fuel limit and a timeout:
+//! `cargo bench -p warden-benches --features extism --bench reference`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -133,7 +139,47 @@ fn side_by_side(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| async { black_box(plugin.invoke("greet", &args).await.unwrap()) })
     });
+    #[cfg(feature = "extism")]
+    {
+        let compiled = extism_hello();
+        group.bench_function("extism Plugin::call", |b| {
+            b.iter(|| {
+                let mut plugin = extism::Plugin::new_from_compiled(&compiled).unwrap();
+                black_box(plugin.call::<&str, String>("greet", "world").unwrap())
+            })
+        });
+    }
     group.finish();
+}
+
+/// The Extism build of `hello`, compiled once.
+#[cfg(feature = "extism")]
+fn extism_hello() -> extism::CompiledPlugin {
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("extism-guest");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+        .current_dir(&crate_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("running cargo for the Extism guest");
+    assert!(
+        status.success(),
+        "building benches/extism-guest (rustup target add wasm32-unknown-unknown)"
+    );
+    let wasm = std::fs::read(
+        crate_dir.join("target/wasm32-unknown-unknown/release/warden_bench_extism_hello.wasm"),
+    )
+    .unwrap();
+    let manifest = extism::Manifest::new([extism::Wasm::data(wasm)])
+        .with_timeout(std::time::Duration::from_secs(1));
+    extism::CompiledPlugin::new(
+        extism::PluginBuilder::new(manifest)
+            .with_wasi(false)
+            .with_fuel_limit(u64::MAX / 2),
+    )
+    .unwrap()
 }
 
 criterion_group!(benches, side_by_side);
