@@ -163,6 +163,12 @@ async fn the_newest_approved_release_runs(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(pinned["release"]["version"], "1.0.0");
+    // A plugin name is a name, not a name and a requirement: `hello@~1.0`
+    // is refused, not served as `hello` at `~1.0` (which was just resolved
+    // and is held in memory), and never becomes a metrics label.
+    w.invoke(&w.invoker, "hello@~1.0", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect_error(400, "invalid_name");
     w.invoke(
         &w.invoker,
         "hello",
