@@ -62,17 +62,8 @@ PY
     WARDEN_TOKEN=$(cat "$data/admin-token")
     for query in "limit=20" "q=csv&limit=20" "q=tool-099999&limit=20" "q=nothing-like-it&limit=20" "q=zz&limit=20"; do
         out=$(wrk --latency -t$(( connections > 1 ? 2 : 1 )) -c"$connections" -d"$duration" -s "$here/get.lua" "http://127.0.0.1:18090/v1/orgs/acme/plugins?$query")
-        python3 - "$label" "$query" "$out" <<'PY'
-import re, sys
-label, query, out = sys.argv[1:4]
-def ms(p):
-    m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % p, out, re.M)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-print(f"| {label} | `{query}` | {rps:.0f} | {ms('50'):.2f} ms | {ms('99'):.2f} ms | {bad.group(1) if bad else 0} |")
-PY
+        read -r rps p50 p99 bad _ < <(python3 "$here/wrk-summary.py" <<<"$out")
+        echo "| $label | \`$query\` | $rps | $p50 ms | $p99 ms | $bad |"
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }

@@ -35,24 +35,12 @@ export WARDEN_TOKEN
 WARDEN_TOKEN=$(cat "$work/demo/portal-token")
 path=/v1/plugins/acme/hello/invoke/greet
 
-# wrk's --latency output -> "requests/s p50 p99" (latencies in ms), and the
-# count of failed responses.
+# requests/s, p50, p99 (ms), failed responses, socket errors (wrk-summary.py).
 measure() {
     local url=$1 connections=$2 threads=2 out
     [ "$connections" -lt 2 ] && threads=1
     out=$(wrk --latency -t"$threads" -c"$connections" -d"$duration" -s "$here/invoke.lua" "$url$path")
-    python3 - "$out" <<'PY'
-import re, sys
-out = sys.argv[1]
-def ms(label):
-    m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % label, out, re.M)
-    value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-errors = re.search(r"Socket errors:.*", out)
-print(f"{rps:.0f} {ms('50'):.2f} {ms('99'):.2f} {bad.group(1) if bad else 0} {'yes' if errors else 'no'}")
-PY
+    python3 "$here/wrk-summary.py" <<<"$out"
 }
 
 echo "| connections | ceiling req/s | ceiling p50 / p99 | warden req/s | warden p50 / p99 | ratio | failed |"

@@ -3,70 +3,21 @@
 //! there, no version tag exists without its release, the audit chain
 //! verifies, and every approved version runs.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{Server, ok, remote as warden};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use warden_test_programs as guests;
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SIGKILL: no shutdown, no flush.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(data: &Path, admin_key: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .arg("--admin-key")
-        .arg(admin_key)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting warden");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("warden serve exited before it was ready");
-        };
-        if let Some(rest) = line.strip_prefix("warden listening on ") {
-            let url = rest.split_whitespace().next().unwrap().to_owned();
-            std::thread::spawn(move || for _ in lines {});
-            return Server { child, url };
-        }
-    }
-}
-
-fn warden(url: &str, token: &str, dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env("WARDEN_URL", url)
-        .env("WARDEN_TOKEN", token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-#[track_caller]
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    Server::start([
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--admin-key".as_ref(),
+        admin_key.as_os_str(),
+    ])
 }
 
 fn manifest(work: &Path, version: &str) {

@@ -5,10 +5,13 @@
 //! serves invocations from memory. The second replica is given a snapshot
 //! maximum age of an hour, so only the change feed can make it notice.
 
+mod common;
+
+use common::{Server, ok, remote};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 use warden_test_programs as guests;
 
@@ -16,62 +19,21 @@ use warden_test_programs as guests;
 /// replicas").
 const BOUND: Duration = Duration::from_secs(1);
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(data: &Path, database: &str, admin_key: &Path, max_age: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(["--database-url", database, "--snapshot-max-age", max_age])
-        .arg("--admin-key")
-        .arg(admin_key)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting warden");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("warden serve exited before it was ready");
-        };
-        if let Some(rest) = line.strip_prefix("warden listening on ") {
-            let url = rest.split_whitespace().next().unwrap().to_owned();
-            std::thread::spawn(move || for _ in lines {});
-            return Server { child, url };
-        }
-    }
+    Server::start([
+        AsRef::<OsStr>::as_ref("--data-dir"),
+        data.as_os_str(),
+        "--database-url".as_ref(),
+        database.as_ref(),
+        "--snapshot-max-age".as_ref(),
+        max_age.as_ref(),
+        "--admin-key".as_ref(),
+        admin_key.as_os_str(),
+    ])
 }
 
 fn run(server: &Server, token: &str, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .current_dir(dir)
-        .env("WARDEN_URL", &server.url)
-        .env("WARDEN_TOKEN", token)
-        .output()
-        .unwrap()
-}
-
-#[track_caller]
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    remote(&server.url, token, dir, args).output().unwrap()
 }
 
 fn json(output: Output) -> Value {

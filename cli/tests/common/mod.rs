@@ -20,3 +20,75 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A `warden serve` on a free loopback port; killed with SIGKILL when
+/// dropped (no shutdown, no flush).
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `warden serve --listen 127.0.0.1:0 ARGS` and waits until it
+    /// prints the address it listens on.
+    pub fn start<I, S>(args: I) -> Server
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting warden");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("warden serve exited before it was ready");
+            };
+            if let Some(rest) = line.strip_prefix("warden listening on ") {
+                let url = rest.split_whitespace().next().unwrap().to_owned();
+                std::thread::spawn(move || for _ in lines {});
+                return Server { child, url };
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `warden ARGS` against `url` with `token`, run in `dir`, output captured.
+pub fn remote(url: &str, token: &str, dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("WARDEN_URL", url)
+        .env("WARDEN_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// The stdout of a command that must have succeeded (else both streams in
+/// the panic).
+#[track_caller]
+pub fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
