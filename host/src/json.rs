@@ -7,7 +7,8 @@
 //! `{"ok": …}` or `{"err": …}`.
 
 use crate::error::Error;
-use serde_json::{Map, Number, Value as Json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value as Json;
 use wasmtime::component::Val;
 use wasmtime::component::types::Type;
 
@@ -432,64 +433,85 @@ fn tagged<'a>(
     }
 }
 
-fn float_json(value: f64) -> Json {
-    if value.is_nan() {
-        Json::String("NaN".into())
-    } else if value.is_infinite() {
-        Json::String(if value > 0.0 { "Infinity" } else { "-Infinity" }.into())
-    } else {
-        Number::from_f64(value).map_or(Json::Null, Json::Number)
+/// A WIT value, serialized as its JSON. Serializing it directly lets the host
+/// measure a result against its limit without building a JSON tree first.
+pub(crate) struct AsJson<'a>(pub(crate) &'a Val);
+
+impl Serialize for AsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Val::Bool(b) => serializer.serialize_bool(*b),
+            Val::S8(n) => serializer.serialize_i8(*n),
+            Val::U8(n) => serializer.serialize_u8(*n),
+            Val::S16(n) => serializer.serialize_i16(*n),
+            Val::U16(n) => serializer.serialize_u16(*n),
+            Val::S32(n) => serializer.serialize_i32(*n),
+            Val::U32(n) => serializer.serialize_u32(*n),
+            Val::S64(n) => serializer.serialize_i64(*n),
+            Val::U64(n) => serializer.serialize_u64(*n),
+            // Through its shortest decimal form, so 0.1f32 reads 0.1, not 0.10000000149011612.
+            Val::Float32(f) => {
+                serialize_float(f.to_string().parse().unwrap_or(f64::from(*f)), serializer)
+            }
+            Val::Float64(f) => serialize_float(*f, serializer),
+            Val::Char(c) => serializer.collect_str(c),
+            Val::String(s) => serializer.serialize_str(s),
+            Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
+                serializer.collect_seq(items.iter().map(AsJson))
+            }
+            Val::Map(pairs) => {
+                serializer.collect_seq(pairs.iter().map(|(k, v)| [AsJson(k), AsJson(v)]))
+            }
+            Val::Record(fields) => {
+                serializer.collect_map(fields.iter().map(|(name, v)| (name, AsJson(v))))
+            }
+            Val::Variant(name, None) | Val::Enum(name) => serializer.serialize_str(name),
+            Val::Variant(name, Some(payload)) => single(serializer, name, payload),
+            Val::Option(None) => serializer.serialize_unit(),
+            Val::Option(Some(inner)) => match inner.as_ref() {
+                Val::Option(_) => single(serializer, "some", inner),
+                other => AsJson(other).serialize(serializer),
+            },
+            Val::Result(Ok(payload)) => single_or_null(serializer, "ok", payload.as_deref()),
+            Val::Result(Err(payload)) => single_or_null(serializer, "err", payload.as_deref()),
+            Val::Flags(names) => serializer.collect_seq(names),
+            Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
+                serializer.serialize_unit()
+            }
+        }
     }
+}
+
+/// Non-finite floats are the strings `"NaN"`, `"Infinity"` and `"-Infinity"`.
+fn serialize_float<S: Serializer>(value: f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_nan() {
+        serializer.serialize_str("NaN")
+    } else if value.is_infinite() {
+        serializer.serialize_str(if value > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        serializer.serialize_f64(value)
+    }
+}
+
+/// `{key: value}`.
+fn single<S: Serializer>(serializer: S, key: &str, value: &Val) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(1))?;
+    map.serialize_entry(key, &AsJson(value))?;
+    map.end()
+}
+
+/// `{key: value}`, or `{key: null}` without a value.
+fn single_or_null<S: Serializer>(
+    serializer: S,
+    key: &str,
+    value: Option<&Val>,
+) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(1))?;
+    map.serialize_entry(key, &value.map(AsJson))?;
+    map.end()
 }
 
 /// Converts a WIT value to JSON.
 pub(crate) fn from_val(val: &Val) -> Json {
-    match val {
-        Val::Bool(b) => Json::Bool(*b),
-        Val::S8(n) => Json::from(*n),
-        Val::U8(n) => Json::from(*n),
-        Val::S16(n) => Json::from(*n),
-        Val::U16(n) => Json::from(*n),
-        Val::S32(n) => Json::from(*n),
-        Val::U32(n) => Json::from(*n),
-        Val::S64(n) => Json::from(*n),
-        Val::U64(n) => Json::from(*n),
-        // Through its shortest decimal form, so 0.1f32 reads 0.1, not 0.10000000149011612.
-        Val::Float32(f) => float_json(f.to_string().parse().unwrap_or(f64::from(*f))),
-        Val::Float64(f) => float_json(*f),
-        Val::Char(c) => Json::String(c.to_string()),
-        Val::String(s) => Json::String(s.clone()),
-        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
-            Json::Array(items.iter().map(from_val).collect())
-        }
-        Val::Map(pairs) => Json::Array(
-            pairs
-                .iter()
-                .map(|(k, v)| Json::Array(vec![from_val(k), from_val(v)]))
-                .collect(),
-        ),
-        Val::Record(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(name, v)| (name.clone(), from_val(v)))
-                .collect::<Map<_, _>>(),
-        ),
-        Val::Variant(name, None) | Val::Enum(name) => Json::String(name.clone()),
-        Val::Variant(name, Some(payload)) => single(name, from_val(payload)),
-        Val::Option(None) => Json::Null,
-        Val::Option(Some(inner)) => match inner.as_ref() {
-            Val::Option(_) => single("some", from_val(inner)),
-            other => from_val(other),
-        },
-        Val::Result(Ok(payload)) => single("ok", payload.as_deref().map_or(Json::Null, from_val)),
-        Val::Result(Err(payload)) => single("err", payload.as_deref().map_or(Json::Null, from_val)),
-        Val::Flags(names) => Json::Array(names.iter().cloned().map(Json::String).collect()),
-        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Json::Null,
-    }
-}
-
-fn single(key: &str, value: Json) -> Json {
-    let mut map = Map::new();
-    map.insert(key.to_owned(), value);
-    Json::Object(map)
+    serde_json::to_value(AsJson(val)).expect("a WIT value always has a JSON form")
 }

@@ -56,7 +56,10 @@ pub use error::{Error, Result};
 pub use exports::{FunctionInfo, MAX_EXPORTED_FUNCTIONS, MAX_TYPE_PARTS, ParamInfo};
 pub use files::write_private;
 pub use kv::{KvError, KvStore, MemoryKvStore};
-pub use limits::{LimitKind, Limits, format_bytes, format_duration, parse_bytes, parse_duration};
+pub use limits::{
+    LimitKind, Limits, READ_SLACK_BYTES, RESULT_READ_FACTOR, format_bytes, format_duration,
+    parse_bytes, parse_duration,
+};
 pub use plugin::{Failure, Invocation, Metering, Output, Plugin, PluginSettings};
 pub use statement::{
     APPROVAL_PAYLOAD_TYPE, ApprovalStatement, ComponentRef, RELEASE_PAYLOAD_TYPE, ReleaseStatement,

@@ -61,7 +61,33 @@ impl Default for Limits {
     }
 }
 
+/// How many bytes of host memory reading a result may take per byte of
+/// [`Limits::result_bytes`]. wasmtime reads a plugin's result into `Val`s (one
+/// per element, dozens of bytes each) before Warden writes it out as JSON, and a
+/// list of small numbers is 2 to 4 bytes of JSON per element; lists whose
+/// elements share the same bytes of guest memory cost even more per byte of
+/// guest memory. wasmtime stops reading past [`Limits::read_budget`].
+pub const RESULT_READ_FACTOR: u64 = 16;
+
+/// Added to [`Limits::read_budget`], so that small limits still read the
+/// bookkeeping of a result (field names, the outer list).
+pub const READ_SLACK_BYTES: u64 = 64 << 10;
+
 impl Limits {
+    /// The host memory wasmtime may allocate to read one value out of the
+    /// plugin: its result ([`RESULT_READ_FACTOR`] times [`Limits::result_bytes`])
+    /// or the arguments of one host call ([`Limits::host_call_bytes`]), whichever
+    /// is larger, plus [`READ_SLACK_BYTES`]. A result that does not fit is
+    /// `result_too_large` before it is fully read; a host call,
+    /// `host_call_too_large`.
+    pub fn read_budget(&self) -> usize {
+        let result = self.result_bytes.saturating_mul(RESULT_READ_FACTOR);
+        let budget = result
+            .max(self.host_call_bytes)
+            .saturating_add(READ_SLACK_BYTES);
+        usize::try_from(budget).unwrap_or(usize::MAX)
+    }
+
     /// The names [`Limits::set`] accepts.
     pub const NAMES: [&'static str; 13] = [
         "fuel",

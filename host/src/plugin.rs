@@ -8,7 +8,7 @@ use crate::exports::{Export, FunctionInfo};
 use crate::http::HttpPolicy;
 use crate::json;
 use crate::kv::KvStore;
-use crate::limits::{LimitKind, Limits, format_bytes};
+use crate::limits::{LimitKind, Limits, READ_SLACK_BYTES, RESULT_READ_FACTOR, format_bytes};
 use crate::state::{HostState, Limiter, bindings};
 use crate::transcript::{CapturedStream, LogEntry, LogSource, Transcript};
 use serde::Serialize;
@@ -293,6 +293,9 @@ impl Plugin {
         store
             .set_fuel(limits.fuel)
             .expect("fuel is enabled on every Warden engine");
+        // Bounds what wasmtime allocates while it reads the result or a host
+        // call's arguments out of the guest, before Warden can look at its size.
+        store.set_hostcall_fuel(limits.read_budget());
         // Check the deadline on every epoch tick and yield to the executor, so a
         // spinning plugin neither overruns nor starves other tasks on the thread.
         let deadline = Instant::now() + limits.timeout;
@@ -310,21 +313,18 @@ impl Plugin {
 
     fn output(&self, export: &Export, value: Option<Val>) -> Result<Output> {
         let limit = self.inner.settings.limits.result_bytes;
-        let output = match (export.result_type(), value) {
-            (_, None) => Output::Value(Json::Null),
+        // For a function returning `result<T, E>`: the `ok` or `err` payload.
+        let (value, plugin_error) = match (export.result_type(), &value) {
             (Some(wasmtime::component::types::Type::Result(_)), Some(Val::Result(result))) => {
                 match result {
-                    Ok(ok) => Output::Value(ok.as_deref().map_or(Json::Null, json::from_val)),
-                    Err(err) => {
-                        Output::PluginError(err.as_deref().map_or(Json::Null, json::from_val))
-                    }
+                    Ok(ok) => (ok.as_deref(), false),
+                    Err(err) => (err.as_deref(), true),
                 }
             }
-            (_, Some(value)) => Output::Value(json::from_val(&value)),
+            (_, value) => (value.as_ref(), false),
         };
-        let size = match &output {
-            Output::Value(json) | Output::PluginError(json) => json_size(json),
-        };
+        // Measured before a JSON tree of it exists.
+        let size = value.map_or(4, |value| json_size(&json::AsJson(value)));
         if size > limit {
             return Err(Error::limit(
                 LimitKind::Result,
@@ -335,7 +335,12 @@ impl Plugin {
                 ),
             ));
         }
-        Ok(output)
+        let json = value.map_or(Json::Null, json::from_val);
+        Ok(if plugin_error {
+            Output::PluginError(json)
+        } else {
+            Output::Value(json)
+        })
     }
 }
 
@@ -407,6 +412,9 @@ fn classify(
             );
         }
     }
+    if message.contains(READ_BUDGET_EXHAUSTED) {
+        return read_budget_exhausted(&error, limits);
+    }
     if message.contains("maximum concurrent") || message.contains("pooling allocator") {
         return Error::Capacity(error.to_string());
     }
@@ -434,8 +442,38 @@ fn classify(
     }
 }
 
+/// How wasmtime says that reading a value out of the guest went past
+/// [`Limits::read_budget`] (its "hostcall fuel").
+const READ_BUDGET_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// Names the limit behind an exhausted read budget. A host call's arguments are
+/// read while the guest waits inside the call, so the error passed through its
+/// frames and carries a wasm backtrace; the result is read after the guest
+/// returned, so its error carries none.
+fn read_budget_exhausted(error: &wasmtime::Error, limits: &Limits) -> Error {
+    let budget = format_bytes(limits.read_budget() as u64);
+    if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
+        Error::limit(
+            LimitKind::HostCall,
+            format!(
+                "a host call's arguments take more than {budget} to read; the limit for one argument is {}",
+                format_bytes(limits.host_call_bytes)
+            ),
+        )
+    } else {
+        Error::limit(
+            LimitKind::Result,
+            format!(
+                "the result takes more than {budget} of host memory to read ({RESULT_READ_FACTOR} times the result limit of {}, plus {})",
+                format_bytes(limits.result_bytes),
+                format_bytes(READ_SLACK_BYTES),
+            ),
+        )
+    }
+}
+
 /// The length of `json` serialized, without building the string.
-fn json_size(json: &Json) -> u64 {
+fn json_size(json: &impl Serialize) -> u64 {
     struct Counter(u64);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

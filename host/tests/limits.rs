@@ -127,6 +127,32 @@ async fn result_bytes() {
 }
 
 #[tokio::test]
+async fn a_host_call_argument_past_the_read_budget_is_named() {
+    // With a small result limit the read budget is the host-call limit plus the
+    // slack; an argument past it is stopped while wasmtime reads it, and still
+    // reported as the host call's fault, not the result's.
+    let tight = limits(|l| {
+        l.result_bytes = 1 << 10;
+        l.host_call_bytes = 64 << 10;
+        l.log_bytes = 8 << 20;
+    });
+    assert_eq!(tight.read_budget(), 128 << 10);
+    let plugin = plugin(HOSTILE, &[], tight);
+    let failure = failure(&plugin, "log-message", json!([200 << 10])).await;
+    assert_eq!(
+        failure.error.code(),
+        "host_call_too_large",
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure.error.to_string().contains("to read"),
+        "{}",
+        failure.error
+    );
+}
+
+#[tokio::test]
 async fn host_call_bytes() {
     let tight = limits(|l| {
         l.host_call_bytes = 64 << 10;

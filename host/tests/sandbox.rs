@@ -126,14 +126,22 @@ async fn unreachable_is_a_trap() {
 
 #[tokio::test]
 async fn a_100_mib_result_is_refused() {
-    // With room to build it, the result itself is too large...
+    // With room to build it, the result is too large to even be read out of
+    // the guest (the read budget is 16 x 4 MiB + 64 KiB)...
     let roomy = plugin(HOSTILE, &[], limits(|l| l.memory_bytes = 512 << 20));
     let failure = expect_code(&roomy, "big-result", json!([100]), "result_too_large").await;
     assert!(
         failure
             .error
             .to_string()
-            .contains("the result is 100.0 MiB"),
+            .contains("the result takes more than 64.1 MiB of host memory to read"),
+        "{}",
+        failure.error
+    );
+    // ...and one the budget reads is measured as JSON.
+    let failure = expect_code(&roomy, "big-result", json!([5]), "result_too_large").await;
+    assert!(
+        failure.error.to_string().contains("the result is 5.0 MiB"),
         "{}",
         failure.error
     );
