@@ -83,6 +83,14 @@ pub struct RuntimeArgs {
     /// the pool (more are refused with 429 `capacity`).
     #[arg(long, env = "WARDEN_ORG_SHARE", default_value_t = 32)]
     pub org_share: u32,
+    /// Published components compiled at once to check them (more publishes
+    /// wait their turn; `/metrics` shows how many run and wait).
+    #[arg(long, env = "WARDEN_CONCURRENT_COMPILES", default_value_t = 2)]
+    pub concurrent_compiles: usize,
+    /// The largest component a release may carry, e.g. 64MiB (larger ones are
+    /// refused at publish with 422 `component_too_large`).
+    #[arg(long, env = "WARDEN_MAX_COMPONENT_SIZE", default_value = "64MiB", value_parser = warden_host::parse_bytes)]
+    pub max_component_size: u64,
     /// Longest time a token or a plugin's resolved release is served from
     /// memory without reading the database again, e.g. 5s (changes made
     /// through the API take effect sooner: at once here, within 1 s on
@@ -113,6 +121,8 @@ impl RuntimeArgs {
         });
         config.pool_instances = self.pool_instances;
         config.org_share = self.org_share;
+        config.concurrent_compiles = self.concurrent_compiles;
+        config.max_component_bytes = self.max_component_size;
         config.snapshot_max_age = self.snapshot_max_age;
         for pair in &self.max_limits {
             config

@@ -174,9 +174,7 @@ impl ControlPlane {
             approvals_required: config.approvals_required,
             limit_maxima: config.limit_maxima.clone(),
             max_component_bytes: config.max_component_bytes,
-            compiles: Arc::new(tokio::sync::Semaphore::new(
-                config.concurrent_compiles.max(1),
-            )),
+            compiles: crate::domain::releases::CompileGate::new(config.concurrent_compiles),
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
             artifacts,

@@ -1836,3 +1836,89 @@ async fn manifest_pushes_to_the_registry_are_audited(backend: Backend) {
     assert!(verify_chain(&entries, &head).is_ok());
 }
 on_both_databases!(manifest_pushes_to_the_registry_are_audited);
+
+/// A component whose core module has `functions` functions of a few thousand
+/// instructions each: quick to write, seconds for Cranelift to compile.
+fn slow_to_compile(functions: usize) -> Vec<u8> {
+    let body = "local.get 0 i32.const 7 i32.mul i32.const 3 i32.xor local.set 0 ".repeat(600);
+    let mut module = String::from("(core module $m\n");
+    for n in 0..functions {
+        module.push_str(&format!(
+            "(func $f{n} (param i32) (result i32) {body} local.get 0)\n"
+        ));
+    }
+    module.push_str("(func (export \"run\") (result i32) i32.const 0 call $f0))\n");
+    wat::parse_str(format!(
+        r#"(component {module}
+            (core instance $i (instantiate $m))
+            (func $run (result u32) (canon lift (core func $i "run")))
+            (export "run" (func $run)))"#
+    ))
+    .unwrap()
+}
+
+/// The `value` of a gauge in the metrics text.
+fn gauge(metrics: &str, name: &str) -> i64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+#[tokio::test]
+async fn publishes_wait_their_turn_to_compile() {
+    let h = start_tweaked(Backend::Sqlite, |config| config.concurrent_compiles = 1).await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let component = slow_to_compile(300);
+    let metrics = || async {
+        h.http
+            .get(format!("{}/metrics", h.url))
+            .bearer_auth(&h.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        gauge(&metrics().await, "warden_publish_compiles_running"),
+        0
+    );
+    // Three publishes at once; the gauges are read while they run.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let publishes = async {
+        let answers = futures_util::future::join_all((0..3).map(|n| {
+            let repo = format!("acme/slow-{n}");
+            let (h, publisher, alice, component) = (&h, &publisher, &alice, &component);
+            async move {
+                h.publish(publisher, alice, &repo, "1.0.0", component, &[])
+                    .await
+            }
+        }))
+        .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        answers
+    };
+    let watch = async {
+        let (mut most_running, mut most_waiting) = (0, 0);
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let text = metrics().await;
+            most_running = most_running.max(gauge(&text, "warden_publish_compiles_running"));
+            most_waiting = most_waiting.max(gauge(&text, "warden_publish_compiles_waiting"));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        (most_running, most_waiting)
+    };
+    let (answers, (most_running, most_waiting)) = tokio::join!(publishes, watch);
+    for answer in answers {
+        answer.expect(201);
+    }
+    // One compile at a time, and the others were seen waiting for it.
+    assert_eq!(most_running, 1, "compiles ran at once");
+    assert!(most_waiting >= 1, "no publish was seen waiting");
+    let after = metrics().await;
+    assert_eq!(gauge(&after, "warden_publish_compiles_running"), 0);
+    assert_eq!(gauge(&after, "warden_publish_compiles_waiting"), 0);
+}

@@ -78,7 +78,7 @@ pub struct Shared {
     /// The largest component a release may carry.
     pub max_component_bytes: u64,
     /// Compiles of published components that may run at once.
-    pub compiles: Arc<tokio::sync::Semaphore>,
+    pub compiles: Arc<crate::domain::releases::CompileGate>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Loads and runs approved releases.

@@ -13,6 +13,7 @@ use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct Metrics {
     invocation_errors: Family<ErrorLabels, Counter>,
     fuel: Family<ReleaseLabels, Counter>,
     invocation_seconds: Family<ReleaseLabels, Histogram>,
+    compiles_running: Gauge,
+    compiles_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -114,8 +117,22 @@ impl Default for Metrics {
             "Invocation wall-clock time by plugin and version",
             invocation_seconds.clone(),
         );
+        let compiles_running = Gauge::default();
+        let compiles_waiting = Gauge::default();
+        registry.register(
+            "publish_compiles_running",
+            "Published components being compiled to check them",
+            compiles_running.clone(),
+        );
+        registry.register(
+            "publish_compiles_waiting",
+            "Publishes waiting for a compile slot (warden serve --concurrent-compiles)",
+            compiles_waiting.clone(),
+        );
         Metrics {
             registry,
+            compiles_running,
+            compiles_waiting,
             requests,
             latency,
             invocations,
@@ -156,6 +173,12 @@ impl Metrics {
                 .get_or_create(&labels)
                 .observe(metering.duration.as_secs_f64());
         }
+    }
+
+    /// Sets the gauges of the publish compile gate.
+    pub fn compiles(&self, gate: &crate::domain::releases::CompileGate) {
+        self.compiles_running.set(gate.running());
+        self.compiles_waiting.set(gate.waiting());
     }
 
     /// The text exposition format.
@@ -246,6 +269,7 @@ async fn metrics(caller: Caller, State(state): State<AppState>) -> Response {
 
 /// The metrics in the text exposition format.
 pub(super) fn metrics_text(state: &AppState) -> Response {
+    state.metrics.compiles(&state.compiles);
     (
         [(
             header::CONTENT_TYPE,

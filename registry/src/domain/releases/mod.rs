@@ -4,9 +4,11 @@
 //! rejection and yanking. Signed statements are also attached to the artifact
 //! as OCI referrers, after the database has the record.
 
+mod compile_gate;
 mod decide;
 mod publish;
 
+pub use compile_gate::CompileGate;
 pub use decide::{approve, reject, yank};
 pub use publish::{ImportProblem, check_imports, publish};
 
@@ -42,7 +44,7 @@ pub struct ReleaseContext<'a> {
     pub max_component_bytes: u64,
     /// Compiles of published components that may run at once (the rest
     /// wait their turn): publishing cannot take every core.
-    pub compiles: &'a Arc<tokio::sync::Semaphore>,
+    pub compiles: &'a CompileGate,
 }
 
 /// One approval of a release.

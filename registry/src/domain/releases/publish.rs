@@ -84,7 +84,7 @@ pub async fn publish(
     let bytes = artifact.component;
     // The component itself: it must compile, and ask for nothing it did not declare.
     let engine = cx.engine.clone();
-    let _compile_slot = cx.compiles.acquire().await.map_err(internal)?;
+    let _compile_turn = cx.compiles.turn().await;
     // Checked, not kept: a pending release's compiled code stays out of the
     // cache until it is invoked once approved.
     let compiled = tokio::task::spawn_blocking(move || engine.compile_uncached(&bytes))
