@@ -405,3 +405,24 @@ pub fn approval(
     key.sign(warden_host::APPROVAL_PAYLOAD_TYPE, &statement)
         .unwrap()
 }
+
+/// A server with a publisher token, a publisher key (alice) and an admin key (bob).
+pub struct Org {
+    pub h: Harness,
+    pub publisher: String,
+    pub alice: PrivateKey,
+    pub bob: PrivateKey,
+}
+
+pub async fn org(backend: Backend, approvals: u32) -> Org {
+    let h = start_with(backend, approvals).await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let bob = h.pinned_key(0, "acme", "bob").await;
+    Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    }
+}

@@ -1,0 +1,227 @@
+//! The catalog over real HTTP, on SQLite and PostgreSQL: pages, search, and
+//! search exact over thousands of plugins.
+
+mod common;
+
+use common::{Backend, Org, org, start};
+use reqwest::Method;
+use serde_json::{Value, json};
+use warden_test_programs::{HELLO, read};
+
+async fn catalog_pages_and_searches(backend: Backend) {
+    let Org {
+        h,
+        publisher,
+        alice,
+        ..
+    } = org(backend, 1).await;
+    h.publish(&publisher, &alice, "acme/hello", "1.0.0", &read(HELLO), &[])
+        .await
+        .expect(201);
+    // Many plugins, inserted directly: the catalog query is what is tested here.
+    for i in 0..30 {
+        sqlx::query("INSERT INTO plugins (org, name, description, config, created_at, updated_at) VALUES ('acme', $1, $2, '{}', 0, 0)")
+            .bind(format!("tool-{i:02}"))
+            .bind(if i % 3 == 0 { "Converts 100% of CSV" } else { "Other things" })
+            .execute(h.db.pool())
+            .await
+            .unwrap();
+    }
+    let mut names = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = h
+            .get(
+                &publisher,
+                &format!("/v1/orgs/acme/plugins?limit=7{cursor}"),
+            )
+            .await
+            .expect(200);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 7);
+        names.extend(items.iter().map(|p| p["name"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(names.len(), 31);
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+
+    let found = h
+        .get(&publisher, "/v1/orgs/acme/plugins?q=csv&limit=100")
+        .await
+        .expect(200);
+    assert_eq!(found["items"].as_array().unwrap().len(), 10);
+    let percent = h
+        .get(&publisher, "/v1/orgs/acme/plugins?q=100%25&limit=100")
+        .await
+        .expect(200);
+    assert_eq!(
+        percent["items"].as_array().unwrap().len(),
+        10,
+        "% is matched literally"
+    );
+    let literal = h
+        .get(&publisher, "/v1/orgs/acme/plugins?q=%25&limit=100")
+        .await
+        .expect(200);
+    assert_eq!(
+        literal["items"].as_array().unwrap().len(),
+        10,
+        "a lone % is not a wildcard"
+    );
+    let hello = h
+        .get(&publisher, "/v1/orgs/acme/plugins?q=HELLO")
+        .await
+        .expect(200);
+    assert_eq!(hello["items"][0]["name"], "acme/hello");
+
+    h.get(&publisher, "/v1/orgs/acme/plugins?limit=100")
+        .await
+        .expect(200);
+    h.get(&publisher, "/v1/orgs/acme/plugins?limit=101")
+        .await
+        .expect_error(400, "invalid_page_size");
+    h.get(&publisher, "/v1/orgs/acme/plugins?limit=0")
+        .await
+        .expect_error(400, "invalid_page_size");
+    h.get(&publisher, "/v1/orgs/acme/plugins?sort=name")
+        .await
+        .expect_error(400, "invalid_query");
+    h.get(&publisher, "/v1/plugins/acme/nothing")
+        .await
+        .expect_error(404, "not_found");
+
+    // Configuration values: limits on both sides.
+    let config = "/v1/plugins/acme/hello/config";
+    let many: serde_json::Map<String, Value> =
+        (0..100).map(|i| (format!("k{i}"), json!("v"))).collect();
+    h.call(
+        &h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": many })),
+    )
+    .await
+    .expect(200);
+    let too_many: serde_json::Map<String, Value> =
+        (0..101).map(|i| (format!("k{i}"), json!("v"))).collect();
+    h.call(
+        &h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": too_many })),
+    )
+    .await
+    .expect_error(400, "config_too_large");
+    let big = "x".repeat(16 << 10);
+    h.call(
+        &h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": { "big": big } })),
+    )
+    .await
+    .expect(200);
+    let bigger = "x".repeat((16 << 10) + 1);
+    h.call(
+        &h.admin,
+        Method::PUT,
+        config,
+        Some(json!({ "values": { "big": bigger } })),
+    )
+    .await
+    .expect_error(400, "config_too_large");
+    let read_back = h.get(&h.admin, config).await.expect(200);
+    assert_eq!(read_back["values"]["big"].as_str().unwrap().len(), 16 << 10);
+    h.call(
+        &h.admin,
+        Method::PUT,
+        "/v1/plugins/acme/nothing/config",
+        Some(json!({ "values": {} })),
+    )
+    .await
+    .expect_error(404, "not_found");
+}
+on_both_databases!(catalog_pages_and_searches);
+
+/// Search over thousands of plugins, through both of the search's paths
+/// (the text index for rare texts, the name order for common or short ones):
+/// exactly the plugins whose name or description contains the text, in name
+/// order, page after page, with descriptions changed after insertion.
+async fn catalog_search_finds_exactly_the_matches(backend: Backend) {
+    let h = start(backend).await;
+    let mut tx = h.db.pool().begin().await.unwrap();
+    for i in 0..6000 {
+        sqlx::query("INSERT INTO plugins (org, name, description, config, created_at, updated_at) VALUES ('acme', $1, $2, '{}', 0, 0)")
+            .bind(format!("tool-{i:04}"))
+            .bind(if i % 1000 == 7 { "Reads Parquet_Files" } else { "Common words" })
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    sqlx::query("UPDATE plugins SET description = 'Now it signs PDFs' WHERE org = 'acme' AND name = 'tool-4321'")
+        .execute(h.db.pool())
+        .await
+        .unwrap();
+    let search = |q: &'static str| {
+        let h = &h;
+        async move {
+            let mut names = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let page = h
+                    .get(
+                        &h.admin,
+                        &format!("/v1/orgs/acme/plugins?q={q}&limit=50{cursor}"),
+                    )
+                    .await
+                    .expect(200);
+                names.extend(page["items"].as_array().unwrap().iter().map(|p| {
+                    p["name"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("acme/")
+                        .to_owned()
+                }));
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = format!("&cursor={next}"),
+                    None => break names,
+                }
+            }
+        }
+    };
+    let expected = |keep: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..6000)
+            .filter(|i| keep(*i))
+            .map(|i| format!("tool-{i:04}"))
+            .collect()
+    };
+    // Rare: the index path.
+    assert_eq!(search("tool-5999").await, ["tool-5999"]);
+    assert_eq!(
+        search("ool-59").await,
+        expected(&|i| (5900..6000).contains(&i))
+    );
+    assert_eq!(search("PARQUET_f").await, expected(&|i| i % 1000 == 7));
+    assert_eq!(search("signs%20pdf").await, ["tool-4321"]);
+    assert_eq!(search("parquet%25").await, Vec::<String>::new());
+    assert_eq!(search("nothing-like-this").await, Vec::<String>::new());
+    // Common (more candidates than the index hands over) and short texts:
+    // the name-order path.
+    assert_eq!(search("tool-").await.len(), 6000);
+    assert_eq!(search("common").await.len(), 6000 - 6 - 1);
+    assert_eq!(search("-9").await, Vec::<String>::new());
+    assert_eq!(
+        search("42").await,
+        expected(&|i| format!("{i:04}").contains("42"))
+    );
+    // What the index holds follows the rows: the old description is gone.
+    assert_eq!(search("tool-4321").await, ["tool-4321"]);
+    assert!(!search("common").await.contains(&"tool-4321".to_owned()));
+}
+on_both_databases!(catalog_search_finds_exactly_the_matches);
