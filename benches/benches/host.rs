@@ -4,13 +4,19 @@
 //! out); signing and verifying a release statement; loading a component cold
 //! (Cranelift) and warm (from the on-disk compiled cache, by a new engine as
 //! after a restart) for the 173 KiB `text-tools` example and the 12 MB
-//! JavaScript component.
+//! JavaScript component; and a release's whole load as the server does it
+//! after reading the artifact (publisher signature, approval, digest of the
+//! bytes, then compile) for generated components of 1 MB and 5 MB of code.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Duration;
-use warden_host::{Engine, EngineConfig, Limits, Plugin, PluginSettings, PrivateKey};
+use warden_host::{
+    APPROVAL_PAYLOAD_TYPE, ApprovalStatement, ComponentRef, Digest, Engine, EngineConfig, Limits,
+    Plugin, PluginSettings, PrivateKey, RELEASE_PAYLOAD_TYPE, ReleaseStatement, TrustPolicy,
+    verify_release,
+};
 
 fn conversion(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -101,5 +107,113 @@ fn load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, conversion, trust, load);
+/// A component whose core module is `bytes` (about) of arithmetic functions.
+fn generated_component(bytes: usize) -> Vec<u8> {
+    let component = |functions: usize| {
+        let body = "local.get 0 i32.const 7 i32.mul i32.const 3 i32.xor local.set 0 ".repeat(300);
+        let mut module = String::from("(core module $m\n");
+        for n in 0..functions {
+            module.push_str(&format!(
+                "(func $f{n} (param i32) (result i32) {body} local.get 0)\n"
+            ));
+        }
+        module.push_str("(func (export \"run\") (result i32) i32.const 0 call $f0))\n");
+        wat::parse_str(format!(
+            r#"(component {module}
+                (core instance $i (instantiate $m))
+                (func $run (result u32) (canon lift (core func $i "run")))
+                (export "run" (func $run)))"#
+        ))
+        .unwrap()
+    };
+    let per_function = component(2).len() - component(1).len();
+    component(bytes / per_function)
+}
+
+/// Verifies a release as the runtime does before it compiles: the publisher's
+/// signature, one pinned admin's approval, the digest of the bytes.
+fn signed_load(c: &mut Criterion) {
+    let publisher = PrivateKey::generate();
+    let admin = PrivateKey::generate();
+    let policy = TrustPolicy {
+        admin_keys: vec![admin.public_key()],
+        approvals_required: 1,
+    };
+    let mut group = c.benchmark_group("verified load");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    for (label, size) in [
+        ("generated 1 MB", 1usize << 20),
+        ("generated 5 MB", 5 << 20),
+    ] {
+        let bytes = generated_component(size);
+        let statement = ReleaseStatement {
+            name: "acme/generated".into(),
+            version: "1.0.0".into(),
+            description: String::new(),
+            component: ComponentRef {
+                digest: Digest::of(&bytes).to_string(),
+                size: bytes.len() as u64,
+            },
+            capabilities: Vec::new(),
+            limits: Limits::default(),
+            dependencies: Default::default(),
+            publisher_key: publisher.public_key().key_id(),
+        };
+        let release = publisher.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+        let payload_digest = release
+            .verify(RELEASE_PAYLOAD_TYPE, &[publisher.public_key()])
+            .unwrap()
+            .payload_digest;
+        let approval = ApprovalStatement {
+            release: statement.reference(),
+            release_statement: payload_digest,
+            capabilities: Vec::new(),
+            limits: Limits::default(),
+        };
+        let approvals = [admin.sign(APPROVAL_PAYLOAD_TYPE, &approval).unwrap()];
+        let verify = || {
+            verify_release(
+                &release,
+                &approvals,
+                &bytes,
+                &publisher.public_key(),
+                &policy,
+            )
+            .unwrap()
+        };
+        let label = format!("{label} ({:.1} MiB)", bytes.len() as f64 / (1 << 20) as f64);
+        let cache = tempfile::tempdir().unwrap();
+        let config = || EngineConfig {
+            cache_dir: Some(cache.path().to_owned()),
+            cache_key: Some([7; 32]),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(config()).unwrap();
+        group.bench_function(BenchmarkId::new("verify only", &label), |b| {
+            b.iter(|| black_box(verify()))
+        });
+        group.bench_function(BenchmarkId::new("cold: verify + compile", &label), |b| {
+            b.iter(|| {
+                verify();
+                black_box(engine.compile_uncached(&bytes).unwrap())
+            })
+        });
+        engine.compile(&bytes).unwrap();
+        let restarted = Engine::new(config()).unwrap();
+        group.bench_function(
+            BenchmarkId::new("warm after restart: verify + cached", &label),
+            |b| {
+                b.iter(|| {
+                    verify();
+                    black_box(restarted.compile(&bytes).unwrap())
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conversion, trust, load, signed_load);
 criterion_main!(benches);
