@@ -4,83 +4,11 @@
 
 mod common;
 
-use common::{Backend, Harness, start_with};
+use common::{Backend, approval_body, world};
 use reqwest::Method;
 use serde_json::{Value, json};
 use warden_host::{Limits, PrivateKey};
 use warden_test_programs::{CAPABILITIES, COUNTER, HELLO, HOSTILE, TEXT_TOOLS, read};
-
-struct World {
-    h: Harness,
-    publisher: String,
-    invoker: String,
-    alice: PrivateKey,
-    bob: PrivateKey,
-}
-
-async fn world(backend: Backend) -> World {
-    let h = start_with(backend, 1).await;
-    let publisher = h.token(&h.admin, "acme", "publisher").await;
-    let invoker = h.token(&h.admin, "acme", "invoker").await;
-    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
-    let bob = h.pinned_key(0, "acme", "bob").await;
-    World {
-        h,
-        publisher,
-        invoker,
-        alice,
-        bob,
-    }
-}
-
-/// The body of an approve request.
-fn approval(key: &PrivateKey, release: &Value, capabilities: &[&str], limits: Limits) -> Value {
-    json!({ "envelope": common::approval(key, release, capabilities, limits) })
-}
-
-impl World {
-    /// Publishes and approves `component` as `acme/<name>@<version>`.
-    async fn release(
-        &self,
-        name: &str,
-        version: &str,
-        component: &[u8],
-        capabilities: &[&str],
-        limits: Limits,
-    ) -> Value {
-        let repo = format!("acme/{name}");
-        let release = self
-            .h
-            .publish(
-                &self.publisher,
-                &self.alice,
-                &repo,
-                version,
-                component,
-                capabilities,
-            )
-            .await
-            .expect(201);
-        self.h
-            .post(
-                &self.h.admin,
-                &format!("/v1/plugins/{repo}/releases/{version}/approve"),
-                approval(&self.bob, &release, capabilities, limits),
-            )
-            .await
-            .expect(200)
-    }
-
-    async fn invoke(&self, token: &str, name: &str, function: &str, body: Value) -> common::Answer {
-        self.h
-            .post(
-                token,
-                &format!("/v1/plugins/acme/{name}/invoke/{function}"),
-                body,
-            )
-            .await
-    }
-}
 
 async fn the_newest_approved_release_runs(backend: Backend) {
     let w = world(backend).await;
@@ -99,7 +27,7 @@ async fn the_newest_approved_release_runs(backend: Backend) {
     w.h.post(
         &w.h.admin,
         "/v1/plugins/acme/hello/releases/1.0.0/approve",
-        approval(&w.bob, &release, &[], Limits::default()),
+        approval_body(&w.bob, &release, &[], Limits::default()),
     )
     .await
     .expect(200);
@@ -385,7 +313,7 @@ async fn grants_config_and_kv_come_from_the_approval_and_the_database(backend: B
     w.h.post(
         &w.h.admin,
         "/v1/plugins/acme/counter/releases/1.1.0/approve",
-        approval(&w.bob, &release, &[], Limits::default()),
+        approval_body(&w.bob, &release, &[], Limits::default()),
     )
     .await
     .expect(200);
@@ -438,7 +366,7 @@ async fn tampering_is_refused_and_audited(backend: Backend) {
     w.h.post(
         &w.h.admin,
         "/v1/plugins/acme/rogue/releases/1.0.0/approve",
-        approval(&rogue, &published, &[], Limits::default()),
+        approval_body(&rogue, &published, &[], Limits::default()),
     )
     .await
     .expect(200);
@@ -512,139 +440,6 @@ async fn tampering_is_refused_and_audited(backend: Backend) {
 }
 on_both_databases!(tampering_is_refused_and_audited);
 
-async fn a_hammered_hostile_plugin_does_not_disturb_a_good_one(backend: Backend) {
-    let w = world(backend).await;
-    let hello = read(HELLO);
-    w.release("hello", "1.0.0", &hello, &[], Limits::default())
-        .await;
-    let limits = Limits {
-        timeout: std::time::Duration::from_millis(300),
-        concurrency: 8,
-        ..Limits::default()
-    };
-    w.release("hostile", "1.0.0", &read(HOSTILE), &[], limits)
-        .await;
-    // Loaded before the storm, so the storm measures running, not loading.
-    w.invoke(&w.invoker, "hostile", "ping", json!({}))
-        .await
-        .expect(200);
-
-    let url = format!("{}/v1/plugins/acme/hostile/invoke/spin", w.h.url);
-    let storm: Vec<_> = (0..200)
-        .map(|_| {
-            let request = w.h.http.post(&url).bearer_auth(&w.invoker).json(&json!({}));
-            tokio::spawn(async move {
-                let response = request.send().await.unwrap();
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap();
-                (
-                    status,
-                    body["error"]["code"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-        })
-        .collect();
-    for i in 0..20 {
-        let name = format!("caller {i}");
-        let ran = w
-            .invoke(&w.invoker, "hello", "greet", json!({ "args": name }))
-            .await
-            .expect(200);
-        assert_eq!(ran["result"], format!("Hello, caller {i}!"));
-    }
-    let mut outcomes = std::collections::BTreeMap::new();
-    for call in storm {
-        let (status, code) = call.await.unwrap();
-        assert!(
-            matches!(
-                (status, code.as_str()),
-                (429, "too_many_concurrent") | (422, "deadline_exceeded") | (422, "out_of_fuel")
-            ),
-            "{status} {code}"
-        );
-        *outcomes.entry(code).or_insert(0) += 1;
-    }
-    assert!(
-        outcomes.get("too_many_concurrent").is_some_and(|n| *n > 0),
-        "{outcomes:?}"
-    );
-    assert!(
-        outcomes.get("deadline_exceeded").is_some_and(|n| *n > 0),
-        "{outcomes:?}"
-    );
-    // And both keep answering afterwards.
-    w.invoke(&w.invoker, "hostile", "ping", json!({}))
-        .await
-        .expect(200);
-    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "after" }))
-        .await
-        .expect(200);
-}
-on_both_databases!(a_hammered_hostile_plugin_does_not_disturb_a_good_one);
-
-async fn a_replaced_compiled_cache_entry_is_discarded_and_audited(backend: Backend) {
-    let w = world(backend.clone()).await;
-    w.release("hello", "1.0.0", &read(HELLO), &[], Limits::default())
-        .await;
-    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "first" }))
-        .await
-        .expect(200);
-
-    // Someone replaces the compiled code on disk.
-    let compiled = w.h.dir.path().join("data/compiled");
-    let mut replaced = 0;
-    for entry in walk(&compiled) {
-        if entry.file_name().is_some_and(|n| n != "cache.key") {
-            std::fs::write(&entry, b"\x7fELF not what we compiled").unwrap();
-            replaced += 1;
-        }
-    }
-    assert!(
-        replaced > 0,
-        "the first load left a compiled entry in {}",
-        compiled.display()
-    );
-
-    // A second server on the same data (a restart, or a replica): the entry fails
-    // its check, is discarded, the verified component is recompiled, and it is audited.
-    let mut config = warden_registry::ServerConfig::new(w.h.dir.path().join("data"));
-    config.admin_keys = w.h.pinned.iter().map(PrivateKey::public_key).collect();
-    if let Backend::Postgres(url) = &backend {
-        config.database_url = Some(url.clone());
-    }
-    let plane = warden_registry::ControlPlane::open(&config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(axum::serve(listener, plane.router()).into_future());
-    let ran =
-        w.h.http
-            .post(format!(
-                "http://{address}/v1/plugins/acme/hello/invoke/greet"
-            ))
-            .bearer_auth(&w.invoker)
-            .json(&json!({ "args": "again" }))
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(ran.status(), 200);
-    assert_eq!(
-        ran.json::<Value>().await.unwrap()["result"],
-        "Hello, again!"
-    );
-    let audit =
-        w.h.get(&w.h.admin, "/v1/audit?limit=1000")
-            .await
-            .expect(200);
-    let rejected = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "cache.rejected")
-        .count();
-    assert_eq!(rejected, 1);
-}
-on_both_databases!(a_replaced_compiled_cache_entry_is_discarded_and_audited);
-
 /// The runtime reads artifacts from the embedded store in process: a control
 /// plane that listens nowhere (its router driven directly, as an embedder or
 /// a test would) runs an approved release. It used to pull from its own
@@ -675,19 +470,6 @@ async fn a_control_plane_runs_releases_without_listening_anywhere(backend: Backe
     assert_eq!(body["result"], "Hello, in process!");
 }
 on_both_databases!(a_control_plane_runs_releases_without_listening_anywhere);
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
 
 async fn running_invocations_finish_on_the_release_they_started_with(backend: Backend) {
     let w = world(backend).await;
@@ -738,7 +520,7 @@ async fn running_invocations_finish_on_the_release_they_started_with(backend: Ba
     w.h.post(
         &w.h.admin,
         "/v1/plugins/acme/slow/releases/1.1.0/approve",
-        approval(&w.bob, &release, &[], Limits::default()),
+        approval_body(&w.bob, &release, &[], Limits::default()),
     )
     .await
     .expect(200);
@@ -893,186 +675,3 @@ async fn python_and_javascript_plugins_are_published_approved_and_invoked(backen
     }
 }
 on_both_databases!(python_and_javascript_plugins_are_published_approved_and_invoked);
-
-async fn an_approval_by_a_revoked_admin_key_stops_counting(backend: Backend) {
-    let w = world(backend).await;
-    w.release("hello", "1.0.0", &read(HELLO), &[], Limits::default())
-        .await;
-    w.invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
-        .await
-        .expect(200);
-    // The admin key stays pinned in the server's configuration; revoking it
-    // in the database is enough: the database may remove trust.
-    let key_id = w.bob.public_key().key_id();
-    let revoked =
-        w.h.call(
-            &w.h.admin,
-            Method::POST,
-            &format!("/v1/orgs/acme/keys/{key_id}/revoke"),
-            None,
-        )
-        .await;
-    assert_eq!(revoked.status, 204);
-    let refused = w
-        .invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
-        .await;
-    refused.expect_error(409, "release_untrusted");
-    let message = refused.body["error"]["message"].as_str().unwrap();
-    assert!(message.contains(&key_id), "{message}");
-}
-on_both_databases!(an_approval_by_a_revoked_admin_key_stops_counting);
-
-/// Publishes HOSTILE as `org/slow@1.0.0` and approves it with pinned key
-/// `pinned`; returns an invoker token of `org`.
-async fn slow_plugin_of(h: &common::Harness, admin: &str, org: &str, pinned: usize) -> String {
-    let publisher = h.token(admin, org, "publisher").await;
-    let invoker = h.token(admin, org, "invoker").await;
-    let key = h.key(admin, org, "publisher", &format!("{org}-dev")).await;
-    let approver = PrivateKey::from_pem(&h.pinned[pinned].to_pem()).unwrap();
-    h.post(
-        admin,
-        &format!("/v1/orgs/{org}/keys"),
-        json!({ "public_key": approver.public_key().to_string(), "kind": "admin", "owner": format!("{org}-admin") }),
-    )
-    .await
-    .expect(201);
-    let repo = format!("{org}/slow");
-    let release = h
-        .publish(&publisher, &key, &repo, "1.0.0", &read(HOSTILE), &[])
-        .await
-        .expect(201);
-    h.post(
-        admin,
-        &format!("/v1/plugins/{repo}/releases/1.0.0/approve"),
-        approval(&approver, &release, &[], Limits::default()),
-    )
-    .await
-    .expect(200);
-    invoker
-}
-
-async fn one_tenant_cannot_take_the_pool_from_another(backend: Backend) {
-    let h = common::start_tweaked(backend, |config| {
-        config.pool_instances = 8;
-        config.org_share = 4;
-    })
-    .await;
-    let acme = slow_plugin_of(&h, &h.admin, "acme", 0).await;
-    let created = h
-        .post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
-        .await
-        .expect(201);
-    let globex_admin = created["admin_token"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let globex = slow_plugin_of(&h, &globex_admin, "globex", 1).await;
-
-    // acme floods: more long calls than the whole pool has slots.
-    let flood = (0..10).map(|_| {
-        h.post(
-            &acme,
-            "/v1/plugins/acme/slow/invoke/sleep",
-            json!({ "args": [1500] }),
-        )
-    });
-    let flood = futures_util::future::join_all(flood);
-    let other = async {
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        h.post(&globex, "/v1/plugins/globex/slow/invoke/ping", json!({}))
-            .await
-    };
-    let (flood, other) = tokio::join!(flood, other);
-    // globex's call ran although acme's were still running.
-    assert_eq!(other.status, 200, "{}", other.body);
-    let ran = flood.iter().filter(|a| a.status == 200).count();
-    assert_eq!(ran, 4, "acme ran exactly its share");
-    for refused in flood.iter().filter(|a| a.status != 200) {
-        refused.expect_error(429, "capacity");
-    }
-}
-on_both_databases!(one_tenant_cannot_take_the_pool_from_another);
-
-async fn a_refused_release_is_remembered_and_audited_once(backend: Backend) {
-    let w = world(backend).await;
-    let hello = read(HELLO);
-    // Approved in the database by an admin key the host does not pin.
-    let rogue = w.h.key(&w.h.admin, "acme", "admin", "mallory").await;
-    let published =
-        w.h.publish(&w.publisher, &w.alice, "acme/rogue", "1.0.0", &hello, &[])
-            .await
-            .expect(201);
-    w.h.post(
-        &w.h.admin,
-        "/v1/plugins/acme/rogue/releases/1.0.0/approve",
-        approval(&rogue, &published, &[], Limits::default()),
-    )
-    .await
-    .expect(200);
-    let refusals = |h: &common::Harness| {
-        let pool = h.db.pool().clone();
-        async move {
-            let (n,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM audit WHERE org = 'acme' AND action = 'release.refused'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            n
-        }
-    };
-    let before = refusals(&w.h).await;
-    for attempt in 0..25 {
-        let refused = w
-            .invoke(&w.invoker, "rogue", "greet", json!({ "args": "x" }))
-            .await;
-        refused.expect_error(409, "release_untrusted");
-        if attempt > 0 {
-            let message = refused.body["error"]["message"].as_str().unwrap();
-            assert!(message.contains("refused again"), "{message}");
-        }
-    }
-    assert_eq!(
-        refusals(&w.h).await - before,
-        1,
-        "25 refusals of one release in a row make one audit entry"
-    );
-    // A good release of the same org is not held up by the refused one.
-    w.release("hello", "1.0.0", &hello, &[], Limits::default())
-        .await;
-    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "x" }))
-        .await
-        .expect(200);
-}
-on_both_databases!(a_refused_release_is_remembered_and_audited_once);
-
-async fn a_pending_release_leaves_no_compiled_code_behind(backend: Backend) {
-    let w = world(backend).await;
-    let compiled = w.h.dir.path().join("data/compiled");
-    let count = || walk(&compiled).len();
-    let before = count();
-    let release =
-        w.h.publish(
-            &w.publisher,
-            &w.alice,
-            "acme/hello",
-            "1.0.0",
-            &read(HELLO),
-            &[],
-        )
-        .await
-        .expect(201);
-    assert_eq!(count(), before, "checked at publish, not cached");
-    w.h.post(
-        &w.h.admin,
-        "/v1/plugins/acme/hello/releases/1.0.0/approve",
-        approval(&w.bob, &release, &[], Limits::default()),
-    )
-    .await
-    .expect(200);
-    w.invoke(&w.invoker, "hello", "greet", json!({ "args": "x" }))
-        .await
-        .expect(200);
-    assert!(count() > before, "cached once it ran");
-}
-on_both_databases!(a_pending_release_leaves_no_compiled_code_behind);

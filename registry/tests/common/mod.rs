@@ -426,3 +426,94 @@ pub async fn org(backend: Backend, approvals: u32) -> Org {
         bob,
     }
 }
+
+pub struct World {
+    pub h: Harness,
+    pub publisher: String,
+    pub invoker: String,
+    pub alice: PrivateKey,
+    pub bob: PrivateKey,
+}
+
+pub async fn world(backend: Backend) -> World {
+    let h = start_with(backend, 1).await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let invoker = h.token(&h.admin, "acme", "invoker").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let bob = h.pinned_key(0, "acme", "bob").await;
+    World {
+        h,
+        publisher,
+        invoker,
+        alice,
+        bob,
+    }
+}
+
+/// The body of an approve request.
+pub fn approval_body(
+    key: &PrivateKey,
+    release: &Value,
+    capabilities: &[&str],
+    limits: Limits,
+) -> Value {
+    json!({ "envelope": approval(key, release, capabilities, limits) })
+}
+
+impl World {
+    /// Publishes and approves `component` as `acme/<name>@<version>`.
+    pub async fn release(
+        &self,
+        name: &str,
+        version: &str,
+        component: &[u8],
+        capabilities: &[&str],
+        limits: Limits,
+    ) -> Value {
+        let repo = format!("acme/{name}");
+        let release = self
+            .h
+            .publish(
+                &self.publisher,
+                &self.alice,
+                &repo,
+                version,
+                component,
+                capabilities,
+            )
+            .await
+            .expect(201);
+        self.h
+            .post(
+                &self.h.admin,
+                &format!("/v1/plugins/{repo}/releases/{version}/approve"),
+                approval_body(&self.bob, &release, capabilities, limits),
+            )
+            .await
+            .expect(200)
+    }
+
+    pub async fn invoke(&self, token: &str, name: &str, function: &str, body: Value) -> Answer {
+        self.h
+            .post(
+                token,
+                &format!("/v1/plugins/acme/{name}/invoke/{function}"),
+                body,
+            )
+            .await
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
