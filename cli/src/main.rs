@@ -10,6 +10,7 @@ mod keygen;
 mod publish;
 mod release;
 mod remote;
+mod resolve;
 mod run;
 mod serve;
 mod text;
@@ -54,6 +55,8 @@ enum Command {
     Yank(release::DecideArgs),
     /// Call a function of an approved plugin through the server (as the portal does).
     Invoke(invoke::InvokeArgs),
+    /// Show the releases a plugin and its dependencies resolve to now, or why none do.
+    Resolve(resolve::ResolveArgs),
     /// Browse the catalog.
     #[command(subcommand)]
     Catalog(admin::CatalogCommand),
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
             Command::Reject(args) => release::decide(args, "reject", cli.output, &cli.remote).await,
             Command::Yank(args) => release::decide(args, "yank", cli.output, &cli.remote).await,
             Command::Invoke(args) => invoke::invoke(args, cli.output, &cli.remote).await,
+            Command::Resolve(args) => resolve::resolve(args, cli.output, &cli.remote).await,
             Command::Catalog(command) => admin::catalog(command, cli.output, &cli.remote).await,
             Command::Config(command) => admin::config(command, cli.output, &cli.remote).await,
             Command::Key(command) => admin::key(command, cli.output, &cli.remote).await,

@@ -12,7 +12,9 @@ use warden_host::{
     APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Digest, Limits, PrivateKey, ReleaseStatement,
     capability_list, parse_capabilities,
 };
-use warden_registry::types::{Approve, Reason, Release, ReleasePage, ReleaseSummary, Status};
+use warden_registry::types::{
+    Approve, Reason, Release, ReleasePage, ReleaseSummary, Resolution, Status,
+};
 
 #[derive(Subcommand)]
 pub enum ReleaseCommand {
@@ -106,8 +108,29 @@ async fn fetch(remote: &Remote, release: &str) -> Result<(String, Release), Fail
 
 async fn show(remote: &Remote, args: ShowArgs, output: Format) -> Result<u8, Failure> {
     let (_, release) = fetch(remote, &args.release).await?;
-    output.show(&release, print_review);
+    let mut resolved_now = std::collections::BTreeMap::new();
+    if !output.json {
+        for (name, requirement) in &release.dependencies {
+            resolved_now.insert(name.clone(), resolve_now(remote, name, requirement).await);
+        }
+    }
+    output.show(&release, |release| print_review(release, &resolved_now));
     Ok(exit::OK)
+}
+
+/// What one dependency resolves to now, with its own dependencies (`warden
+/// resolve` resolves the whole set together).
+async fn resolve_now(remote: &Remote, name: &str, requirement: &str) -> String {
+    let request = remote
+        .request(Method::GET, &format!("/v1/plugins/{name}/resolve"))
+        .query(&[("version", requirement)]);
+    match remote.call::<Resolution>(request).await {
+        Ok(resolution) => match resolution.releases.first() {
+            Some(release) => format!("{} now", release.version),
+            None => "nothing".into(),
+        },
+        Err(_) => "unresolvable now (see `warden resolve`)".into(),
+    }
 }
 
 fn listed(items: &[String], none: &str) -> String {
@@ -151,7 +174,7 @@ fn print_limits(release: &Release) {
 }
 
 /// What an admin reads before approving.
-fn print_review(release: &Release) {
+fn print_review(release: &Release, resolved_now: &std::collections::BTreeMap<String, String>) {
     println!(
         "{}@{}  [{}]",
         release.name,
@@ -210,7 +233,13 @@ fn print_review(release: &Release) {
     if !release.dependencies.is_empty() {
         println!("dependencies");
         for (name, requirement) in &release.dependencies {
-            println!("  {} {}", printable(name), printable(requirement));
+            let now = resolved_now.get(name).map(String::as_str).unwrap_or("");
+            println!(
+                "  {} {} -> {}",
+                printable(name),
+                printable(requirement),
+                printable(now)
+            );
         }
     }
     println!();

@@ -70,6 +70,7 @@ pub mod types {
     pub use crate::domain::catalog::{
         PluginConfig, PluginDetail, PluginPage, PluginSummary, VersionInfo,
     };
+    pub use crate::domain::dependencies::{Resolution, ResolvedRelease};
     pub use crate::domain::keys::{KeyKind, SigningKey};
     pub use crate::domain::orgs::{CreatedOrg, Org};
     pub use crate::domain::releases::{

@@ -144,6 +144,14 @@ async fn every_endpoint_checks_role_and_org(backend: Backend) {
             Needs::Admin,
             400,
         ),
+        // Published, not approved: nothing to resolve to.
+        (
+            Method::GET,
+            "/v1/plugins/{org}/hello/resolve",
+            None,
+            Needs::Read,
+            409,
+        ),
         (
             Method::GET,
             "/v1/plugins/{org}/hello/config",

@@ -5,6 +5,7 @@
 
 use crate::artifact::FetchError;
 use crate::domain::catalog::CatalogError;
+use crate::domain::dependencies::DependencyError;
 use crate::domain::keys::{KeyError, SignatureError};
 use crate::domain::names::InvalidName;
 use crate::domain::orgs::OrgError;
@@ -118,6 +119,8 @@ error_codes! {
     InvalidDescription = ("invalid_description", BAD_REQUEST),
     /// A dependency that is not `org/name` with a requirement.
     InvalidDependency = ("invalid_dependency", BAD_REQUEST),
+    /// The release's dependencies would lead back to it; the message names the cycle.
+    DependencyCycle = ("dependency_cycle", UNPROCESSABLE_ENTITY),
     /// A digest that does not parse.
     InvalidDigest = ("invalid_digest", BAD_REQUEST),
     /// A reason that is empty or too long.
@@ -164,6 +167,9 @@ error_codes! {
     ComponentInvalid = ("component_invalid", UNPROCESSABLE_ENTITY),
     /// The component is larger than the server takes.
     ComponentTooLarge = ("component_too_large", UNPROCESSABLE_ENTITY),
+    /// No set of approved releases satisfies the plugin's dependencies; the
+    /// details hold the explanation, one sentence per line.
+    Unresolvable = ("unresolvable", CONFLICT),
     /// The component imports what no Warden host provides.
     UnsupportedImports = ("unsupported_imports", UNPROCESSABLE_ENTITY),
     /// The component imports capabilities the release does not request.
@@ -447,6 +453,25 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl From<DependencyError> for ApiError {
+    fn from(error: DependencyError) -> ApiError {
+        let code = match error {
+            DependencyError::Db(e) => return e.into(),
+            DependencyError::Corrupt(_) => return ApiError::internal(error),
+            DependencyError::NoPlugin(_) => ErrorCode::NotFound,
+            DependencyError::Invalid(_) => ErrorCode::InvalidQuery,
+            DependencyError::Unresolvable(explanation) => {
+                return ApiError::new(
+                    ErrorCode::Unresolvable,
+                    format!("no set of approved releases satisfies the request:\n{explanation}"),
+                )
+                .with_details(json!({ "explanation": explanation.lines }));
+            }
+        };
+        ApiError::from_display(code, error)
+    }
+}
+
 impl From<ResolveError> for ApiError {
     fn from(error: ResolveError) -> ApiError {
         let code = match error {
@@ -501,6 +526,7 @@ impl From<ReleaseError> for ApiError {
             E::InvalidCapabilities(_) => ErrorCode::InvalidCapabilities,
             E::InvalidDescription => ErrorCode::InvalidDescription,
             E::InvalidDependency(_) => ErrorCode::InvalidDependency,
+            E::DependencyCycle(_) => ErrorCode::DependencyCycle,
             E::VersionExists(_) => ErrorCode::VersionExists,
             E::InvalidDigest(_) => ErrorCode::InvalidDigest,
             E::DigestMismatch { .. } => ErrorCode::DigestMismatch,

@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod catalog;
+mod dependencies;
 mod error;
 mod invoke;
 mod keys;
@@ -121,6 +122,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .merge(keys::router())
         .merge(releases::router())
         .merge(catalog::router())
+        .merge(dependencies::router())
         .merge(audit::router())
         .merge(invoke::router())
 }

@@ -17,6 +17,7 @@
 
 pub mod approval;
 pub mod catalog;
+pub mod dependencies;
 pub mod keys;
 pub mod names;
 pub mod orgs;

@@ -233,6 +233,9 @@ pub enum ReleaseError {
     /// A dependency that is not `org/name` with a semver requirement.
     #[error("{0}")]
     InvalidDependency(String),
+    /// The release's dependencies would lead back to it.
+    #[error("the dependencies would form a cycle: {}", .0.join(" -> "))]
+    DependencyCycle(Vec<String>),
     /// The version exists.
     #[error("{0} is already published; versions are immutable, publish a new one")]
     VersionExists(String),

@@ -9,6 +9,7 @@ use super::{
 use crate::artifact::SignatureReferrer;
 use crate::audit::Change;
 use crate::db::{is_duplicate, now_ms};
+use crate::domain::dependencies::{self, DependencyError};
 use crate::domain::keys::{KeyKind, SignedStatement, verify_signed};
 use crate::domain::names::{check_name, is_plain_text, is_valid_name};
 use crate::domain::status::Status;
@@ -57,6 +58,16 @@ pub async fn publish(
         return Err(ReleaseError::VersionExists(reference(org, name, version)));
     }
 
+    let plugin = format!("{org}/{name}");
+    let cycle = dependencies::find_cycle(cx.db, org, &plugin, statement.dependencies.keys())
+        .await
+        .map_err(|e| match e {
+            DependencyError::Db(e) => ReleaseError::Db(e),
+            other => internal(other),
+        })?;
+    if let Some(cycle) = cycle {
+        return Err(ReleaseError::DependencyCycle(cycle));
+    }
     if statement.component.size > cx.max_component_bytes {
         return Err(ReleaseError::ComponentTooLarge {
             size: statement.component.size,

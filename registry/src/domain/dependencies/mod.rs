@@ -1,0 +1,253 @@
+//! Dependencies between plugins: which releases a plugin's declared
+//! dependencies resolve to, transitively, among the approved and non-yanked
+//! releases its organization may use (today: its own), or why none do.
+
+mod solver;
+
+pub use solver::{Candidate, Catalog, Offer, Unresolvable, solve};
+
+use super::names::check_name;
+use super::status::Status;
+use crate::db::Db;
+use semver::{Version, VersionReq};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use warden_host::{Envelope, ReleaseStatement};
+
+/// Why a resolution could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum DependencyError {
+    /// No such plugin in the org.
+    #[error("no plugin {0}")]
+    NoPlugin(String),
+    /// A name or requirement that is not well-formed.
+    #[error("{0}")]
+    Invalid(String),
+    /// No set of releases satisfies the request; the explanation says why.
+    #[error("{0}")]
+    Unresolvable(Unresolvable),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// A stored value that the control plane wrote is unreadable.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// One release of a resolved set.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ResolvedRelease {
+    /// `org/name`.
+    pub name: String,
+    /// The chosen version.
+    pub version: String,
+    /// `sha256:` of its OCI manifest.
+    pub manifest_digest: String,
+    /// `sha256:` of its component.
+    pub component_digest: String,
+    /// Its dependencies: `org/name` -> the version chosen for it.
+    pub dependencies: BTreeMap<String, String>,
+}
+
+/// The releases a plugin resolves to: the plugin first, then its
+/// dependencies in the order they are first depended on.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Resolution {
+    /// The plugin, `org/name`.
+    pub plugin: String,
+    /// The requirement asked for, if any.
+    pub requirement: Option<String>,
+    /// The chosen releases.
+    pub releases: Vec<ResolvedRelease>,
+}
+
+/// Resolves `org/name` at `requirement` (any version without one): the
+/// newest approved, non-yanked releases satisfying every declared
+/// requirement transitively, one version per plugin.
+pub async fn resolve_dependencies(
+    db: &Db,
+    org: &str,
+    name: &str,
+    requirement: Option<&str>,
+) -> Result<Resolution, DependencyError> {
+    check_name("plugin", name).map_err(|e| DependencyError::Invalid(e.to_string()))?;
+    let requirement = requirement
+        .map(|text| {
+            VersionReq::parse(text).map_err(|e| {
+                DependencyError::Invalid(format!("{text:?} is not a semver requirement: {e}"))
+            })
+        })
+        .transpose()?;
+    let root = format!("{org}/{name}");
+    let exists: Option<(String,)> =
+        sqlx::query_as("SELECT name FROM plugins WHERE org = $1 AND name = $2")
+            .bind(org)
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
+    if exists.is_none() {
+        return Err(DependencyError::NoPlugin(root));
+    }
+    let catalog = load_catalog(db, org, &root).await?;
+    let chosen =
+        solve(&catalog, &root, requirement.as_ref()).map_err(DependencyError::Unresolvable)?;
+    Ok(Resolution {
+        plugin: root,
+        requirement: requirement.map(|r| r.to_string()),
+        releases: chosen
+            .into_iter()
+            .map(|c| ResolvedRelease {
+                name: c.name,
+                version: c.version.to_string(),
+                manifest_digest: c.manifest_digest,
+                component_digest: c.component_digest,
+                dependencies: c
+                    .dependencies
+                    .into_iter()
+                    .map(|(name, version)| (name, version.to_string()))
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+/// What the solver may choose from for `root`: the approved releases of
+/// every plugin reachable from it through declared dependencies, read one
+/// plugin at a time. A plugin of another organization is unusable.
+async fn load_catalog(db: &Db, org: &str, root: &str) -> Result<Catalog, DependencyError> {
+    let mut catalog = Catalog::new();
+    let mut queue = VecDeque::from([root.to_owned()]);
+    while let Some(plugin) = queue.pop_front() {
+        if catalog.contains_key(&plugin) {
+            continue;
+        }
+        let Some((plugin_org, plugin_name)) = plugin.split_once('/') else {
+            catalog.insert(plugin, Offer::Unusable("is not an org/name".into()));
+            continue;
+        };
+        if plugin_org != org {
+            catalog.insert(
+                plugin.clone(),
+                Offer::Unusable(format!(
+                    "is in another organization, whose plugins {org} may not use"
+                )),
+            );
+            continue;
+        }
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT version, envelope, manifest_digest, component_digest FROM releases
+             WHERE org = $1 AND name = $2 AND status = $3",
+        )
+        .bind(plugin_org)
+        .bind(plugin_name)
+        .bind(Status::Approved.as_str())
+        .fetch_all(db.pool())
+        .await?;
+        let mut releases = Vec::with_capacity(rows.len());
+        for (version, envelope, manifest_digest, component_digest) in rows {
+            let Ok(version) = Version::parse(&version) else {
+                continue;
+            };
+            let dependencies = declared_dependencies(&envelope)
+                .map_err(|e| DependencyError::Corrupt(format!("{plugin}@{version}: {e}")))?;
+            for dependency in dependencies.keys() {
+                if !catalog.contains_key(dependency) {
+                    queue.push_back(dependency.clone());
+                }
+            }
+            releases.push(Candidate {
+                version,
+                dependencies,
+                manifest_digest,
+                component_digest,
+            });
+        }
+        catalog.insert(plugin, Offer::Releases(releases));
+    }
+    Ok(catalog)
+}
+
+/// A cycle that publishing `plugin` declaring `dependencies` would close,
+/// as `[plugin, ..., plugin]`: followed through the declared dependencies of
+/// every pending or approved release of the org (any version: a cycle
+/// between names is refused before any version could close it).
+pub async fn find_cycle(
+    db: &Db,
+    org: &str,
+    plugin: &str,
+    dependencies: impl IntoIterator<Item = &String>,
+) -> Result<Option<Vec<String>>, DependencyError> {
+    // Breadth first from the new release's dependencies, remembering who led
+    // to each plugin, until the path comes back to `plugin`.
+    let mut came_from: BTreeMap<String, String> = BTreeMap::new();
+    let mut queue = VecDeque::new();
+    for dependency in dependencies {
+        if !came_from.contains_key(dependency) {
+            came_from.insert(dependency.clone(), plugin.to_owned());
+            queue.push_back(dependency.clone());
+        }
+    }
+    while let Some(current) = queue.pop_front() {
+        if current == plugin {
+            let mut path = Vec::new();
+            let mut at = came_from[plugin].clone();
+            while at != plugin {
+                path.push(at.clone());
+                at = came_from[&at].clone();
+            }
+            path.reverse();
+            let mut cycle = vec![plugin.to_owned()];
+            cycle.extend(path);
+            cycle.push(plugin.to_owned());
+            return Ok(Some(cycle));
+        }
+        let Some((current_org, current_name)) = current.split_once('/') else {
+            continue;
+        };
+        if current_org != org {
+            continue;
+        }
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT envelope FROM releases WHERE org = $1 AND name = $2 AND status IN ($3, $4)",
+        )
+        .bind(current_org)
+        .bind(current_name)
+        .bind(Status::Pending.as_str())
+        .bind(Status::Approved.as_str())
+        .fetch_all(db.pool())
+        .await?;
+        for (envelope,) in rows {
+            let declared = declared_dependencies(&envelope)
+                .map_err(|e| DependencyError::Corrupt(format!("{current}: {e}")))?;
+            for next in declared.into_keys() {
+                if next == plugin {
+                    came_from.insert(next.clone(), current.clone());
+                    queue.push_front(next);
+                    break;
+                }
+                if !came_from.contains_key(&next) {
+                    came_from.insert(next.clone(), current.clone());
+                    queue.push_back(next);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The dependencies a stored release statement declares (checked when it
+/// was published; the runtime verifies the signature before anything runs).
+fn declared_dependencies(envelope: &str) -> Result<BTreeMap<String, VersionReq>, String> {
+    let envelope: Envelope = serde_json::from_str(envelope).map_err(|e| e.to_string())?;
+    let payload = envelope.unverified_payload().map_err(|e| e.to_string())?;
+    let statement: ReleaseStatement =
+        serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+    statement
+        .dependencies
+        .into_iter()
+        .map(|(name, requirement)| {
+            let parsed = VersionReq::parse(&requirement).map_err(|e| e.to_string())?;
+            Ok((name, parsed))
+        })
+        .collect()
+}

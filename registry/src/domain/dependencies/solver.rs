@@ -1,0 +1,672 @@
+//! Version solving with PubGrub over a catalog held in memory: the newest
+//! versions that satisfy every requirement transitively, one version per
+//! plugin, or an explanation in sentences of why none exist.
+//!
+//! A semver requirement becomes the set of the plugin's available versions
+//! that match it (`VersionReq::matches`, so pre-releases only when the
+//! requirement names one), which is all PubGrub needs to know; the
+//! requirement's own text is kept for the explanation.
+
+use pubgrub::{
+    DefaultStringReporter, DependencyProvider, DerivationTree, External,
+    PackageResolutionStatistics, PubGrubError, Ranges, Reporter,
+};
+use semver::{Version, VersionReq};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// One approved release that may be chosen.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Its version.
+    pub version: Version,
+    /// What it declares: `org/name` -> requirement.
+    pub dependencies: BTreeMap<String, VersionReq>,
+    /// `sha256:` of its OCI manifest.
+    pub manifest_digest: String,
+    /// `sha256:` of its component.
+    pub component_digest: String,
+}
+
+/// What a plugin offers the solver.
+#[derive(Clone, Debug)]
+pub enum Offer {
+    /// Its approved, non-yanked releases, any order.
+    Releases(Vec<Candidate>),
+    /// It cannot be used at all, and why (in another organization, ...).
+    Unusable(String),
+}
+
+/// The releases the solver may choose from, by `org/name`. A plugin that is
+/// not in it has no approved release.
+pub type Catalog = HashMap<String, Offer>;
+
+/// One release of the resolved set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chosen {
+    /// `org/name`.
+    pub name: String,
+    /// The chosen version.
+    pub version: Version,
+    /// `sha256:` of its OCI manifest.
+    pub manifest_digest: String,
+    /// `sha256:` of its component.
+    pub component_digest: String,
+    /// Its dependencies, `org/name` -> the chosen version.
+    pub dependencies: BTreeMap<String, Version>,
+}
+
+/// Why no set of releases satisfies a request: one sentence per fact that
+/// takes part in the conflict, then the conclusion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unresolvable {
+    /// The sentences, in order.
+    pub lines: Vec<String>,
+}
+
+impl fmt::Display for Unresolvable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.lines.join("\n"))
+    }
+}
+
+/// A node of the dependency graph: the request itself, or a plugin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Node {
+    Request,
+    Plugin(String),
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Request => f.write_str("the request"),
+            Node::Plugin(name) => f.write_str(name),
+        }
+    }
+}
+
+type Set = Ranges<Version>;
+
+struct Provider<'a> {
+    catalog: &'a Catalog,
+    /// The request: the plugin and its requirement (any version without one).
+    root: (String, Option<VersionReq>),
+}
+
+impl Provider<'_> {
+    fn releases(&self, name: &str) -> &[Candidate] {
+        match self.catalog.get(name) {
+            Some(Offer::Releases(releases)) => releases,
+            _ => &[],
+        }
+    }
+
+    /// The versions of `name` that `requirement` accepts, as a set.
+    fn matching(&self, name: &str, requirement: Option<&VersionReq>) -> Set {
+        self.releases(name)
+            .iter()
+            .filter(|c| requirement.is_none_or(|r| r.matches(&c.version)))
+            .fold(Set::empty(), |set, c| {
+                set.union(&Set::singleton(c.version.clone()))
+            })
+    }
+
+    fn candidate(&self, name: &str, version: &Version) -> Option<&Candidate> {
+        self.releases(name).iter().find(|c| &c.version == version)
+    }
+
+    /// The available versions of `name` in `set`, newest first.
+    fn versions_in(&self, name: &str, set: &Set) -> Vec<Version> {
+        let mut versions: Vec<Version> = self
+            .releases(name)
+            .iter()
+            .map(|c| c.version.clone())
+            .filter(|v| set.contains(v))
+            .collect();
+        versions.sort_by(|a, b| b.cmp(a));
+        versions
+    }
+}
+
+impl DependencyProvider for Provider<'_> {
+    type P = Node;
+    type V = Version;
+    type VS = Set;
+    type M = String;
+    type Err = std::convert::Infallible;
+    /// Fewest matching versions first: conflicts show up sooner.
+    type Priority = std::cmp::Reverse<usize>;
+
+    fn prioritize(
+        &self,
+        package: &Node,
+        range: &Set,
+        _: &PackageResolutionStatistics,
+    ) -> Self::Priority {
+        match package {
+            Node::Request => std::cmp::Reverse(0),
+            Node::Plugin(name) => std::cmp::Reverse(self.versions_in(name, range).len()),
+        }
+    }
+
+    fn choose_version(&self, package: &Node, range: &Set) -> Result<Option<Version>, Self::Err> {
+        Ok(match package {
+            Node::Request => Some(Version::new(0, 0, 0)).filter(|v| range.contains(v)),
+            Node::Plugin(name) => self.versions_in(name, range).into_iter().next(),
+        })
+    }
+
+    fn get_dependencies(
+        &self,
+        package: &Node,
+        version: &Version,
+    ) -> Result<pubgrub::Dependencies<Node, Set, String>, Self::Err> {
+        let (name, requirements): (_, Vec<(&String, Option<&VersionReq>)>) = match package {
+            Node::Request => (None, vec![(&self.root.0, self.root.1.as_ref())]),
+            Node::Plugin(name) => {
+                let Some(candidate) = self.candidate(name, version) else {
+                    return Ok(pubgrub::Dependencies::Unavailable(
+                        "is not an approved release".into(),
+                    ));
+                };
+                (
+                    Some(name),
+                    candidate
+                        .dependencies
+                        .iter()
+                        .map(|(dependency, requirement)| (dependency, Some(requirement)))
+                        .collect(),
+                )
+            }
+        };
+        let mut constraints = pubgrub::DependencyConstraints::default();
+        for (dependency, requirement) in requirements {
+            if Some(dependency) == name {
+                return Ok(pubgrub::Dependencies::Unavailable(format!(
+                    "depends on itself ({dependency})"
+                )));
+            }
+            if let Some(Offer::Unusable(why)) = self.catalog.get(dependency) {
+                return Ok(pubgrub::Dependencies::Unavailable(format!(
+                    "depends on {dependency}, which {why}"
+                )));
+            }
+            constraints.insert(
+                Node::Plugin(dependency.clone()),
+                self.matching(dependency, requirement),
+            );
+        }
+        Ok(pubgrub::Dependencies::Available(constraints))
+    }
+}
+
+/// Resolves `name` (at `requirement`, or any version) against `catalog`:
+/// the releases chosen, the requested plugin first, then the others in the
+/// order they are first depended on.
+pub fn solve(
+    catalog: &Catalog,
+    name: &str,
+    requirement: Option<&VersionReq>,
+) -> Result<Vec<Chosen>, Unresolvable> {
+    let provider = Provider {
+        catalog,
+        root: (name.to_owned(), requirement.cloned()),
+    };
+    let selected = match pubgrub::resolve(&provider, Node::Request, Version::new(0, 0, 0)) {
+        Ok(selected) => selected,
+        Err(PubGrubError::NoSolution(mut tree)) => {
+            tree.collapse_no_versions();
+            return Err(explain(&provider, &tree));
+        }
+        Err(other) => {
+            return Err(Unresolvable {
+                lines: vec![format!("the resolver failed: {other}")],
+            });
+        }
+    };
+    // The requested plugin first, then breadth first along the dependencies.
+    let mut order = vec![name.to_owned()];
+    let mut chosen = Vec::new();
+    let mut next = 0;
+    while let Some(current) = order.get(next).cloned() {
+        next += 1;
+        let Some(version) = selected.get(&Node::Plugin(current.clone())) else {
+            continue;
+        };
+        let candidate = provider
+            .candidate(&current, version)
+            .expect("the solver chose an available version");
+        let dependencies: BTreeMap<String, Version> = candidate
+            .dependencies
+            .keys()
+            .filter_map(|d| Some((d.clone(), selected.get(&Node::Plugin(d.clone()))?.clone())))
+            .collect();
+        for dependency in dependencies.keys() {
+            if !order.contains(dependency) {
+                order.push(dependency.clone());
+            }
+        }
+        chosen.push(Chosen {
+            name: current,
+            version: version.clone(),
+            manifest_digest: candidate.manifest_digest.clone(),
+            component_digest: candidate.component_digest.clone(),
+            dependencies,
+        });
+    }
+    Ok(chosen)
+}
+
+/// The facts of a failed resolution, one sentence each, in the order the
+/// derivation meets them, and the conclusion.
+fn explain(provider: &Provider<'_>, tree: &DerivationTree<Node, Set, String>) -> Unresolvable {
+    let mut lines = Vec::new();
+    collect_facts(provider, tree, &mut lines);
+    if lines.is_empty() {
+        // Not expected; PubGrub's own report is better than nothing.
+        lines.push(DefaultStringReporter::report(tree));
+    }
+    let request = match &provider.root.1 {
+        Some(requirement) => format!("{} {requirement}", provider.root.0),
+        None => provider.root.0.clone(),
+    };
+    lines.push(format!(
+        "So no set of approved releases satisfies {request}."
+    ));
+    Unresolvable { lines }
+}
+
+fn collect_facts(
+    provider: &Provider<'_>,
+    tree: &DerivationTree<Node, Set, String>,
+    lines: &mut Vec<String>,
+) {
+    match tree {
+        DerivationTree::Derived(derived) => {
+            collect_facts(provider, &derived.cause1, lines);
+            collect_facts(provider, &derived.cause2, lines);
+        }
+        DerivationTree::External(external) => {
+            if let Some(line) = fact(provider, external)
+                && !lines.contains(&line)
+            {
+                lines.push(line);
+            }
+        }
+    }
+}
+
+fn fact(provider: &Provider<'_>, external: &External<Node, Set, String>) -> Option<String> {
+    match external {
+        External::NotRoot(..) => None,
+        External::NoVersions(Node::Request, _) => None,
+        External::NoVersions(Node::Plugin(name), set) => Some(match provider.catalog.get(name) {
+            Some(Offer::Unusable(why)) => format!("{name} {why}."),
+            _ if provider.releases(name).is_empty() => {
+                format!("{name} has no approved release.")
+            }
+            _ => format!(
+                "No approved release of {name} is in {}.",
+                versions_text(provider, name, set)
+            ),
+        }),
+        External::FromDependencyOf(Node::Request, _, Node::Plugin(name), set) => {
+            let asked = match &provider.root.1 {
+                Some(requirement) => format!("The request is for {name} {requirement}"),
+                None => format!("The request is for {name}, any version"),
+            };
+            Some(if provider.versions_in(name, set).is_empty() {
+                format!("{asked}, and no approved release of {name} matches it.")
+            } else {
+                format!("{asked}.")
+            })
+        }
+        External::FromDependencyOf(Node::Plugin(dependent), versions, Node::Plugin(name), set) => {
+            let chosen = provider.versions_in(dependent, versions);
+            let requirement = chosen
+                .iter()
+                .filter_map(|v| provider.candidate(dependent, v)?.dependencies.get(name))
+                .map(ToString::to_string)
+                .fold(Vec::<String>::new(), |mut texts, text| {
+                    if !texts.contains(&text) {
+                        texts.push(text);
+                    }
+                    texts
+                })
+                .join(" or ");
+            let none_match = provider.versions_in(name, set).is_empty();
+            Some(format!(
+                "{dependent} {} depends on {name} {requirement}{}.",
+                list(&chosen),
+                if none_match {
+                    format!(", and no approved release of {name} matches it")
+                } else {
+                    String::new()
+                }
+            ))
+        }
+        External::FromDependencyOf(..) => None,
+        External::Custom(Node::Plugin(name), versions, why) => Some(format!(
+            "{name} {} {why}.",
+            list(&provider.versions_in(name, versions))
+        )),
+        External::Custom(Node::Request, _, why) => Some(format!("The request {why}.")),
+    }
+}
+
+/// `1.0.0`, `1.0.0 and 1.1.0`, `1.0.0, 1.1.0 and 1.2.0`, oldest first.
+fn list(versions: &[Version]) -> String {
+    let mut texts: Vec<String> = versions.iter().rev().map(ToString::to_string).collect();
+    match texts.len() {
+        0 => "(no version)".into(),
+        1 => texts.remove(0),
+        _ => {
+            let last = texts.pop().unwrap_or_default();
+            format!("{} and {last}", texts.join(", "))
+        }
+    }
+}
+
+fn versions_text(provider: &Provider<'_>, name: &str, set: &Set) -> String {
+    let versions = provider.versions_in(name, set);
+    if versions.is_empty() {
+        "the versions asked for".into()
+    } else {
+        format!("versions {}", list(&versions))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One release: `("org/name", "version", &[("org/dep", "req")])`.
+    type Release<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    /// A catalog of `releases`.
+    fn catalog(releases: &[Release<'_>]) -> Catalog {
+        let mut catalog = Catalog::new();
+        for (name, version, dependencies) in releases {
+            let candidate = Candidate {
+                version: Version::parse(version).unwrap(),
+                dependencies: dependencies
+                    .iter()
+                    .map(|(d, r)| (d.to_string(), VersionReq::parse(r).unwrap()))
+                    .collect(),
+                manifest_digest: format!("sha256:manifest-{name}-{version}"),
+                component_digest: format!("sha256:component-{name}-{version}"),
+            };
+            match catalog
+                .entry(name.to_string())
+                .or_insert_with(|| Offer::Releases(Vec::new()))
+            {
+                Offer::Releases(list) => list.push(candidate),
+                Offer::Unusable(_) => unreachable!(),
+            }
+        }
+        catalog
+    }
+
+    fn chosen(result: &[Chosen]) -> Vec<String> {
+        result
+            .iter()
+            .map(|c| format!("{}@{}", c.name, c.version))
+            .collect()
+    }
+
+    fn req(text: &str) -> VersionReq {
+        VersionReq::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_chain_resolves_to_the_newest_versions() {
+        let catalog = catalog(&[
+            ("acme/a", "1.0.0", &[("acme/b", "^1")]),
+            ("acme/a", "1.1.0", &[("acme/b", "^1.2")]),
+            ("acme/b", "1.1.0", &[("acme/c", "^2")]),
+            ("acme/b", "1.2.0", &[("acme/c", "^2")]),
+            ("acme/b", "2.0.0", &[]),
+            ("acme/c", "2.0.0", &[]),
+            ("acme/c", "2.3.1", &[]),
+            ("acme/c", "3.0.0", &[]),
+        ]);
+        let result = solve(&catalog, "acme/a", None).unwrap();
+        assert_eq!(
+            chosen(&result),
+            ["acme/a@1.1.0", "acme/b@1.2.0", "acme/c@2.3.1"]
+        );
+        assert_eq!(
+            result[0].dependencies,
+            BTreeMap::from([("acme/b".into(), Version::new(1, 2, 0))])
+        );
+        assert_eq!(result[1].component_digest, "sha256:component-acme/b-1.2.0");
+        // A requirement on the root is honoured, or explained.
+        assert_eq!(
+            solve(&catalog, "acme/a", Some(&req("^2")))
+                .unwrap_err()
+                .to_string(),
+            "The request is for acme/a ^2, and no approved release of acme/a matches it.\n\
+             So no set of approved releases satisfies acme/a ^2."
+        );
+        let result = solve(&catalog, "acme/a", Some(&req("~1.0"))).unwrap();
+        assert_eq!(
+            chosen(&result),
+            ["acme/a@1.0.0", "acme/b@1.2.0", "acme/c@2.3.1"]
+        );
+    }
+
+    #[test]
+    fn a_diamond_takes_the_newest_common_version() {
+        let catalog = catalog(&[
+            ("acme/a", "1.0.0", &[("acme/b", "^1"), ("acme/c", "^1")]),
+            ("acme/b", "1.0.0", &[("acme/d", ">=1.1, <1.4")]),
+            ("acme/c", "1.0.0", &[("acme/d", "^1.2")]),
+            ("acme/d", "1.0.0", &[]),
+            ("acme/d", "1.1.0", &[]),
+            ("acme/d", "1.2.0", &[]),
+            ("acme/d", "1.3.5", &[]),
+            ("acme/d", "1.4.0", &[]),
+        ]);
+        let result = solve(&catalog, "acme/a", None).unwrap();
+        assert_eq!(
+            chosen(&result),
+            [
+                "acme/a@1.0.0",
+                "acme/b@1.0.0",
+                "acme/c@1.0.0",
+                "acme/d@1.3.5"
+            ]
+        );
+    }
+
+    #[test]
+    fn backtracking_finds_an_older_version_that_fits() {
+        // The newest b needs a d that c cannot take; the older b does not.
+        let catalog = catalog(&[
+            ("acme/a", "1.0.0", &[("acme/b", "^1"), ("acme/c", "^1")]),
+            ("acme/b", "1.0.0", &[("acme/d", "^1")]),
+            ("acme/b", "1.1.0", &[("acme/d", "^2")]),
+            ("acme/c", "1.0.0", &[("acme/d", "^1")]),
+            ("acme/d", "1.0.0", &[]),
+            ("acme/d", "2.0.0", &[]),
+        ]);
+        let result = solve(&catalog, "acme/a", None).unwrap();
+        assert_eq!(
+            chosen(&result),
+            [
+                "acme/a@1.0.0",
+                "acme/b@1.0.0",
+                "acme/c@1.0.0",
+                "acme/d@1.0.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unsatisfiable_diamond_explains_itself() {
+        let catalog = catalog(&[
+            ("acme/a", "1.0.0", &[("acme/b", "^1"), ("acme/c", "^1")]),
+            ("acme/b", "1.0.0", &[("acme/d", "^1")]),
+            ("acme/c", "1.0.0", &[("acme/d", "^2")]),
+            ("acme/d", "1.0.0", &[]),
+            ("acme/d", "2.0.0", &[]),
+        ]);
+        let explanation = solve(&catalog, "acme/a", Some(&req("^1"))).unwrap_err();
+        assert_eq!(
+            explanation.to_string(),
+            "acme/c 1.0.0 depends on acme/d ^2.\n\
+             acme/b 1.0.0 depends on acme/d ^1.\n\
+             acme/a 1.0.0 depends on acme/b ^1.\n\
+             acme/a 1.0.0 depends on acme/c ^1.\n\
+             The request is for acme/a ^1.\n\
+             So no set of approved releases satisfies acme/a ^1."
+        );
+    }
+
+    #[test]
+    fn a_missing_or_yanked_dependency_falls_back_or_is_explained() {
+        // b 1.1.0 was yanked (not in the catalog): 1.0.0 still satisfies ^1.
+        let with_fallback = catalog(&[
+            ("acme/a", "1.0.0", &[("acme/b", "^1")]),
+            ("acme/b", "1.0.0", &[]),
+        ]);
+        assert_eq!(
+            chosen(&solve(&with_fallback, "acme/a", None).unwrap()),
+            ["acme/a@1.0.0", "acme/b@1.0.0"]
+        );
+        // Without one: the requirement matches nothing.
+        let without = catalog(&[
+            ("acme/a", "1.0.0", &[("acme/b", "^1.1")]),
+            ("acme/b", "1.0.0", &[]),
+        ]);
+        assert_eq!(
+            solve(&without, "acme/a", None).unwrap_err().to_string(),
+            "acme/a 1.0.0 depends on acme/b ^1.1, and no approved release of acme/b matches it.\n\
+             The request is for acme/a, any version.\n\
+             So no set of approved releases satisfies acme/a."
+        );
+        // No release of the dependency at all.
+        let absent = catalog(&[("acme/a", "1.0.0", &[("acme/b", "^1")])]);
+        assert!(
+            solve(&absent, "acme/a", None).unwrap_err().lines.contains(
+                &"acme/a 1.0.0 depends on acme/b ^1, and no approved release of acme/b matches it."
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn pre_releases_only_when_asked_for() {
+        let catalog = catalog(&[
+            ("acme/a", "1.0.0", &[("acme/b", "^1")]),
+            ("acme/a", "2.0.0", &[("acme/b", "^2.0.0-beta.1")]),
+            ("acme/b", "1.0.0", &[]),
+            ("acme/b", "1.1.0-beta.1", &[]),
+            ("acme/b", "2.0.0-beta.2", &[]),
+        ]);
+        assert_eq!(
+            chosen(&solve(&catalog, "acme/a", Some(&req("^1"))).unwrap()),
+            ["acme/a@1.0.0", "acme/b@1.0.0"]
+        );
+        assert_eq!(
+            chosen(&solve(&catalog, "acme/a", Some(&req("^2"))).unwrap()),
+            ["acme/a@2.0.0", "acme/b@2.0.0-beta.2"]
+        );
+    }
+
+    #[test]
+    fn an_unusable_dependency_is_named() {
+        let mut catalog = catalog(&[
+            ("acme/a", "1.0.0", &[("globex/b", "^1")]),
+            ("acme/a", "0.9.0", &[]),
+        ]);
+        catalog.insert(
+            "globex/b".into(),
+            Offer::Unusable("is in another organization".into()),
+        );
+        // The older version without it is chosen...
+        assert_eq!(
+            chosen(&solve(&catalog, "acme/a", None).unwrap()),
+            ["acme/a@0.9.0"]
+        );
+        // ...and without that, the reason is given.
+        let explanation = solve(&catalog, "acme/a", Some(&req("^1"))).unwrap_err();
+        assert_eq!(
+            explanation.lines[0],
+            "acme/a 1.0.0 depends on globex/b, which is in another organization."
+        );
+    }
+
+    #[test]
+    fn a_cycle_in_the_catalog_does_not_hang() {
+        let catalog = catalog(&[
+            ("acme/a", "1.0.0", &[("acme/b", "^1")]),
+            ("acme/b", "1.0.0", &[("acme/a", "^1")]),
+        ]);
+        // Publishing refuses cycles; the solver still terminates on one.
+        let result = solve(&catalog, "acme/a", None).unwrap();
+        assert_eq!(chosen(&result), ["acme/a@1.0.0", "acme/b@1.0.0"]);
+    }
+
+    /// 10,000 releases: 1,000 plugins of 10 versions each, every plugin
+    /// depending on the next three with requirements that exclude the newest
+    /// version every fourth plugin.
+    fn generated() -> Catalog {
+        let mut catalog = Catalog::new();
+        for plugin in 0..1000_usize {
+            let mut releases = Vec::new();
+            for minor in 0..10 {
+                let dependencies = (1..=3)
+                    .map(|step| plugin + step)
+                    .filter(|&next| next < 1000)
+                    .map(|next| {
+                        let requirement = if next.is_multiple_of(4) {
+                            ">=1.2, <1.9"
+                        } else {
+                            "^1"
+                        };
+                        (format!("acme/p{next:04}"), req(requirement))
+                    })
+                    .collect();
+                releases.push(Candidate {
+                    version: Version::new(1, minor, 0),
+                    dependencies,
+                    manifest_digest: String::new(),
+                    component_digest: String::new(),
+                });
+            }
+            catalog.insert(format!("acme/p{plugin:04}"), Offer::Releases(releases));
+        }
+        catalog
+    }
+
+    #[test]
+    fn a_generated_catalog_of_10000_releases_resolves_correctly() {
+        let catalog = generated();
+        let result = solve(&catalog, "acme/p0000", None).unwrap();
+        assert_eq!(result.len(), 1000);
+        for release in &result {
+            let n: usize = release.name["acme/p".len()..].parse().unwrap();
+            // The newest version every requirement on it allows.
+            let expected = if n.is_multiple_of(4) && n != 0 { 8 } else { 9 };
+            assert_eq!(
+                release.version,
+                Version::new(1, expected, 0),
+                "{}",
+                release.name
+            );
+            // Every dependency's chosen version satisfies the requirement.
+            let Some(Offer::Releases(releases)) = catalog.get(&release.name) else {
+                unreachable!()
+            };
+            let candidate = releases
+                .iter()
+                .find(|c| c.version == release.version)
+                .unwrap();
+            for (dependency, requirement) in &candidate.dependencies {
+                assert!(requirement.matches(&release.dependencies[dependency]));
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Dependency resolution over real HTTP, on SQLite and PostgreSQL: releases
+//! that declare `org/name = requirement` in their signed statement, approved
+//! and yanked through the API, resolved by `GET /v1/plugins/{org}/{name}/resolve`.
+
+mod common;
+
+use common::{Backend, Org, approval, org, statement};
+use serde_json::{Value, json};
+use warden_host::{Limits, RELEASE_PAYLOAD_TYPE};
+use warden_test_programs::{HELLO, read};
+
+impl Org {
+    /// Publishes `acme/<name>@<version>` declaring `dependencies`, and
+    /// approves it unless `approve` is false.
+    async fn release_with(
+        &self,
+        repo: &str,
+        version: &str,
+        dependencies: &[(&str, &str)],
+        approve: bool,
+    ) -> Value {
+        let component = read(HELLO);
+        let mut statement = statement(&self.alice, repo, version, &component, &[]);
+        statement.dependencies = dependencies
+            .iter()
+            .map(|(name, requirement)| (name.to_string(), requirement.to_string()))
+            .collect();
+        let envelope = self.alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+        let release = self
+            .h
+            .publish_envelope(&self.publisher, repo, &component, &envelope)
+            .await
+            .expect(201);
+        if approve {
+            self.h
+                .post(
+                    &self.h.admin,
+                    &format!("/v1/plugins/{repo}/releases/{version}/approve"),
+                    json!({ "envelope": approval(&self.bob, &release, &[], Limits::default()) }),
+                )
+                .await
+                .expect(200);
+        }
+        release
+    }
+
+    async fn yank(&self, repo: &str, version: &str) {
+        self.h
+            .post(
+                &self.h.admin,
+                &format!("/v1/plugins/{repo}/releases/{version}/yank"),
+                json!({ "reason": "broken" }),
+            )
+            .await
+            .expect(200);
+    }
+}
+
+/// `name@version` of each resolved release, in order.
+fn versions(resolution: &Value) -> Vec<String> {
+    resolution["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}@{}",
+                r["name"].as_str().unwrap(),
+                r["version"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+async fn dependencies_resolve_through_the_api(backend: Backend) {
+    let o = org(backend, 1).await;
+    o.release_with("acme/base", "1.0.0", &[], true).await;
+    o.release_with("acme/base", "1.1.0", &[], true).await;
+    o.release_with("acme/base", "2.0.0", &[], true).await;
+    // Pending releases are never chosen.
+    o.release_with("acme/base", "1.2.0", &[], false).await;
+    o.release_with("acme/left", "1.0.0", &[("acme/base", "^1")], true)
+        .await;
+    o.release_with(
+        "acme/app",
+        "1.0.0",
+        &[("acme/left", "^1"), ("acme/base", ">=1.0, <3")],
+        true,
+    )
+    .await;
+    let viewer = o.h.token(&o.h.admin, "acme", "viewer").await;
+
+    // A diamond: app -> left -> base ^1, app -> base >=1.0 <3: the newest
+    // common version, 1.1.0. The plugin first, then its dependencies in
+    // name order, breadth first.
+    let resolved =
+        o.h.get(&viewer, "/v1/plugins/acme/app/resolve")
+            .await
+            .expect(200);
+    assert_eq!(
+        versions(&resolved),
+        ["acme/app@1.0.0", "acme/base@1.1.0", "acme/left@1.0.0"]
+    );
+    let app = &resolved["releases"][0];
+    assert_eq!(
+        app["dependencies"],
+        json!({ "acme/left": "1.0.0", "acme/base": "1.1.0" })
+    );
+    let digest = warden_host::Digest::of(&read(HELLO)).to_string();
+    for release in resolved["releases"].as_array().unwrap() {
+        assert_eq!(release["component_digest"], digest.as_str());
+        assert!(
+            release["manifest_digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
+    }
+    // The requirement on the plugin itself.
+    o.h.get(&viewer, "/v1/plugins/acme/app/resolve?version=%5E1")
+        .await
+        .expect(200);
+
+    // Yanked: the next satisfying version is taken...
+    o.yank("acme/base", "1.1.0").await;
+    let resolved =
+        o.h.get(&viewer, "/v1/plugins/acme/app/resolve")
+            .await
+            .expect(200);
+    assert_eq!(
+        versions(&resolved),
+        ["acme/app@1.0.0", "acme/base@1.0.0", "acme/left@1.0.0"]
+    );
+    // ...and without one, the failure explains itself.
+    o.yank("acme/base", "1.0.0").await;
+    let failed = o.h.get(&viewer, "/v1/plugins/acme/app/resolve").await;
+    failed.expect_error(409, "unresolvable");
+    assert_eq!(
+        failed.body["error"]["details"]["explanation"],
+        json!([
+            "acme/left 1.0.0 depends on acme/base ^1, and no approved release of acme/base matches it.",
+            "acme/app 1.0.0 depends on acme/left ^1.",
+            "The request is for acme/app, any version.",
+            "So no set of approved releases satisfies acme/app."
+        ])
+    );
+
+    // Bad input and unknown plugins.
+    o.h.get(&viewer, "/v1/plugins/acme/app/resolve?version=newest")
+        .await
+        .expect_error(400, "invalid_query");
+    o.h.get(&viewer, "/v1/plugins/acme/nothing/resolve")
+        .await
+        .expect_error(404, "not_found");
+}
+on_both_databases!(dependencies_resolve_through_the_api);
+
+async fn another_orgs_plugins_are_not_dependencies(backend: Backend) {
+    let o = org(backend, 1).await;
+    let created =
+        o.h.post(&o.h.admin, "/v1/orgs", json!({ "name": "globex" }))
+            .await
+            .expect(201);
+    let globex_admin = created["admin_token"]["secret"].as_str().unwrap();
+    let globex_publisher = o.h.token(globex_admin, "globex", "publisher").await;
+    let gina = o.h.key(globex_admin, "globex", "publisher", "gina").await;
+    o.h.publish(
+        &globex_publisher,
+        &gina,
+        "globex/lib",
+        "1.0.0",
+        &read(HELLO),
+        &[],
+    )
+    .await
+    .expect(201);
+    o.release_with("acme/app", "1.0.0", &[("globex/lib", "^1")], true)
+        .await;
+    let failed = o.h.get(&o.h.admin, "/v1/plugins/acme/app/resolve").await;
+    failed.expect_error(409, "unresolvable");
+    assert_eq!(
+        failed.body["error"]["details"]["explanation"][0],
+        "acme/app 1.0.0 depends on globex/lib, which is in another organization, whose plugins acme may not use."
+    );
+    // And globex's tokens cannot ask about acme's plugins at all.
+    o.h.get(globex_admin, "/v1/plugins/acme/app/resolve")
+        .await
+        .expect_error(403, "wrong_org");
+}
+on_both_databases!(another_orgs_plugins_are_not_dependencies);
+
+async fn a_cycle_is_refused_at_publish_with_the_cycle(backend: Backend) {
+    let o = org(backend, 1).await;
+    o.release_with("acme/a", "1.0.0", &[("acme/b", "^1")], false)
+        .await;
+    o.release_with("acme/b", "1.0.0", &[("acme/c", "^1")], true)
+        .await;
+    let publish = |repo: &'static str, dependencies: &'static [(&'static str, &'static str)]| {
+        let o = &o;
+        async move {
+            let component = read(HELLO);
+            let mut statement = statement(&o.alice, repo, "1.0.0", &component, &[]);
+            statement.dependencies = dependencies
+                .iter()
+                .map(|(n, r)| (n.to_string(), r.to_string()))
+                .collect();
+            let envelope = o.alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+            o.h.publish_envelope(&o.publisher, repo, &component, &envelope)
+                .await
+        }
+    };
+    // c -> a closes a -> b -> c (a is pending: it counts, it may be approved).
+    let refused = publish("acme/c", &[("acme/a", "^1")]).await;
+    refused.expect_error(422, "dependency_cycle");
+    assert_eq!(
+        refused.body["error"]["message"],
+        "the dependencies would form a cycle: acme/c -> acme/a -> acme/b -> acme/c"
+    );
+    // A plugin depending on itself.
+    let refused = publish("acme/d", &[("acme/d", "^1")]).await;
+    refused.expect_error(422, "dependency_cycle");
+    assert_eq!(
+        refused.body["error"]["message"],
+        "the dependencies would form a cycle: acme/d -> acme/d"
+    );
+    // Nothing was stored for either.
+    o.h.get(&o.h.admin, "/v1/plugins/acme/c/releases/1.0.0")
+        .await
+        .expect_error(404, "not_found");
+    // Without the edge back, c is published.
+    publish("acme/c", &[]).await.expect(201);
+}
+on_both_databases!(a_cycle_is_refused_at_publish_with_the_cycle);
