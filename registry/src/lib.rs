@@ -53,6 +53,11 @@ pub use artifact::{
 };
 pub use audit::{ChainBreak, verify_chain};
 pub use db::Db;
+/// Dependency resolution over a catalog in memory (what `/resolve` runs after
+/// reading the org's approved releases), for benchmarks and tools.
+pub mod resolver {
+    pub use crate::domain::dependencies::{Candidate, Catalog, Offer, Unresolvable, solve};
+}
 pub use domain::releases::{ImportProblem, check_imports};
 pub use oci::{Digest, RepositoryName};
 pub use runtime::SqlKvStore;

@@ -89,8 +89,14 @@ pub async fn resolve_dependencies(
         return Err(DependencyError::NoPlugin(root));
     }
     let catalog = load_catalog(db, org, &root).await?;
-    let chosen =
-        solve(&catalog, &root, requirement.as_ref()).map_err(DependencyError::Unresolvable)?;
+    // Seconds of CPU at worst (bounded by the solver): off the async workers.
+    let chosen = {
+        let (root, requirement) = (root.clone(), requirement.clone());
+        tokio::task::spawn_blocking(move || solve(&catalog, &root, requirement.as_ref()))
+            .await
+            .map_err(|e| DependencyError::Corrupt(format!("the resolver stopped: {e}")))?
+            .map_err(DependencyError::Unresolvable)?
+    };
     Ok(Resolution {
         plugin: root,
         requirement: requirement.map(|r| r.to_string()),
@@ -111,6 +117,9 @@ pub async fn resolve_dependencies(
     })
 }
 
+/// The most plugins one resolution reads from the database.
+pub const MAX_PLUGINS_READ: usize = 10_000;
+
 /// What the solver may choose from for `root`: the approved releases of
 /// every plugin reachable from it through declared dependencies, read one
 /// plugin at a time. A plugin of another organization is unusable.
@@ -119,6 +128,15 @@ async fn load_catalog(db: &Db, org: &str, root: &str) -> Result<Catalog, Depende
     let mut queue = VecDeque::from([root.to_owned()]);
     while let Some(plugin) = queue.pop_front() {
         if catalog.contains_key(&plugin) {
+            continue;
+        }
+        if catalog.len() >= MAX_PLUGINS_READ {
+            catalog.insert(
+                plugin,
+                Offer::Unusable(format!(
+                    "is past the {MAX_PLUGINS_READ} plugins one resolution reads"
+                )),
+            );
             continue;
         }
         let Some((plugin_org, plugin_name)) = plugin.split_once('/') else {

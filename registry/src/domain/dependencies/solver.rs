@@ -88,44 +88,97 @@ impl fmt::Display for Node {
 
 type Set = Ranges<Version>;
 
+/// The most facts an explanation lists; the rest are counted.
+pub const MAX_FACTS: usize = 40;
+
+/// The longest a resolution may take before it gives up (a catalog can be
+/// built to make PubGrub work hard).
+pub const MAX_RESOLVE_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why the solver stopped without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the resolution was stopped after {} s without an answer", MAX_RESOLVE_TIME.as_secs())]
+pub struct GaveUp;
+
 struct Provider<'a> {
     catalog: &'a Catalog,
+    /// Each plugin's releases, oldest first.
+    sorted: HashMap<&'a str, Vec<&'a Candidate>>,
+    started: std::time::Instant,
     /// The request: the plugin and its requirement (any version without one).
     root: (String, Option<VersionReq>),
 }
 
-impl Provider<'_> {
-    fn releases(&self, name: &str) -> &[Candidate] {
-        match self.catalog.get(name) {
-            Some(Offer::Releases(releases)) => releases,
-            _ => &[],
+impl<'a> Provider<'a> {
+    fn new(catalog: &'a Catalog, name: &str, requirement: Option<&VersionReq>) -> Provider<'a> {
+        let sorted = catalog
+            .iter()
+            .map(|(name, offer)| {
+                let mut releases: Vec<&Candidate> = match offer {
+                    Offer::Releases(releases) => releases.iter().collect(),
+                    Offer::Unusable(_) => Vec::new(),
+                };
+                releases.sort_by(|a, b| a.version.cmp(&b.version));
+                releases.dedup_by(|a, b| a.version == b.version);
+                (name.as_str(), releases)
+            })
+            .collect();
+        Provider {
+            catalog,
+            sorted,
+            started: std::time::Instant::now(),
+            root: (name.to_owned(), requirement.cloned()),
         }
     }
 
-    /// The versions of `name` that `requirement` accepts, as a set.
-    fn matching(&self, name: &str, requirement: Option<&VersionReq>) -> Set {
-        self.releases(name)
-            .iter()
-            .filter(|c| requirement.is_none_or(|r| r.matches(&c.version)))
-            .fold(Set::empty(), |set, c| {
-                set.union(&Set::singleton(c.version.clone()))
-            })
+    /// The releases of `name`, oldest first.
+    fn releases(&self, name: &str) -> &[&'a Candidate] {
+        self.sorted.get(name).map_or(&[], Vec::as_slice)
     }
 
-    fn candidate(&self, name: &str, version: &Version) -> Option<&Candidate> {
-        self.releases(name).iter().find(|c| &c.version == version)
+    /// The versions of `name` that `requirement` accepts, as a set: each run
+    /// of consecutive matching releases is one interval from its first
+    /// version up to the next release's, so sets stay small and releases
+    /// with the same dependencies merge in PubGrub's bookkeeping.
+    fn matching(&self, name: &str, requirement: Option<&VersionReq>) -> Set {
+        let releases = self.releases(name);
+        let accepts = |c: &Candidate| requirement.is_none_or(|r| r.matches(&c.version));
+        let mut set = Set::empty();
+        let mut index = 0;
+        while index < releases.len() {
+            if !accepts(releases[index]) {
+                index += 1;
+                continue;
+            }
+            let first = &releases[index].version;
+            while index < releases.len() && accepts(releases[index]) {
+                index += 1;
+            }
+            let run = match releases.get(index) {
+                Some(next) => Set::between(first.clone(), next.version.clone()),
+                None => Set::higher_than(first.clone()),
+            };
+            set = set.union(&run);
+        }
+        set
+    }
+
+    fn candidate(&self, name: &str, version: &Version) -> Option<&'a Candidate> {
+        let releases = self.releases(name);
+        releases
+            .binary_search_by(|c| c.version.cmp(version))
+            .ok()
+            .map(|at| releases[at])
     }
 
     /// The available versions of `name` in `set`, newest first.
     fn versions_in(&self, name: &str, set: &Set) -> Vec<Version> {
-        let mut versions: Vec<Version> = self
-            .releases(name)
+        self.releases(name)
             .iter()
+            .rev()
             .map(|c| c.version.clone())
             .filter(|v| set.contains(v))
-            .collect();
-        versions.sort_by(|a, b| b.cmp(a));
-        versions
+            .collect()
     }
 }
 
@@ -134,9 +187,17 @@ impl DependencyProvider for Provider<'_> {
     type V = Version;
     type VS = Set;
     type M = String;
-    type Err = std::convert::Infallible;
+    type Err = GaveUp;
     /// Fewest matching versions first: conflicts show up sooner.
     type Priority = std::cmp::Reverse<usize>;
+
+    fn should_cancel(&self) -> Result<(), GaveUp> {
+        if self.started.elapsed() > MAX_RESOLVE_TIME {
+            Err(GaveUp)
+        } else {
+            Ok(())
+        }
+    }
 
     fn prioritize(
         &self,
@@ -146,14 +207,24 @@ impl DependencyProvider for Provider<'_> {
     ) -> Self::Priority {
         match package {
             Node::Request => std::cmp::Reverse(0),
-            Node::Plugin(name) => std::cmp::Reverse(self.versions_in(name, range).len()),
+            Node::Plugin(name) => std::cmp::Reverse(
+                self.releases(name)
+                    .iter()
+                    .filter(|c| range.contains(&c.version))
+                    .count(),
+            ),
         }
     }
 
     fn choose_version(&self, package: &Node, range: &Set) -> Result<Option<Version>, Self::Err> {
         Ok(match package {
             Node::Request => Some(Version::new(0, 0, 0)).filter(|v| range.contains(v)),
-            Node::Plugin(name) => self.versions_in(name, range).into_iter().next(),
+            Node::Plugin(name) => self
+                .releases(name)
+                .iter()
+                .rev()
+                .find(|c| range.contains(&c.version))
+                .map(|c| c.version.clone()),
         })
     }
 
@@ -209,19 +280,24 @@ pub fn solve(
     name: &str,
     requirement: Option<&VersionReq>,
 ) -> Result<Vec<Chosen>, Unresolvable> {
-    let provider = Provider {
-        catalog,
-        root: (name.to_owned(), requirement.cloned()),
-    };
+    let provider = Provider::new(catalog, name, requirement);
     let selected = match pubgrub::resolve(&provider, Node::Request, Version::new(0, 0, 0)) {
         Ok(selected) => selected,
         Err(PubGrubError::NoSolution(mut tree)) => {
             tree.collapse_no_versions();
             return Err(explain(&provider, &tree));
         }
+        Err(PubGrubError::ErrorInShouldCancel(gave_up)) => {
+            return Err(Unresolvable {
+                lines: vec![format!(
+                    "{}: the requirements of the releases involved are too tangled to resolve.",
+                    capitalized(&gave_up.to_string())
+                )],
+            });
+        }
         Err(other) => {
             return Err(Unresolvable {
-                lines: vec![format!("the resolver failed: {other}")],
+                lines: vec![format!("The resolver failed: {other}.")],
             });
         }
     };
@@ -261,8 +337,7 @@ pub fn solve(
 /// The facts of a failed resolution, one sentence each, in the order the
 /// derivation meets them, and the conclusion.
 fn explain(provider: &Provider<'_>, tree: &DerivationTree<Node, Set, String>) -> Unresolvable {
-    let mut lines = Vec::new();
-    collect_facts(provider, tree, &mut lines);
+    let mut lines = facts(provider, tree);
     if lines.is_empty() {
         // Not expected; PubGrub's own report is better than nothing.
         lines.push(DefaultStringReporter::report(tree));
@@ -277,40 +352,60 @@ fn explain(provider: &Provider<'_>, tree: &DerivationTree<Node, Set, String>) ->
     Unresolvable { lines }
 }
 
-fn collect_facts(
-    provider: &Provider<'_>,
-    tree: &DerivationTree<Node, Set, String>,
-    lines: &mut Vec<String>,
-) {
-    match tree {
-        DerivationTree::Derived(derived) => {
-            collect_facts(provider, &derived.cause1, lines);
-            collect_facts(provider, &derived.cause2, lines);
-        }
-        DerivationTree::External(external) => {
-            if let Some(line) = fact(provider, external)
-                && !lines.contains(&line)
-            {
-                lines.push(line);
+/// The external facts of `tree`, each once, in the order a depth-first walk
+/// meets them (first cause first), at most [`MAX_FACTS`] of them. The walk
+/// is iterative and visits a shared subtree once: a derivation can be
+/// thousands of levels deep and share most of its subtrees.
+fn facts(provider: &Provider<'_>, tree: &DerivationTree<Node, Set, String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut shared_done = std::collections::HashSet::new();
+    let mut omitted = 0usize;
+    let mut stack = vec![tree];
+    while let Some(node) = stack.pop() {
+        match node {
+            DerivationTree::Derived(derived) => {
+                if let Some(id) = derived.shared_id
+                    && !shared_done.insert(id)
+                {
+                    continue;
+                }
+                stack.push(&derived.cause2);
+                stack.push(&derived.cause1);
+            }
+            DerivationTree::External(external) => {
+                let Some(line) = fact(provider, external) else {
+                    continue;
+                };
+                if seen.insert(line.clone()) {
+                    if lines.len() < MAX_FACTS {
+                        lines.push(line);
+                    } else {
+                        omitted += 1;
+                    }
+                }
             }
         }
     }
+    if omitted > 0 {
+        lines.push(format!("({omitted} more facts like these are not shown.)"));
+    }
+    lines
 }
 
 fn fact(provider: &Provider<'_>, external: &External<Node, Set, String>) -> Option<String> {
     match external {
         External::NotRoot(..) => None,
         External::NoVersions(Node::Request, _) => None,
-        External::NoVersions(Node::Plugin(name), set) => Some(match provider.catalog.get(name) {
-            Some(Offer::Unusable(why)) => format!("{name} {why}."),
+        // "No versions in this range" closes the gaps between releases; it
+        // says something to a person only when a plugin has no release at all.
+        External::NoVersions(Node::Plugin(name), _) => match provider.catalog.get(name) {
+            Some(Offer::Unusable(why)) => Some(format!("{name} {why}.")),
             _ if provider.releases(name).is_empty() => {
-                format!("{name} has no approved release.")
+                Some(format!("{name} has no approved release."))
             }
-            _ => format!(
-                "No approved release of {name} is in {}.",
-                versions_text(provider, name, set)
-            ),
-        }),
+            _ => None,
+        },
         External::FromDependencyOf(Node::Request, _, Node::Plugin(name), set) => {
             let asked = match &provider.root.1 {
                 Some(requirement) => format!("The request is for {name} {requirement}"),
@@ -355,6 +450,14 @@ fn fact(provider: &Provider<'_>, external: &External<Node, Set, String>) -> Opti
     }
 }
 
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 /// `1.0.0`, `1.0.0 and 1.1.0`, `1.0.0, 1.1.0 and 1.2.0`, oldest first.
 fn list(versions: &[Version]) -> String {
     let mut texts: Vec<String> = versions.iter().rev().map(ToString::to_string).collect();
@@ -365,15 +468,6 @@ fn list(versions: &[Version]) -> String {
             let last = texts.pop().unwrap_or_default();
             format!("{} and {last}", texts.join(", "))
         }
-    }
-}
-
-fn versions_text(provider: &Provider<'_>, name: &str, set: &Set) -> String {
-    let versions = provider.versions_in(name, set);
-    if versions.is_empty() {
-        "the versions asked for".into()
-    } else {
-        format!("versions {}", list(&versions))
     }
 }
 
@@ -515,8 +609,8 @@ mod tests {
         let explanation = solve(&catalog, "acme/a", Some(&req("^1"))).unwrap_err();
         assert_eq!(
             explanation.to_string(),
-            "acme/c 1.0.0 depends on acme/d ^2.\n\
-             acme/b 1.0.0 depends on acme/d ^1.\n\
+            "acme/b 1.0.0 depends on acme/d ^1.\n\
+             acme/c 1.0.0 depends on acme/d ^2.\n\
              acme/a 1.0.0 depends on acme/b ^1.\n\
              acme/a 1.0.0 depends on acme/c ^1.\n\
              The request is for acme/a ^1.\n\
@@ -595,6 +689,35 @@ mod tests {
         assert_eq!(
             explanation.lines[0],
             "acme/a 1.0.0 depends on globex/b, which is in another organization."
+        );
+    }
+
+    #[test]
+    fn a_deep_failure_is_explained_in_bounded_lines() {
+        // A chain of 200 plugins whose last requirement nothing meets.
+        let mut catalog = Catalog::new();
+        for n in 0..=200 {
+            let dependencies = match n {
+                200 => BTreeMap::new(),
+                199 => BTreeMap::from([("acme/c200".to_owned(), req("^9"))]),
+                _ => BTreeMap::from([(format!("acme/c{:03}", n + 1), req("^1"))]),
+            };
+            catalog.insert(
+                format!("acme/c{n:03}"),
+                Offer::Releases(vec![Candidate {
+                    version: Version::new(1, 0, 0),
+                    dependencies,
+                    manifest_digest: String::new(),
+                    component_digest: String::new(),
+                }]),
+            );
+        }
+        let explanation = solve(&catalog, "acme/c000", None).unwrap_err();
+        assert_eq!(explanation.lines.len(), MAX_FACTS + 2, "{explanation}");
+        assert_eq!(
+            explanation.lines[MAX_FACTS],
+            format!("({} more facts like these are not shown.)", 201 - MAX_FACTS),
+            "{explanation}"
         );
     }
 
