@@ -225,6 +225,11 @@ pub async fn find_cycle(
         if current_org != org {
             continue;
         }
+        if came_from.len() > MAX_PLUGINS_READ {
+            return Err(DependencyError::Invalid(format!(
+                "the dependencies reach more than {MAX_PLUGINS_READ} plugins"
+            )));
+        }
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT envelope FROM releases WHERE org = $1 AND name = $2 AND status IN ($3, $4)",
         )

@@ -63,6 +63,7 @@ pub async fn publish(
         .await
         .map_err(|e| match e {
             DependencyError::Db(e) => ReleaseError::Db(e),
+            DependencyError::Invalid(why) => ReleaseError::InvalidDependency(why),
             other => internal(other),
         })?;
     if let Some(cycle) = cycle {
