@@ -58,6 +58,16 @@ impl Export {
     pub(crate) fn result_type(&self) -> Option<Type> {
         self.ty.results().next()
     }
+
+    /// What the read budget of a call is divided by: [`FLAGS_READ_DIVISOR`]
+    /// when the result holds flags (see [`contains_flags`]), else 1.
+    pub(crate) fn read_divisor(&self) -> u64 {
+        if self.result_type().is_some_and(|t| contains_flags(&t)) {
+            FLAGS_READ_DIVISOR
+        } else {
+            1
+        }
+    }
 }
 
 /// Lists every exported function of `component`.
@@ -145,34 +155,70 @@ pub(crate) fn exports(component: &Component) -> crate::Result<Vec<Export>> {
 /// as not invocable, and its signature and schema are not written out.
 pub const MAX_TYPE_PARTS: u32 = 10_000;
 
-/// Whether `ty`, written out, has at most `budget` parts left; spends them.
-fn within_budget(ty: &Type, budget: &mut u32) -> bool {
-    if *budget == 0 {
+/// A set flag is charged its name's length (one byte or more) by wasmtime's
+/// read budget but costs a `String` and its bytes (32 or more): results with
+/// flags are read with the budget divided by this.
+pub const FLAGS_READ_DIVISOR: u64 = 32;
+
+/// How deep types may nest (`option<option<...>>`, lists of records of
+/// lists...) for a function to be invocable: every walk over a value or a type
+/// (describing it, lifting it, writing it as JSON) recurses once per level.
+pub const MAX_TYPE_DEPTH: u32 = 64;
+
+/// Whether `ty`, written out, has at most `budget` parts left (spending them)
+/// and nests at most [`MAX_TYPE_DEPTH`] deep below `depth`.
+fn within_budget(ty: &Type, budget: &mut u32, depth: u32) -> bool {
+    if *budget == 0 || depth > MAX_TYPE_DEPTH {
         return false;
     }
     *budget -= 1;
+    let inner = |ty: &Type, budget: &mut u32| within_budget(ty, budget, depth + 1);
     match ty {
-        Type::List(list) => within_budget(&list.ty(), budget),
-        Type::FixedLengthList(list) => within_budget(&list.ty(), budget),
-        Type::Map(map) => within_budget(&map.key(), budget) && within_budget(&map.value(), budget),
-        Type::Option(option) => within_budget(&option.ty(), budget),
+        Type::List(list) => inner(&list.ty(), budget),
+        Type::FixedLengthList(list) => inner(&list.ty(), budget),
+        Type::Map(map) => inner(&map.key(), budget) && inner(&map.value(), budget),
+        Type::Option(option) => inner(&option.ty(), budget),
         Type::Result(result) => {
-            result.ok().is_none_or(|t| within_budget(&t, budget))
-                && result.err().is_none_or(|t| within_budget(&t, budget))
+            result.ok().is_none_or(|t| inner(&t, budget))
+                && result.err().is_none_or(|t| inner(&t, budget))
         }
-        Type::Record(record) => record.fields().all(|f| within_budget(&f.ty, budget)),
-        Type::Tuple(tuple) => tuple.types().all(|t| within_budget(&t, budget)),
+        Type::Record(record) => record.fields().all(|f| inner(&f.ty, budget)),
+        Type::Tuple(tuple) => tuple.types().all(|t| inner(&t, budget)),
         Type::Variant(variant) => variant
             .cases()
-            .all(|c| c.ty.as_ref().is_none_or(|t| within_budget(t, budget))),
+            .all(|c| c.ty.as_ref().is_none_or(|t| inner(t, budget))),
         _ => true,
+    }
+}
+
+/// Whether `ty` has `flags` anywhere in it. wasmtime charges a lifted flags
+/// value only the length of its set names, while each costs a `String`.
+pub(crate) fn contains_flags(ty: &Type) -> bool {
+    match ty {
+        Type::Flags(_) => true,
+        Type::List(list) => contains_flags(&list.ty()),
+        Type::FixedLengthList(list) => contains_flags(&list.ty()),
+        Type::Map(map) => contains_flags(&map.key()) || contains_flags(&map.value()),
+        Type::Option(option) => contains_flags(&option.ty()),
+        Type::Result(result) => {
+            result.ok().is_some_and(|t| contains_flags(&t))
+                || result.err().is_some_and(|t| contains_flags(&t))
+        }
+        Type::Record(record) => record.fields().any(|f| contains_flags(&f.ty)),
+        Type::Tuple(tuple) => tuple.types().any(|t| contains_flags(&t)),
+        Type::Variant(variant) => variant
+            .cases()
+            .any(|c| c.ty.as_ref().is_some_and(contains_flags)),
+        _ => false,
     }
 }
 
 fn describe(name: String, interface: Option<String>, func: &ComponentFunc) -> FunctionInfo {
     let mut budget = MAX_TYPE_PARTS;
-    let fits = func.params().all(|(_, ty)| within_budget(&ty, &mut budget))
-        && func.results().all(|ty| within_budget(&ty, &mut budget));
+    let fits = func
+        .params()
+        .all(|(_, ty)| within_budget(&ty, &mut budget, 0))
+        && func.results().all(|ty| within_budget(&ty, &mut budget, 0));
     if !fits {
         let params: Vec<ParamInfo> = func
             .params()
@@ -183,7 +229,7 @@ fn describe(name: String, interface: Option<String>, func: &ComponentFunc) -> Fu
             .collect();
         return FunctionInfo {
             signature: format!(
-                "func({}) (types of more than {MAX_TYPE_PARTS} parts, not written out)",
+                "func({}) (types of more than {MAX_TYPE_PARTS} parts or nested more than {MAX_TYPE_DEPTH} deep, not written out)",
                 params
                     .iter()
                     .map(|p| p.name.as_str())
@@ -194,7 +240,9 @@ fn describe(name: String, interface: Option<String>, func: &ComponentFunc) -> Fu
             interface,
             params,
             result: None,
-            not_invocable: Some(format!("its types have more than {MAX_TYPE_PARTS} parts")),
+            not_invocable: Some(format!(
+                "its types have more than {MAX_TYPE_PARTS} parts or nest more than {MAX_TYPE_DEPTH} deep"
+            )),
             schema: None,
         };
     }

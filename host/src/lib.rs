@@ -53,12 +53,15 @@ pub use engine::{
     CompiledComponent, Engine, EngineConfig, KEEP_RESIDENT_MEMORY_BYTES, KEEP_RESIDENT_TABLE_BYTES,
 };
 pub use error::{Error, Result};
-pub use exports::{FunctionInfo, MAX_EXPORTED_FUNCTIONS, MAX_TYPE_PARTS, ParamInfo};
+pub use exports::{
+    FLAGS_READ_DIVISOR, FunctionInfo, MAX_EXPORTED_FUNCTIONS, MAX_TYPE_DEPTH, MAX_TYPE_PARTS,
+    ParamInfo,
+};
 pub use files::write_private;
 pub use kv::{KvError, KvStore, MemoryKvStore};
 pub use limits::{
-    LimitKind, Limits, READ_SLACK_BYTES, RESULT_READ_FACTOR, format_bytes, format_duration,
-    parse_bytes, parse_duration,
+    LimitKind, Limits, MAX_READ_BUDGET, READ_SLACK_BYTES, RESULT_READ_FACTOR, format_bytes,
+    format_duration, parse_bytes, parse_duration,
 };
 pub use plugin::{Failure, Invocation, Metering, Output, Plugin, PluginSettings};
 pub use statement::{

@@ -69,6 +69,10 @@ impl Default for Limits {
 /// guest memory. wasmtime stops reading past [`Limits::read_budget`].
 pub const RESULT_READ_FACTOR: u64 = 16;
 
+/// The most host memory one read may take, whatever the limits (wasmtime's
+/// own default): at the maximum result limit, 16 x 64 MiB would be 1 GiB.
+pub const MAX_READ_BUDGET: u64 = 128 << 20;
+
 /// Added to [`Limits::read_budget`], so that small limits still read the
 /// bookkeeping of a result (field names, the outer list).
 pub const READ_SLACK_BYTES: u64 = 64 << 10;
@@ -81,10 +85,19 @@ impl Limits {
     /// `result_too_large` before it is fully read; a host call,
     /// `host_call_too_large`.
     pub fn read_budget(&self) -> usize {
-        let result = self.result_bytes.saturating_mul(RESULT_READ_FACTOR);
+        self.read_budget_divided(1)
+    }
+
+    /// [`Limits::read_budget`] with its result part divided by `divisor`
+    /// (results whose lifted form costs more than wasmtime charges), never
+    /// below what one host-call argument needs, and at most
+    /// [`MAX_READ_BUDGET`] whatever the limits.
+    pub fn read_budget_divided(&self, divisor: u64) -> usize {
+        let result = self.result_bytes.saturating_mul(RESULT_READ_FACTOR) / divisor.max(1);
         let budget = result
             .max(self.host_call_bytes)
-            .saturating_add(READ_SLACK_BYTES);
+            .saturating_add(READ_SLACK_BYTES)
+            .min(MAX_READ_BUDGET);
         usize::try_from(budget).unwrap_or(usize::MAX)
     }
 

@@ -8,7 +8,7 @@ use crate::exports::{Export, FunctionInfo};
 use crate::http::HttpPolicy;
 use crate::json;
 use crate::kv::KvStore;
-use crate::limits::{LimitKind, Limits, READ_SLACK_BYTES, RESULT_READ_FACTOR, format_bytes};
+use crate::limits::{LimitKind, Limits, format_bytes};
 use crate::state::{HostState, Limiter, bindings};
 use crate::transcript::{CapturedStream, LogEntry, LogSource, Transcript};
 use serde::Serialize;
@@ -212,7 +212,7 @@ impl Plugin {
         let _admitted = admit()?;
 
         let transcript = Transcript::new(limits.log_bytes);
-        let mut store = self.store(transcript.clone());
+        let mut store = self.store(transcript.clone(), export.read_divisor());
         let started = Instant::now();
         let outcome = tokio::time::timeout(
             limits.timeout,
@@ -228,7 +228,16 @@ impl Plugin {
 
         let result = match outcome {
             Err(_elapsed) => Err(Error::deadline(limits.timeout)),
-            Ok(Err(error)) => Err(classify(error, store.data_mut(), &transcript, limits)),
+            Ok(Err(error)) => {
+                let read_budget = store.hostcall_fuel();
+                Err(classify(
+                    error,
+                    store.data_mut(),
+                    &transcript,
+                    limits,
+                    read_budget,
+                ))
+            }
             Ok(Ok(value)) => self.output(export, value),
         };
         if let Err(error) = &result
@@ -252,7 +261,7 @@ impl Plugin {
         }
     }
 
-    fn store(&self, transcript: Transcript) -> Store<HostState> {
+    fn store(&self, transcript: Transcript, read_divisor: u64) -> Store<HostState> {
         let settings = &self.inner.settings;
         let limits = &settings.limits;
         let mut wasi = WasiCtxBuilder::new();
@@ -295,7 +304,7 @@ impl Plugin {
             .expect("fuel is enabled on every Warden engine");
         // Bounds what wasmtime allocates while it reads the result or a host
         // call's arguments out of the guest, before Warden can look at its size.
-        store.set_hostcall_fuel(limits.read_budget());
+        store.set_hostcall_fuel(limits.read_budget_divided(read_divisor));
         // Check the deadline on every epoch tick and yield to the executor, so a
         // spinning plugin neither overruns nor starves other tasks on the thread.
         let deadline = Instant::now() + limits.timeout;
@@ -365,6 +374,7 @@ fn classify(
     state: &mut HostState,
     transcript: &Transcript,
     limits: &Limits,
+    read_budget: usize,
 ) -> Error {
     if let Some(fault) = state.fault.take() {
         return fault;
@@ -413,7 +423,7 @@ fn classify(
         }
     }
     if message.contains(READ_BUDGET_EXHAUSTED) {
-        return read_budget_exhausted(&error, limits);
+        return read_budget_exhausted(&error, limits, read_budget);
     }
     if message.contains("maximum concurrent") || message.contains("pooling allocator") {
         return Error::Capacity(error.to_string());
@@ -450,8 +460,8 @@ const READ_BUDGET_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhau
 /// read while the guest waits inside the call, so the error passed through its
 /// frames and carries a wasm backtrace; the result is read after the guest
 /// returned, so its error carries none.
-fn read_budget_exhausted(error: &wasmtime::Error, limits: &Limits) -> Error {
-    let budget = format_bytes(limits.read_budget() as u64);
+fn read_budget_exhausted(error: &wasmtime::Error, limits: &Limits, budget: usize) -> Error {
+    let budget = format_bytes(budget as u64);
     if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
         Error::limit(
             LimitKind::HostCall,
@@ -464,9 +474,8 @@ fn read_budget_exhausted(error: &wasmtime::Error, limits: &Limits) -> Error {
         Error::limit(
             LimitKind::Result,
             format!(
-                "the result takes more than {budget} of host memory to read ({RESULT_READ_FACTOR} times the result limit of {}, plus {})",
+                "the result takes more than {budget} of host memory to read (the read budget for a result limit of {})",
                 format_bytes(limits.result_bytes),
-                format_bytes(READ_SLACK_BYTES),
             ),
         )
     }

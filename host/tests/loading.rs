@@ -295,3 +295,50 @@ fn a_component_exporting_too_many_functions_is_refused() {
     assert_eq!(refused.code(), "invalid_component");
     assert!(refused.to_string().contains("at most"), "{refused}");
 }
+
+/// A component exporting `f() -> option<option<...<u8>>>`, `depth` options deep.
+fn nested_option_component(depth: u32) -> Vec<u8> {
+    let mut types = String::from("(type $t0 (option u8))\n");
+    for level in 1..depth {
+        types.push_str(&format!(
+            "(type $t{level} (option $t{prev}))\n",
+            prev = level - 1
+        ));
+    }
+    let text = format!(
+        r#"(component
+            (core module $m
+                (memory (export "mem") 1)
+                (func (export "f") (result i32) i32.const 0)
+                (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            {types}
+            (type $f (func (result $t{last})))
+            (func $f (type $f) (canon lift (core func $i "f") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))
+            (export "f" (func $f)))"#,
+        last = depth - 1
+    );
+    wat::parse_str(text).unwrap()
+}
+
+#[test]
+fn types_nested_too_deep_are_not_invocable() {
+    let engine = Engine::new(EngineConfig {
+        pooled_instances: None,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    // The result type is one level below the function: depth + 1 levels in all.
+    let max = warden_host::MAX_TYPE_DEPTH;
+    let fits = engine.compile(&nested_option_component(max)).unwrap();
+    let f = fits.functions().next().unwrap();
+    assert!(f.not_invocable.is_none(), "{f:?}");
+    let deep = engine.compile(&nested_option_component(max + 2)).unwrap();
+    let f = deep.functions().next().unwrap();
+    assert!(
+        f.not_invocable
+            .as_deref()
+            .is_some_and(|why| why.contains(&format!("nest more than {max} deep"))),
+        "{f:?}"
+    );
+}

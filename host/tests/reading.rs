@@ -95,6 +95,11 @@ fn result_bombs() -> Vec<u8> {
                     (i32.store (i32.const 0) (i32.const 64))
                     (i32.store (i32.const 4) (local.get $count))
                     (i32.const 0))
+                (func (export "flagged") (param $n i32) (result i32)
+                    (memory.fill (i32.const 64) (i32.const 255) (i32.shl (local.get $n) (i32.const 2)))
+                    (i32.store (i32.const 0) (i32.const 64))
+                    (i32.store (i32.const 4) (local.get $n))
+                    (i32.const 0))
                 (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 0)))
             (core instance $i (instantiate $m))
             (func $bytes (param "n" u32) (result (list u8))
@@ -103,6 +108,13 @@ fn result_bombs() -> Vec<u8> {
             (func $aliased (param "count" u32) (param "len" u32) (result (list string))
                 (canon lift (core func $i "aliased") (memory (core memory $i "mem"))
                     (realloc (core func $i "realloc"))))
+            (type $f32 (flags "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p"
+                "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" "a0" "b0" "c0" "d0" "e0" "f0"))
+            (export $f32e "thirty-two" (type $f32))
+            (func $flagged (param "n" u32) (result (list $f32e))
+                (canon lift (core func $i "flagged") (memory (core memory $i "mem"))
+                    (realloc (core func $i "realloc"))))
+            (export "flagged" (func $flagged))
             (export "bytes" (func $bytes))
             (export "aliased" (func $aliased)))"#,
     )
@@ -112,13 +124,16 @@ fn result_bombs() -> Vec<u8> {
 #[tokio::test]
 async fn a_result_is_read_within_its_budget() {
     let compiled = engine().compile(&result_bombs()).unwrap();
-    let tight = limits(|l| l.result_bytes = 256 << 10);
+    let tight = limits(|l| {
+        l.result_bytes = 256 << 10;
+        l.host_call_bytes = 64 << 10;
+    });
     let budget = tight.read_budget();
     assert_eq!(
         budget as u64,
         (256 << 10) * RESULT_READ_FACTOR + READ_SLACK_BYTES
     );
-    let plugin = Plugin::new(engine(), &compiled, common::settings(&[], tight)).unwrap();
+    let plugin = Plugin::new(engine(), &compiled, common::settings(&[], tight.clone())).unwrap();
     // Warm up: the first call allocates what every later call reuses.
     value(&plugin, "bytes", json!([1])).await;
 
@@ -167,6 +182,27 @@ async fn a_result_is_read_within_its_budget() {
         peak < budget * 2,
         "reading the aliased strings took {peak} bytes of heap (budget {budget})"
     );
+    // Flags: wasmtime charges a set flag its name's length (1 byte here),
+    // less than its lifted form costs. 20,000 elements of 32 set flags fit
+    // the plain budget and would be read whole (3.5 MB of heap) before their
+    // JSON is found too large; with the budget divided by FLAGS_READ_DIVISOR
+    // the read stops at the start.
+    let (refused, peak) = peak_of(failure(&plugin, "flagged", json!([20_000]))).await;
+    assert_eq!(
+        refused.error.code(),
+        "result_too_large",
+        "{}",
+        refused.error
+    );
+    let flags_budget = tight.read_budget_divided(warden_host::FLAGS_READ_DIVISOR);
+    assert!(
+        peak < flags_budget * 2,
+        "reading the flags took {peak} bytes of heap (budget {flags_budget})"
+    );
+    // A few are read.
+    let result = value(&plugin, "flagged", json!([2])).await;
+    assert_eq!(result[1].as_array().unwrap().len(), 32);
+
     // A few of them, within the limit, are read.
     let result = value(&plugin, "aliased", json!([3, 1000])).await;
     assert_eq!(result.as_array().unwrap().len(), 3);
