@@ -110,7 +110,8 @@ async fn show(remote: &Remote, args: ShowArgs, output: Format) -> Result<u8, Fai
     let (_, release) = fetch(remote, &args.release).await?;
     let mut resolved_now = std::collections::BTreeMap::new();
     if !output.json {
-        for (name, requirement) in &release.dependencies {
+        // One lookup each, for the first 64 (as many as a release may declare).
+        for (name, requirement) in release.dependencies.iter().take(64) {
             resolved_now.insert(name.clone(), resolve_now(remote, name, requirement).await);
         }
     }

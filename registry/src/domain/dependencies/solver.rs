@@ -275,7 +275,37 @@ impl DependencyProvider for Provider<'_> {
 /// Resolves `name` (at `requirement`, or any version) against `catalog`:
 /// the releases chosen, the requested plugin first, then the others in the
 /// order they are first depended on.
+///
+/// It runs on a thread of its own with a large stack: PubGrub's derivation
+/// trees are as deep as the dependency chains, and parts of PubGrub (and
+/// dropping a tree) recurse over them.
 pub fn solve(
+    catalog: &Catalog,
+    name: &str,
+    requirement: Option<&VersionReq>,
+) -> Result<Vec<Chosen>, Unresolvable> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("warden-resolve".into())
+            .stack_size(SOLVER_STACK_BYTES)
+            .spawn_scoped(scope, || solve_here(catalog, name, requirement))
+            .map_err(|e| Unresolvable {
+                lines: vec![format!("The resolver could not start: {e}.")],
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Unresolvable {
+                    lines: vec!["The resolver failed.".into()],
+                })
+            })
+    })
+}
+
+/// The stack of the resolver's thread (address space; only what is used is
+/// backed by memory).
+const SOLVER_STACK_BYTES: usize = 256 << 20;
+
+fn solve_here(
     catalog: &Catalog,
     name: &str,
     requirement: Option<&VersionReq>,
@@ -283,8 +313,7 @@ pub fn solve(
     let provider = Provider::new(catalog, name, requirement);
     let selected = match pubgrub::resolve(&provider, Node::Request, Version::new(0, 0, 0)) {
         Ok(selected) => selected,
-        Err(PubGrubError::NoSolution(mut tree)) => {
-            tree.collapse_no_versions();
+        Err(PubGrubError::NoSolution(tree)) => {
             return Err(explain(&provider, &tree));
         }
         Err(PubGrubError::ErrorInShouldCancel(gave_up)) => {
@@ -373,22 +402,22 @@ fn facts(provider: &Provider<'_>, tree: &DerivationTree<Node, Set, String>) -> V
                 stack.push(&derived.cause2);
                 stack.push(&derived.cause1);
             }
+            DerivationTree::External(External::NotRoot(..)) => {}
+            // Past the cap, facts are counted, not written.
+            DerivationTree::External(_) if lines.len() >= MAX_FACTS => omitted += 1,
             DerivationTree::External(external) => {
-                let Some(line) = fact(provider, external) else {
-                    continue;
-                };
-                if seen.insert(line.clone()) {
-                    if lines.len() < MAX_FACTS {
-                        lines.push(line);
-                    } else {
-                        omitted += 1;
-                    }
+                if let Some(line) = fact(provider, external)
+                    && seen.insert(line.clone())
+                {
+                    lines.push(line);
                 }
             }
         }
     }
     if omitted > 0 {
-        lines.push(format!("({omitted} more facts like these are not shown.)"));
+        lines.push(format!(
+            "(Up to {omitted} more facts like these are not shown.)"
+        ));
     }
     lines
 }
@@ -458,8 +487,23 @@ fn capitalized(text: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `1.0.0`, `1.0.0 and 1.1.0`, `1.0.0, 1.1.0 and 1.2.0`, oldest first.
+/// `1.0.0`, `1.0.0 and 1.1.0`, `1.0.0, 1.1.0 and 1.2.0`, oldest first;
+/// more than five as the first three, the last and the count.
 fn list(versions: &[Version]) -> String {
+    if versions.len() > 5 {
+        let oldest: Vec<String> = versions
+            .iter()
+            .rev()
+            .take(3)
+            .map(ToString::to_string)
+            .collect();
+        return format!(
+            "{}, ... and {} ({} versions)",
+            oldest.join(", "),
+            versions[0],
+            versions.len()
+        );
+    }
     let mut texts: Vec<String> = versions.iter().rev().map(ToString::to_string).collect();
     match texts.len() {
         0 => "(no version)".into(),
@@ -716,9 +760,34 @@ mod tests {
         assert_eq!(explanation.lines.len(), MAX_FACTS + 2, "{explanation}");
         assert_eq!(
             explanation.lines[MAX_FACTS],
-            format!("({} more facts like these are not shown.)", 201 - MAX_FACTS),
+            format!(
+                "(Up to {} more facts like these are not shown.)",
+                201 - MAX_FACTS
+            ),
             "{explanation}"
         );
+    }
+
+    #[test]
+    fn a_failure_at_the_end_of_a_chain_of_10000_is_answered() {
+        let mut catalog = Catalog::new();
+        for n in 0..10_000 {
+            let dependencies = match n {
+                9_999 => BTreeMap::from([("acme/missing".to_owned(), req("^1"))]),
+                _ => BTreeMap::from([(format!("acme/c{:05}", n + 1), req("^1"))]),
+            };
+            catalog.insert(
+                format!("acme/c{n:05}"),
+                Offer::Releases(vec![Candidate {
+                    version: Version::new(1, 0, 0),
+                    dependencies,
+                    manifest_digest: String::new(),
+                    component_digest: String::new(),
+                }]),
+            );
+        }
+        let explanation = solve(&catalog, "acme/c00000", None).unwrap_err();
+        assert!(explanation.lines.len() <= MAX_FACTS + 2, "{explanation}");
     }
 
     #[test]

@@ -5,46 +5,49 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// At most N compiles at once; the rest wait their turn, first come first served.
 #[derive(Debug)]
 pub struct CompileGate {
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     running: AtomicI64,
     waiting: AtomicI64,
 }
 
 /// One compile's turn; the next waiting compile starts when it is dropped.
-pub struct CompileTurn<'a> {
-    gate: &'a CompileGate,
-    _slot: SemaphorePermit<'a>,
+/// It owns its slot, so it can move into the blocking task that compiles:
+/// a client that hangs up does not free the slot while the compile runs.
+pub struct CompileTurn {
+    gate: Arc<CompileGate>,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl CompileGate {
     /// A gate letting `slots` compiles (at least one) run at once.
     pub fn new(slots: usize) -> Arc<CompileGate> {
         Arc::new(CompileGate {
-            slots: Semaphore::new(slots.max(1)),
+            slots: Arc::new(Semaphore::new(slots.max(1))),
             running: AtomicI64::new(0),
             waiting: AtomicI64::new(0),
         })
     }
 
     /// Waits for a turn.
-    pub async fn turn(&self) -> CompileTurn<'_> {
+    pub async fn turn(self: &Arc<Self>) -> CompileTurn {
         self.waiting.fetch_add(1, Relaxed);
         // Counted down even if the waiting request is dropped (its client left).
         let waited = Countdown(&self.waiting);
         let slot = self
             .slots
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("the compile gate is never closed");
         drop(waited);
         self.running.fetch_add(1, Relaxed);
         CompileTurn {
-            gate: self,
+            gate: self.clone(),
             _slot: slot,
         }
     }
@@ -60,7 +63,7 @@ impl CompileGate {
     }
 }
 
-impl Drop for CompileTurn<'_> {
+impl Drop for CompileTurn {
     fn drop(&mut self) {
         self.gate.running.fetch_sub(1, Relaxed);
     }

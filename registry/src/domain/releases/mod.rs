@@ -44,7 +44,7 @@ pub struct ReleaseContext<'a> {
     pub max_component_bytes: u64,
     /// Compiles of published components that may run at once (the rest
     /// wait their turn): publishing cannot take every core.
-    pub compiles: &'a CompileGate,
+    pub compiles: &'a Arc<CompileGate>,
 }
 
 /// One approval of a release.

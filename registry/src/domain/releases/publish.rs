@@ -75,6 +75,9 @@ pub async fn publish(
             max: cx.max_component_bytes,
         });
     }
+    // A compile slot before the artifact is read: publishes waiting for one
+    // hold no component bytes.
+    let compile_turn = cx.compiles.turn().await;
     // The artifact, as pushed.
     let repo = repository(org, name)?;
     let manifest_digest: Digest = manifest_digest
@@ -96,13 +99,16 @@ pub async fn publish(
     let bytes = artifact.component;
     // The component itself: it must compile, and ask for nothing it did not declare.
     let engine = cx.engine.clone();
-    let _compile_turn = cx.compiles.turn().await;
     // Checked, not kept: a pending release's compiled code stays out of the
-    // cache until it is invoked once approved.
-    let compiled = tokio::task::spawn_blocking(move || engine.compile_uncached(&bytes))
-        .await
-        .map_err(internal)?
-        .map_err(|e| ReleaseError::ComponentInvalid(e.to_string()))?;
+    // cache until it is invoked once approved. The turn ends with the compile.
+    let compiled = tokio::task::spawn_blocking(move || {
+        let compiled = engine.compile_uncached(&bytes);
+        drop(compile_turn);
+        compiled
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| ReleaseError::ComponentInvalid(e.to_string()))?;
     let requested = compiled.requested();
     check_imports(requested, &grants)?;
     let functions: Vec<_> = compiled.functions().cloned().collect();
@@ -278,6 +284,12 @@ fn check_statement(
     {
         return Err(ReleaseError::InvalidDescription);
     }
+    if statement.dependencies.len() > MAX_DEPENDENCIES {
+        return Err(ReleaseError::InvalidDependency(format!(
+            "a release declares at most {MAX_DEPENDENCIES} dependencies, this one {}",
+            statement.dependencies.len()
+        )));
+    }
     for (dependency, requirement) in &statement.dependencies {
         let valid_name = dependency
             .split_once('/')
@@ -295,6 +307,9 @@ fn check_statement(
     }
     Ok(())
 }
+
+/// The most dependencies one release may declare.
+pub const MAX_DEPENDENCIES: usize = 64;
 
 /// A semantic version without build metadata (which an OCI tag cannot hold).
 fn check_version(version: &str) -> Result<semver::Version, ReleaseError> {
