@@ -229,5 +229,30 @@ async fn a_cycle_is_refused_at_publish_with_the_cycle(backend: Backend) {
         .expect_error(404, "not_found");
     // Without the edge back, c is published.
     publish("acme/c", &[]).await.expect(201);
+
+    // Two publishes closing a cycle from both ends at once: one wins.
+    for round in 0..3 {
+        let (x, y): (&'static str, &'static str) = match round {
+            0 => ("acme/x0", "acme/y0"),
+            1 => ("acme/x1", "acme/y1"),
+            _ => ("acme/x2", "acme/y2"),
+        };
+        let x_deps: &'static [(&'static str, &'static str)] =
+            Box::leak(vec![(y, "^1")].into_boxed_slice());
+        let y_deps: &'static [(&'static str, &'static str)] =
+            Box::leak(vec![(x, "^1")].into_boxed_slice());
+        let (first, second) = tokio::join!(publish(x, x_deps), publish(y, y_deps));
+        let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [201, 422],
+            "{} / {}",
+            first.body["error"],
+            second.body["error"]
+        );
+        let refused = if first.status == 422 { &first } else { &second };
+        refused.expect_error(422, "dependency_cycle");
+    }
 }
 on_both_databases!(a_cycle_is_refused_at_publish_with_the_cycle);

@@ -185,12 +185,15 @@ async fn load_catalog(db: &Db, org: &str, root: &str) -> Result<Catalog, Depende
     Ok(catalog)
 }
 
-/// A cycle that publishing `plugin` declaring `dependencies` would close,
+/// A cycle that publishing `plugin` declaring `dependencies` would close
+/// (read through `conn`: publishing checks again inside its transaction,
+/// after the org's change lock, so two publishes cannot close a cycle
+/// from both ends at once),
 /// as `[plugin, ..., plugin]`: followed through the declared dependencies of
 /// every pending or approved release of the org (any version: a cycle
 /// between names is refused before any version could close it).
 pub async fn find_cycle(
-    db: &Db,
+    conn: &mut sqlx::AnyConnection,
     org: &str,
     plugin: &str,
     dependencies: impl IntoIterator<Item = &String>,
@@ -237,7 +240,7 @@ pub async fn find_cycle(
         .bind(current_name)
         .bind(Status::Pending.as_str())
         .bind(Status::Approved.as_str())
-        .fetch_all(db.pool())
+        .fetch_all(&mut *conn)
         .await?;
         for (envelope,) in rows {
             let declared = declared_dependencies(&envelope)

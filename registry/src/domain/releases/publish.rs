@@ -59,15 +59,9 @@ pub async fn publish(
     }
 
     let plugin = format!("{org}/{name}");
-    let cycle = dependencies::find_cycle(cx.db, org, &plugin, statement.dependencies.keys())
-        .await
-        .map_err(|e| match e {
-            DependencyError::Db(e) => ReleaseError::Db(e),
-            DependencyError::Invalid(why) => ReleaseError::InvalidDependency(why),
-            other => internal(other),
-        })?;
-    if let Some(cycle) = cycle {
-        return Err(ReleaseError::DependencyCycle(cycle));
+    {
+        let mut conn = cx.db.pool().acquire().await?;
+        refuse_cycle(&mut conn, org, &plugin, &statement).await?;
     }
     if statement.component.size > cx.max_component_bytes {
         return Err(ReleaseError::ComponentTooLarge {
@@ -124,6 +118,9 @@ pub async fn publish(
     let now = now_ms();
     let envelope_json = serde_json::to_string(envelope).map_err(internal)?;
     let mut change = Change::begin(cx.db, org).await?;
+    // Again under the org's change lock: a release published since the first
+    // check may close a cycle with this one.
+    refuse_cycle(change.tx(), org, &plugin, &statement).await?;
     sqlx::query(
         "INSERT INTO plugins (org, name, description, config, created_at, updated_at)
          VALUES ($1, $2, $3, '{}', $4, $4)
@@ -306,6 +303,26 @@ fn check_statement(
         })?;
     }
     Ok(())
+}
+
+/// Refuses `statement` if its dependencies lead back to `plugin`.
+async fn refuse_cycle(
+    conn: &mut sqlx::AnyConnection,
+    org: &str,
+    plugin: &str,
+    statement: &ReleaseStatement,
+) -> Result<(), ReleaseError> {
+    let cycle = dependencies::find_cycle(conn, org, plugin, statement.dependencies.keys())
+        .await
+        .map_err(|e| match e {
+            DependencyError::Db(e) => ReleaseError::Db(e),
+            DependencyError::Invalid(why) => ReleaseError::InvalidDependency(why),
+            other => internal(other),
+        })?;
+    match cycle {
+        Some(cycle) => Err(ReleaseError::DependencyCycle(cycle)),
+        None => Ok(()),
+    }
 }
 
 /// The most dependencies one release may declare.
