@@ -85,6 +85,10 @@ impl Engine {
             .cranelift_opt_level(OptLevel::Speed)
             .consume_fuel(true)
             .epoch_interruption(true)
+            // Wasm backtraces stay on (wasmtime's default, pinned): besides
+            // their use in trap reports, they tell a host call's exhausted read
+            // budget from the result's (`plugin::read_budget_exhausted`).
+            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(20))
             .max_wasm_stack(config.max_wasm_stack)
             // Room for host calls on top of the wasm stack.
             .async_stack_size(config.max_wasm_stack + (1 << 20))
