@@ -87,6 +87,10 @@ pub struct RuntimeArgs {
     /// wait their turn; `/metrics` shows how many run and wait).
     #[arg(long, env = "WARDEN_CONCURRENT_COMPILES", default_value_t = 2)]
     pub concurrent_compiles: usize,
+    /// Publishes of one organization that may wait for a compile slot; more
+    /// are refused at once with 429 `capacity` (other organizations' are not).
+    #[arg(long, env = "WARDEN_COMPILE_QUEUE", default_value_t = 4)]
+    pub compile_queue: usize,
     /// The largest component a release may carry, e.g. 64MiB (larger ones are
     /// refused at publish with 422 `component_too_large`).
     #[arg(long, env = "WARDEN_MAX_COMPONENT_SIZE", default_value = "64MiB", value_parser = warden_host::parse_bytes)]
@@ -122,6 +126,7 @@ impl RuntimeArgs {
         config.pool_instances = self.pool_instances;
         config.org_share = self.org_share;
         config.concurrent_compiles = self.concurrent_compiles;
+        config.compile_queue_per_org = self.compile_queue;
         config.max_component_bytes = self.max_component_size;
         config.snapshot_max_age = self.snapshot_max_age;
         for pair in &self.max_limits {

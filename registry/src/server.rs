@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub max_component_bytes: u64,
     /// Publishes whose components compile at once.
     pub concurrent_compiles: usize,
+    /// Publishes of one organization that may wait for a compile slot (more
+    /// are refused with 429 `capacity`).
+    pub compile_queue_per_org: usize,
     /// Kv keys all the plugins of one organization may hold together.
     pub org_kv_keys: u64,
     /// Instance slots of the engine's pool: invocations running at once,
@@ -66,6 +69,7 @@ impl ServerConfig {
             limit_maxima: warden_host::Limits::default_maxima(),
             max_component_bytes: 64 << 20,
             concurrent_compiles: 2,
+            compile_queue_per_org: 4,
             org_kv_keys: crate::runtime::ORG_KV_KEYS,
             pool_instances: 128,
             org_share: 32,
@@ -174,7 +178,10 @@ impl ControlPlane {
             approvals_required: config.approvals_required,
             limit_maxima: config.limit_maxima.clone(),
             max_component_bytes: config.max_component_bytes,
-            compiles: crate::domain::releases::CompileGate::new(config.concurrent_compiles),
+            compiles: crate::domain::releases::CompileGate::new(
+                config.concurrent_compiles,
+                config.compile_queue_per_org,
+            ),
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
             artifacts,

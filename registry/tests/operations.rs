@@ -447,3 +447,65 @@ async fn publishes_wait_their_turn_to_compile() {
     assert_eq!(gauge(&after, "warden_publish_compiles_running"), 0);
     assert_eq!(gauge(&after, "warden_publish_compiles_waiting"), 0);
 }
+
+#[tokio::test]
+async fn one_org_cannot_fill_the_compile_queue_for_another() {
+    let h = start_tweaked(Backend::Sqlite, |config| {
+        config.concurrent_compiles = 1;
+        config.compile_queue_per_org = 1;
+    })
+    .await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let created = h
+        .post(
+            &h.admin,
+            "/v1/orgs",
+            serde_json::json!({ "name": "globex" }),
+        )
+        .await
+        .expect(201);
+    let globex_admin = created["admin_token"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let globex_publisher = h.token(&globex_admin, "globex", "publisher").await;
+    let gina = h.key(&globex_admin, "globex", "publisher", "gina").await;
+    let component = slow_to_compile(300);
+    // acme sends five publishes at once: one compiles, one waits, the rest
+    // are refused at once; globex's publish, sent with them, waits its turn.
+    let acme = futures_util::future::join_all((0..5).map(|n| {
+        let repo = format!("acme/slow-{n}");
+        let (h, publisher, alice, component) = (&h, &publisher, &alice, &component);
+        async move {
+            h.publish(publisher, alice, &repo, "1.0.0", component, &[])
+                .await
+        }
+    }));
+    let globex = async {
+        // After acme's requests are in.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        h.publish(
+            &globex_publisher,
+            &gina,
+            "globex/slow",
+            "1.0.0",
+            &component,
+            &[],
+        )
+        .await
+    };
+    let (acme, globex) = tokio::join!(acme, globex);
+    globex.expect(201);
+    let refused: Vec<_> = acme.iter().filter(|a| a.status == 429).collect();
+    let published = acme.iter().filter(|a| a.status == 201).count();
+    assert!(
+        refused.len() >= 2,
+        "{:?}",
+        acme.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert_eq!(refused.len() + published, 5);
+    for answer in refused {
+        answer.expect_error(429, "capacity");
+    }
+}

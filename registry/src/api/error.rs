@@ -527,6 +527,7 @@ impl From<ReleaseError> for ApiError {
             E::InvalidDescription => ErrorCode::InvalidDescription,
             E::InvalidDependency(_) => ErrorCode::InvalidDependency,
             E::DependencyCycle(_) => ErrorCode::DependencyCycle,
+            E::CompileQueueFull(_) => ErrorCode::Capacity,
             E::VersionExists(_) => ErrorCode::VersionExists,
             E::InvalidDigest(_) => ErrorCode::InvalidDigest,
             E::DigestMismatch { .. } => ErrorCode::DigestMismatch,

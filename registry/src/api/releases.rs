@@ -44,7 +44,8 @@ pub struct Publish {
 #[utoipa::path(post, path = "/v1/plugins/{org}/{name}/releases", tag = "releases", request_body = Publish,
     params(("org" = String, Path, description = "organization"), ("name" = String, Path, description = "plugin")),
     responses((status = 201, body = Release), (status = 400, body = ErrorBody),
-               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+               (status = 429, body = ErrorBody, description = "the organization already has the most publishes waiting for a compile slot")))]
 async fn publish(
     caller: Caller,
     State(state): State<AppState>,

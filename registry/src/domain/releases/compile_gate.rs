@@ -1,10 +1,13 @@
 //! How many published components the server compiles at once. Checking a
 //! publish compiles its component, which takes a core for up to seconds; the
 //! gate keeps publishing from taking every core, and counts what runs and
-//! what waits for `/metrics`.
+//! what waits for `/metrics`. Each organization may have a few publishes
+//! waiting; past that its next publish is refused at once, so one tenant's
+//! flood of publishes refuses its own, not another's.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// At most N compiles at once; the rest wait their turn, first come first served.
@@ -13,6 +16,22 @@ pub struct CompileGate {
     slots: Arc<Semaphore>,
     running: AtomicI64,
     waiting: AtomicI64,
+    /// Publishes waiting, by organization.
+    waiting_by_org: Mutex<HashMap<String, usize>>,
+    /// The most publishes one organization may have waiting.
+    max_waiting_per_org: usize,
+}
+
+/// An organization already has the most publishes waiting for a compile.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{org} already has {waiting} publishes waiting for a compile slot; try again when one finishes"
+)]
+pub struct QueueFull {
+    /// The organization.
+    pub org: String,
+    /// How many of its publishes wait.
+    pub waiting: usize,
 }
 
 /// One compile's turn; the next waiting compile starts when it is dropped.
@@ -24,20 +43,36 @@ pub struct CompileTurn {
 }
 
 impl CompileGate {
-    /// A gate letting `slots` compiles (at least one) run at once.
-    pub fn new(slots: usize) -> Arc<CompileGate> {
+    /// A gate letting `slots` compiles (at least one) run at once, with at
+    /// most `max_waiting_per_org` (at least one) publishes of one
+    /// organization waiting.
+    pub fn new(slots: usize, max_waiting_per_org: usize) -> Arc<CompileGate> {
         Arc::new(CompileGate {
             slots: Arc::new(Semaphore::new(slots.max(1))),
             running: AtomicI64::new(0),
             waiting: AtomicI64::new(0),
+            waiting_by_org: Mutex::new(HashMap::new()),
+            max_waiting_per_org: max_waiting_per_org.max(1),
         })
     }
 
-    /// Waits for a turn.
-    pub async fn turn(self: &Arc<Self>) -> CompileTurn {
+    /// Waits for a turn for a publish of `org`, or refuses at once when the
+    /// org already has the most publishes waiting.
+    pub async fn turn(self: &Arc<Self>, org: &str) -> Result<CompileTurn, QueueFull> {
+        {
+            let mut by_org = self.waiting_by_org.lock().expect("never poisoned");
+            let waiting = by_org.entry(org.to_owned()).or_insert(0);
+            if *waiting >= self.max_waiting_per_org {
+                return Err(QueueFull {
+                    org: org.to_owned(),
+                    waiting: *waiting,
+                });
+            }
+            *waiting += 1;
+        }
         self.waiting.fetch_add(1, Relaxed);
         // Counted down even if the waiting request is dropped (its client left).
-        let waited = Countdown(&self.waiting);
+        let waited = Countdown { gate: self, org };
         let slot = self
             .slots
             .clone()
@@ -46,10 +81,10 @@ impl CompileGate {
             .expect("the compile gate is never closed");
         drop(waited);
         self.running.fetch_add(1, Relaxed);
-        CompileTurn {
+        Ok(CompileTurn {
             gate: self.clone(),
             _slot: slot,
-        }
+        })
     }
 
     /// Compiles running now.
@@ -69,11 +104,22 @@ impl Drop for CompileTurn {
     }
 }
 
-struct Countdown<'a>(&'a AtomicI64);
+/// One publish no longer waiting, however its wait ended.
+struct Countdown<'a> {
+    gate: &'a CompileGate,
+    org: &'a str,
+}
 
 impl Drop for Countdown<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.gate.waiting.fetch_sub(1, Relaxed);
+        let mut by_org = self.gate.waiting_by_org.lock().expect("never poisoned");
+        if let Some(waiting) = by_org.get_mut(self.org) {
+            *waiting -= 1;
+            if *waiting == 0 {
+                by_org.remove(self.org);
+            }
+        }
     }
 }
 
@@ -83,26 +129,52 @@ mod tests {
 
     #[tokio::test]
     async fn turns_are_taken_in_order_and_counted() {
-        let gate = CompileGate::new(1);
-        let first = gate.turn().await;
+        let gate = CompileGate::new(1, 8);
+        let first = gate.turn("acme").await.unwrap();
         assert_eq!((gate.running(), gate.waiting()), (1, 0));
-        let mut second = Box::pin(gate.turn());
+        let mut second = Box::pin(gate.turn("acme"));
         // The second waits while the first runs...
         assert!(futures_poll(&mut second).is_none());
         assert_eq!((gate.running(), gate.waiting()), (1, 1));
         drop(first);
         // ...and runs once it is done.
-        let second = futures_poll(&mut second).expect("the freed slot is taken");
+        let second = futures_poll(&mut second)
+            .expect("the freed slot is taken")
+            .unwrap();
         assert_eq!((gate.running(), gate.waiting()), (1, 0));
         drop(second);
         assert_eq!((gate.running(), gate.waiting()), (0, 0));
         // A waiter that gives up is no longer counted.
-        let held = gate.turn().await;
-        let mut gave_up = Box::pin(gate.turn());
+        let held = gate.turn("acme").await.unwrap();
+        let mut gave_up = Box::pin(gate.turn("acme"));
         assert!(futures_poll(&mut gave_up).is_none());
         drop(gave_up);
         assert_eq!((gate.running(), gate.waiting()), (1, 0));
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn each_org_has_a_few_publishes_waiting_at_most() {
+        let gate = CompileGate::new(1, 2);
+        let running = gate.turn("acme").await.unwrap();
+        let mut waiting: Vec<_> = (0..2).map(|_| Box::pin(gate.turn("acme"))).collect();
+        for turn in &mut waiting {
+            assert!(futures_poll(turn).is_none());
+        }
+        // acme's third waiting publish is refused at once...
+        let refused = futures_poll(&mut Box::pin(gate.turn("acme")))
+            .expect("answered at once")
+            .err()
+            .expect("refused");
+        assert_eq!((refused.org.as_str(), refused.waiting), ("acme", 2));
+        // ...while globex's waits its turn.
+        let mut globex = Box::pin(gate.turn("globex"));
+        assert!(futures_poll(&mut globex).is_none());
+        assert_eq!(gate.waiting(), 3);
+        // A waiter leaving makes room for the org again.
+        waiting.pop();
+        assert!(futures_poll(&mut Box::pin(gate.turn("acme"))).is_none());
+        drop(running);
     }
 
     /// Polls once, without waiting.

@@ -8,7 +8,7 @@ mod compile_gate;
 mod decide;
 mod publish;
 
-pub use compile_gate::CompileGate;
+pub use compile_gate::{CompileGate, QueueFull};
 pub use decide::{approve, reject, yank};
 pub use publish::{ImportProblem, check_imports, publish};
 
@@ -233,6 +233,9 @@ pub enum ReleaseError {
     /// A dependency that is not `org/name` with a semver requirement.
     #[error("{0}")]
     InvalidDependency(String),
+    /// The organization already has the most publishes waiting to compile.
+    #[error(transparent)]
+    CompileQueueFull(#[from] QueueFull),
     /// The release's dependencies would lead back to it.
     #[error("the dependencies would form a cycle: {}", .0.join(" -> "))]
     DependencyCycle(Vec<String>),

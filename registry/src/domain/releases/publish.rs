@@ -71,7 +71,7 @@ pub async fn publish(
     }
     // A compile slot before the artifact is read: publishes waiting for one
     // hold no component bytes.
-    let compile_turn = cx.compiles.turn().await;
+    let compile_turn = cx.compiles.turn(org).await?;
     // The artifact, as pushed.
     let repo = repository(org, name)?;
     let manifest_digest: Digest = manifest_digest
