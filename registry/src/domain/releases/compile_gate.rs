@@ -15,8 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct CompileGate {
     slots: Arc<Semaphore>,
     running: AtomicI64,
-    waiting: AtomicI64,
-    /// Publishes waiting, by organization.
+    /// Publishes waiting, by organization (only those with some).
     waiting_by_org: Mutex<HashMap<String, usize>>,
     /// The most publishes one organization may have waiting.
     max_waiting_per_org: usize,
@@ -50,7 +49,6 @@ impl CompileGate {
         Arc::new(CompileGate {
             slots: Arc::new(Semaphore::new(slots.max(1))),
             running: AtomicI64::new(0),
-            waiting: AtomicI64::new(0),
             waiting_by_org: Mutex::new(HashMap::new()),
             max_waiting_per_org: max_waiting_per_org.max(1),
         })
@@ -70,7 +68,6 @@ impl CompileGate {
             }
             *waiting += 1;
         }
-        self.waiting.fetch_add(1, Relaxed);
         // Counted down even if the waiting request is dropped (its client left).
         let waited = Countdown { gate: self, org };
         let slot = self
@@ -94,7 +91,8 @@ impl CompileGate {
 
     /// Compiles waiting for a turn now.
     pub fn waiting(&self) -> i64 {
-        self.waiting.load(Relaxed)
+        let by_org = self.waiting_by_org.lock().expect("never poisoned");
+        by_org.values().sum::<usize>() as i64
     }
 }
 
@@ -112,7 +110,6 @@ struct Countdown<'a> {
 
 impl Drop for Countdown<'_> {
     fn drop(&mut self) {
-        self.gate.waiting.fetch_sub(1, Relaxed);
         let mut by_org = self.gate.waiting_by_org.lock().expect("never poisoned");
         if let Some(waiting) = by_org.get_mut(self.org) {
             *waiting -= 1;
