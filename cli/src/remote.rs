@@ -101,17 +101,7 @@ impl Remote {
         if !status.is_success() {
             return Err(api_failure(status, &bytes));
         }
-        let bytes = if bytes.is_empty() {
-            &b"null"[..]
-        } else {
-            &bytes[..]
-        };
-        serde_json::from_slice(bytes).map_err(|e| {
-            Failure::new(
-                exit::HOST_FAILURE,
-                format!("unexpected answer from the server: {e}"),
-            )
-        })
+        decode(&bytes)
     }
 
     pub fn unreachable(&self, error: reqwest::Error) -> Failure {
@@ -202,6 +192,21 @@ struct OciErrorEntry {
     code: String,
     #[serde(default)]
     message: String,
+}
+
+/// A successful answer's JSON body (`null` when empty).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
+    let bytes = if bytes.is_empty() {
+        &b"null"[..]
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        Failure::new(
+            exit::HOST_FAILURE,
+            format!("unexpected answer from the server: {e}"),
+        )
+    })
 }
 
 /// A failure from an error response: the API's `{"error": {"code", "message"}}`

@@ -3,7 +3,7 @@
 
 use crate::admin::Format;
 use crate::exit::{self, Failure};
-use crate::remote::{Remote, RemoteArgs, api_failure, print_json};
+use crate::remote::{Remote, RemoteArgs, api_failure, decode, print_json};
 use crate::text::printable;
 use clap::Args;
 use reqwest::Method;
@@ -56,12 +56,7 @@ pub async fn resolve(
         }
         return Err(api_failure(status, &bytes));
     }
-    let resolution: Resolution = serde_json::from_slice(&bytes).map_err(|e| {
-        Failure::new(
-            exit::HOST_FAILURE,
-            format!("unexpected answer from the server: {e}"),
-        )
-    })?;
+    let resolution: Resolution = decode(&bytes)?;
     output.show(&resolution, print_resolution);
     Ok(exit::OK)
 }
