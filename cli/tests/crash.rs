@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, ok, remote as warden};
+use common::{Server, keygen, ok, remote as warden};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -35,17 +35,8 @@ fn manifest(work: &Path, version: &str) {
 fn nothing_acknowledged_is_lost_to_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (work, data) = (dir.path(), dir.path().join("data"));
-    let keygen = |name: &str| {
-        ok(Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["keygen", "--out", name])
-            .current_dir(work)
-            .output()
-            .unwrap())
-        .trim()
-        .to_owned()
-    };
-    keygen("bob.key");
-    let alice = keygen("alice.key");
+    keygen(work, "bob.key");
+    let alice = keygen(work, "alice.key");
     let server = serve(&data, &work.join("bob.key"));
     let admin = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
@@ -201,11 +192,7 @@ fn a_first_start_killed_at_any_instant_starts_again_with_a_working_admin_token()
     for delay_ms in [0u64, 2, 5, 10, 20, 40, 80] {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        ok(Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["keygen", "--out", "bob.key"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap());
+        keygen(dir.path(), "bob.key");
         let mut first = Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)

@@ -7,11 +7,11 @@
 
 mod common;
 
-use common::{Server, ok, remote};
+use common::{Server, keygen, ok, remote};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 use warden_test_programs as guests;
 
@@ -113,17 +113,8 @@ fn changes_reach_the_other_replica_within_the_bound() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (work, data) = (dir.path(), dir.path().join("data"));
-    let keygen = |name: &str| {
-        ok(Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["keygen", "--out", name])
-            .current_dir(work)
-            .output()
-            .unwrap())
-        .trim()
-        .to_owned()
-    };
-    keygen("bob.key");
-    let alice = keygen("alice.key");
+    keygen(work, "bob.key");
+    let alice = keygen(work, "alice.key");
     let database = database();
     let a = serve(&data, &database, &work.join("bob.key"), "5s");
     let b = serve(&data, &database, &work.join("bob.key"), "60m");

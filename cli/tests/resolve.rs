@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{Server, ok, remote};
+use common::{Server, keygen, ok, remote};
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use warden_test_programs as guests;
 
 fn run(server: &Server, token: &str, dir: &Path, args: &[&str]) -> Output {
@@ -18,17 +18,8 @@ fn run(server: &Server, token: &str, dir: &Path, args: &[&str]) -> Output {
 fn resolve_shows_the_set_or_why_there_is_none() {
     let dir = tempfile::tempdir().unwrap();
     let (work, data) = (dir.path(), dir.path().join("data"));
-    let keygen = |name: &str| {
-        ok(Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["keygen", "--out", name])
-            .current_dir(work)
-            .output()
-            .unwrap())
-        .trim()
-        .to_owned()
-    };
-    keygen("bob.key");
-    let alice = keygen("alice.key");
+    keygen(work, "bob.key");
+    let alice = keygen(work, "alice.key");
     let server = Server::start([
         AsRef::<OsStr>::as_ref("--data-dir"),
         data.as_os_str(),

@@ -353,14 +353,7 @@ async fn bad_releases_are_refused_and_nothing_is_stored(backend: Backend) {
 
     // A key of another organization: the same answer as an unknown key, so
     // that no tenant learns which keys another has.
-    let created = h
-        .post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
-        .await
-        .expect(201);
-    let globex_admin = created["admin_token"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let globex_admin = h.create_org("globex").await;
     let globex_key = h.key(&globex_admin, "globex", "publisher", "gina").await;
     let other_org = h
         .publish(&publisher, &globex_key, repo, "1.0.1", &hello, &[])

@@ -157,11 +157,7 @@ on_both_databases!(dependencies_resolve_through_the_api);
 
 async fn another_orgs_plugins_are_not_dependencies(backend: Backend) {
     let o = org(backend, 1).await;
-    let created =
-        o.h.post(&o.h.admin, "/v1/orgs", json!({ "name": "globex" }))
-            .await
-            .expect(201);
-    let globex_admin = created["admin_token"]["secret"].as_str().unwrap();
+    let globex_admin = &o.h.create_org("globex").await;
     let globex_publisher = o.h.token(globex_admin, "globex", "publisher").await;
     let gina = o.h.key(globex_admin, "globex", "publisher", "gina").await;
     o.h.publish(

@@ -63,11 +63,7 @@ async fn the_newest_approved_release_runs(backend: Backend) {
     w.invoke(&w.publisher, "hello", "greet", json!({ "args": ["x"] }))
         .await
         .expect_error(403, "insufficient_role");
-    let globex =
-        w.h.post(&w.h.admin, "/v1/orgs", json!({ "name": "globex" }))
-            .await
-            .expect(201);
-    let globex_admin = globex["admin_token"]["secret"].as_str().unwrap();
+    let globex_admin = &w.h.create_org("globex").await;
     w.invoke(globex_admin, "hello", "greet", json!({ "args": ["x"] }))
         .await
         .expect_error(403, "wrong_org");
@@ -144,16 +140,7 @@ async fn the_newest_approved_release_runs(backend: Backend) {
         .expect_error(409, "release_untrusted");
 
     // Counters per plugin and release.
-    let metrics =
-        w.h.http
-            .get(format!("{}/metrics", w.h.url))
-            .bearer_auth(&w.h.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let metrics = w.h.metrics(&w.h.admin).await;
     assert!(
         metrics
             .contains(r#"warden_plugin_invocations_total{plugin="acme/hello",version="1.0.0"} 5"#),
@@ -253,16 +240,7 @@ async fn every_failure_has_its_status_and_code(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(ping["result"], "pong");
-    let metrics =
-        w.h.http
-            .get(format!("{}/metrics", w.h.url))
-            .bearer_auth(&w.h.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let metrics = w.h.metrics(&w.h.admin).await;
     assert!(metrics.contains(r#"warden_plugin_invocation_errors_total{plugin="acme/hostile",version="1.0.0",kind="out_of_fuel"} 1"#), "{metrics}");
 }
 on_both_databases!(every_failure_has_its_status_and_code);

@@ -208,14 +208,7 @@ async fn one_tenant_cannot_take_the_pool_from_another(backend: Backend) {
     })
     .await;
     let acme = slow_plugin_of(&h, &h.admin, "acme", 0).await;
-    let created = h
-        .post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
-        .await
-        .expect(201);
-    let globex_admin = created["admin_token"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let globex_admin = h.create_org("globex").await;
     let globex = slow_plugin_of(&h, &globex_admin, "globex", 1).await;
 
     // acme floods: more long calls than the whole pool has slots.

@@ -41,27 +41,11 @@ async fn operations_endpoints(backend: Backend) {
     // /metrics names every org's plugins: only the operator org's tokens read it.
     let anonymous = h.get("", "/metrics").await;
     assert_eq!(anonymous.status, 401);
-    let created = h
-        .post(&h.admin, "/v1/orgs", json!({ "name": "tenant" }))
-        .await
-        .expect(201);
-    let tenant_admin = created["admin_token"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tenant_admin = h.create_org("tenant").await;
     h.get(&tenant_admin, "/metrics")
         .await
         .expect_error(403, "not_operator");
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.url))
-        .bearer_auth(&h.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics(&h.admin).await;
     assert!(!metrics.contains("JUNK"), "a method became a label");
     assert!(metrics.contains(r#"method="other""#), "{metrics}");
     assert!(
@@ -396,17 +380,7 @@ async fn publishes_wait_their_turn_to_compile() {
     let publisher = h.token(&h.admin, "acme", "publisher").await;
     let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
     let component = slow_to_compile(300);
-    let metrics = || async {
-        h.http
-            .get(format!("{}/metrics", h.url))
-            .bearer_auth(&h.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || h.metrics(&h.admin);
     assert_eq!(
         gauge(&metrics().await, "warden_publish_compiles_running"),
         0
@@ -457,18 +431,7 @@ async fn one_org_cannot_fill_the_compile_queue_for_another() {
     .await;
     let publisher = h.token(&h.admin, "acme", "publisher").await;
     let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
-    let created = h
-        .post(
-            &h.admin,
-            "/v1/orgs",
-            serde_json::json!({ "name": "globex" }),
-        )
-        .await
-        .expect(201);
-    let globex_admin = created["admin_token"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let globex_admin = h.create_org("globex").await;
     let globex_publisher = h.token(&globex_admin, "globex", "publisher").await;
     let gina = h.key(&globex_admin, "globex", "publisher", "gina").await;
     let component = slow_to_compile(300);

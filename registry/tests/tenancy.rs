@@ -21,14 +21,7 @@ async fn every_endpoint_checks_role_and_org(backend: Backend) {
     h.publish(&publisher, &alice, "acme/hello", "1.0.0", &hello, &[])
         .await
         .expect(201);
-    let created = h
-        .post(&h.admin, "/v1/orgs", json!({ "name": "globex" }))
-        .await
-        .expect(201);
-    let globex_admin = created["admin_token"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let globex_admin = h.create_org("globex").await;
     let globex_publisher = h.token(&globex_admin, "globex", "publisher").await;
     let gina = h.key(&globex_admin, "globex", "publisher", "gina").await;
     h.publish(

@@ -92,3 +92,14 @@ pub fn ok(output: Output) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// `warden keygen --out NAME` in `dir`: the public key it prints.
+pub fn keygen(dir: &std::path::Path, name: &str) -> String {
+    ok(Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["keygen", "--out", name])
+        .current_dir(dir)
+        .output()
+        .unwrap())
+    .trim()
+    .to_owned()
+}

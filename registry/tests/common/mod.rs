@@ -209,6 +209,32 @@ impl Harness {
         }
     }
 
+    /// Creates organization `name` with the operator admin token and
+    /// returns its first admin token.
+    pub async fn create_org(&self, name: &str) -> String {
+        let created = self
+            .post(&self.admin, "/v1/orgs", json!({ "name": name }))
+            .await
+            .expect(201);
+        created["admin_token"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The text of `/metrics`, read with `token`.
+    pub async fn metrics(&self, token: &str) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> Answer {
         self.call(token, Method::GET, path, None).await
     }
