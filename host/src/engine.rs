@@ -331,6 +331,18 @@ impl CompiledComponent {
         self.inner.cache
     }
 
+    /// The exported interface that serves `import` (the same name, or a
+    /// semver-compatible newer version of it), if one does.
+    pub fn interface_matching(&self, import: &str) -> Option<String> {
+        self.inner
+            .exports
+            .iter()
+            .filter_map(|e| e.info.interface.as_deref())
+            .filter(|exported| crate::link::serves(exported, import))
+            .max_by_key(|exported| *exported == import)
+            .map(str::to_owned)
+    }
+
     pub(crate) fn find(&self, name: &str) -> Result<&Export> {
         let exports = &self.inner.exports;
         exports

@@ -29,6 +29,36 @@ pub enum Error {
     /// The component imports something no Warden host provides.
     #[error("the component imports interfaces Warden does not provide: {}", .0.join(", "))]
     UnsupportedImports(Vec<String>),
+    /// The component imports interfaces that none of its dependencies
+    /// exports.
+    #[error("the component imports {}, which {}", .imports.join(", "), provided_by(.dependencies))]
+    UnprovidedImports {
+        /// The imports nothing provides.
+        imports: Vec<String>,
+        /// The dependencies it was linked with (`org/name@version`).
+        dependencies: Vec<String>,
+    },
+    /// A dependency exports an interface the component imports, but not
+    /// with the functions and types the component expects.
+    #[error("cannot link {import} to {dependency}: {reason}")]
+    Link {
+        /// The import.
+        import: String,
+        /// The dependency exporting it (`org/name@version`).
+        dependency: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// A dependency failed while the invoked plugin was calling it; `error`
+    /// is what stopped it (its code is this error's code).
+    #[error("in dependency {plugin}: {error}")]
+    InDependency {
+        /// The dependency that failed (`org/name@version`), the innermost one
+        /// when dependencies call dependencies.
+        plugin: String,
+        /// What stopped it.
+        error: Box<Error>,
+    },
     /// The component needs capabilities that were not granted.
     #[error("capabilities not granted: {}", list(.0))]
     MissingCapabilities(Vec<Capability>),
@@ -97,6 +127,14 @@ pub enum Error {
     },
 }
 
+fn provided_by(dependencies: &[String]) -> String {
+    match dependencies {
+        [] => "no Warden host provides and no dependency is declared to provide".into(),
+        [one] => format!("its dependency {one} does not export"),
+        many => format!("none of its dependencies ({}) exports", many.join(", ")),
+    }
+}
+
 fn list(capabilities: &[Capability]) -> String {
     capabilities
         .iter()
@@ -111,7 +149,9 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::NotWasm | Error::CoreModule | Error::InvalidComponent(_) => "invalid_component",
-            Error::UnsupportedImports(_) => "unsupported_imports",
+            Error::UnsupportedImports(_) | Error::UnprovidedImports { .. } => "unsupported_imports",
+            Error::Link { .. } => "link_failed",
+            Error::InDependency { error, .. } => error.code(),
             Error::MissingCapabilities(_) => "missing_capabilities",
             Error::UnknownFunction { .. } => "unknown_function",
             Error::NotInvocable { .. } => "not_invocable",
@@ -128,7 +168,27 @@ impl Error {
     /// Whether the plugin caused this error while running (a limit or a trap),
     /// as opposed to bad input or a host problem.
     pub fn is_plugin_fault(&self) -> bool {
-        matches!(self, Error::LimitExceeded { .. } | Error::Trap { .. })
+        match self {
+            Error::LimitExceeded { .. } | Error::Trap { .. } => true,
+            Error::InDependency { error, .. } => error.is_plugin_fault(),
+            _ => false,
+        }
+    }
+
+    /// The dependency in which the error happened, if it did in one.
+    pub fn dependency(&self) -> Option<&str> {
+        match self {
+            Error::InDependency { plugin, .. } => Some(plugin),
+            _ => None,
+        }
+    }
+
+    /// The error itself, whichever plugin it happened in.
+    pub fn innermost(&self) -> &Error {
+        match self {
+            Error::InDependency { error, .. } => error.innermost(),
+            other => other,
+        }
     }
 
     pub(crate) fn limit(kind: LimitKind, detail: impl Into<String>) -> Error {

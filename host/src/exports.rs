@@ -43,6 +43,8 @@ pub struct ParamInfo {
 #[derive(Clone)]
 pub(crate) struct Export {
     pub(crate) info: FunctionInfo,
+    /// Its own name: the function's, inside its interface if it has one.
+    pub(crate) item: String,
     pub(crate) index: ComponentExportIndex,
     pub(crate) ty: ComponentFunc,
 }
@@ -141,6 +143,7 @@ pub(crate) fn exports(component: &Component) -> crate::Result<Vec<Export>> {
             };
             Export {
                 info: describe(name, interface.clone(), func),
+                item: func_name.clone(),
                 index: *index,
                 ty: func.clone(),
             }

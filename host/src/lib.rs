@@ -38,6 +38,7 @@ mod http;
 mod json;
 mod kv;
 mod limits;
+mod link;
 mod plugin;
 mod schema;
 mod state;

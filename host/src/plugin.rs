@@ -2,6 +2,7 @@
 //! configuration and key-value namespace; and the invocation of its functions.
 
 use crate::capability::{Capability, Grants};
+use crate::engine::EPOCH_TICK;
 use crate::engine::{CompiledComponent, Engine};
 use crate::error::{Error, Result};
 use crate::exports::{Export, FunctionInfo};
@@ -9,6 +10,7 @@ use crate::http::HttpPolicy;
 use crate::json;
 use crate::kv::KvStore;
 use crate::limits::{LimitKind, Limits, format_bytes};
+use crate::link::{self, CallTree, Link};
 use crate::state::{HostState, Limiter, bindings};
 use crate::transcript::{CapturedStream, LogEntry, LogSource, Transcript};
 use serde::Serialize;
@@ -52,6 +54,10 @@ struct PluginInner {
     settings: PluginSettings,
     config: Arc<BTreeMap<String, String>>,
     running: Arc<Semaphore>,
+    /// The imports its dependencies provide.
+    links: Vec<Link>,
+    /// Plugins in its call tree, itself included, each counted once.
+    tree_size: usize,
 }
 
 /// What the function returned.
@@ -122,7 +128,33 @@ impl Plugin {
         component: &CompiledComponent,
         settings: PluginSettings,
     ) -> Result<Plugin> {
-        component.requested().check(&settings.grants)?;
+        Plugin::linked(engine, component, settings, &[])
+    }
+
+    /// Like [`Plugin::new`], with the component's imports that no host
+    /// provides linked to the interfaces its `dependencies` export (each
+    /// already bound to its own settings and dependencies). Every such
+    /// import must be exported by exactly one dependency, with the same
+    /// functions and types; nothing else is linked, and each dependency
+    /// runs with its own grants, configuration, key-value namespace and
+    /// limits (see the `link` module).
+    pub fn linked(
+        engine: &Engine,
+        component: &CompiledComponent,
+        settings: PluginSettings,
+        dependencies: &[Plugin],
+    ) -> Result<Plugin> {
+        let links = if dependencies.is_empty() {
+            component.requested().check(&settings.grants)?;
+            Vec::new()
+        } else {
+            let links = link::links(engine.wasmtime(), component, dependencies)?;
+            let missing = component.requested().missing(&settings.grants);
+            if !missing.is_empty() {
+                return Err(Error::MissingCapabilities(missing));
+            }
+            links
+        };
         let limits = &settings.limits;
         if limits.memory_bytes > engine.config().max_memory_bytes {
             return Err(Error::Config(format!(
@@ -142,11 +174,15 @@ impl Plugin {
             ));
         }
 
-        let linker =
-            linker(engine, &settings.grants).map_err(|e| Error::Host(format!("linking: {e:#}")))?;
+        let linker = linker(engine, &settings.grants, &links)
+            .map_err(|e| Error::Host(format!("linking: {e:#}")))?;
         let pre = linker
             .instantiate_pre(&component.inner.component)
             .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
+        let mut tree = std::collections::BTreeSet::new();
+        for link in &links {
+            link.dependency.collect_tree(&mut tree);
+        }
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 engine: engine.clone(),
@@ -155,8 +191,49 @@ impl Plugin {
                 config: Arc::new(settings.config.clone()),
                 running: Arc::new(Semaphore::new(limits.concurrency as usize)),
                 settings,
+                links,
+                tree_size: 1 + tree.len(),
             }),
         })
+    }
+
+    fn collect_tree(&self, tree: &mut std::collections::BTreeSet<usize>) {
+        if tree.insert(self.key()) {
+            for link in &self.inner.links {
+                link.dependency.collect_tree(tree);
+            }
+        }
+    }
+
+    /// Identifies this plugin (and its clones) among the plugins of a call tree.
+    pub(crate) fn key(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    pub(crate) fn pre(&self) -> &InstancePre<HostState> {
+        &self.inner.pre
+    }
+
+    /// One more running instance within the plugin's concurrency limit.
+    pub(crate) fn try_admit(
+        &self,
+    ) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::TryAcquireError> {
+        self.inner.running.clone().try_acquire_owned()
+    }
+
+    /// The dependencies linked to its imports: each import with the plugin
+    /// that provides it.
+    pub fn dependencies(&self) -> impl Iterator<Item = (&str, &Plugin)> {
+        self.inner
+            .links
+            .iter()
+            .map(|link| (link.import.as_str(), &link.dependency))
+    }
+
+    /// How many plugins one invocation may instantiate: itself and each
+    /// plugin it depends on, directly or not, once.
+    pub fn tree_size(&self) -> usize {
+        self.inner.tree_size
     }
 
     /// The compiled component.
@@ -202,7 +279,7 @@ impl Plugin {
         }
         let params = json::arguments(args, &export.param_types())?;
         let limits = &self.inner.settings.limits;
-        let Ok(_permit) = self.inner.running.clone().try_acquire_owned() else {
+        let Ok(_permit) = self.try_admit() else {
             tracing::info!(plugin = %self.inner.settings.name, "concurrency limit refused an invocation");
             return Err(Error::TooManyConcurrent {
                 limit: limits.concurrency,
@@ -212,13 +289,28 @@ impl Plugin {
         let _admitted = admit()?;
 
         let transcript = Transcript::new(limits.log_bytes);
-        let mut store = self.store(transcript.clone(), export.read_divisor());
+        // A plugin linked to dependencies: what its call tree shares. The
+        // stores hold it weakly; it ends with this call.
+        let tree = (!self.inner.links.is_empty())
+            .then(|| Arc::new(CallTree::new(limits, transcript.clone())));
         let started = Instant::now();
-        let outcome = tokio::time::timeout(
+        let mut store = self.store(
+            transcript.clone(),
+            export.read_divisor(),
+            started + limits.timeout,
             limits.timeout,
-            call(&self.inner.pre, &mut store, export, &params),
-        )
-        .await;
+            tree.as_ref(),
+        );
+        // With dependencies, the deadline is enforced in each store (which
+        // names the dependency that ran over); this is the backstop.
+        let backstop = if tree.is_some() {
+            limits.timeout + 3 * EPOCH_TICK
+        } else {
+            limits.timeout
+        };
+        let outcome =
+            tokio::time::timeout(backstop, call(&self.inner.pre, &mut store, export, &params))
+                .await;
         let duration = started.elapsed();
         let fuel_left = store.get_fuel().unwrap_or(0);
         let metering = Metering {
@@ -246,6 +338,7 @@ impl Plugin {
             tracing::info!(plugin = %self.inner.settings.name, function, code = error.code(), "{error}");
         }
         drop(store);
+        drop(tree);
         let logs = transcript.take();
         match result {
             Ok(output) => Ok(Invocation {
@@ -261,7 +354,16 @@ impl Plugin {
         }
     }
 
-    fn store(&self, transcript: Transcript, read_divisor: u64) -> Store<HostState> {
+    /// A store for one instance of this plugin, ending at `deadline` (the
+    /// end of `timeout`), in `tree` if the invocation has dependencies.
+    pub(crate) fn store(
+        &self,
+        transcript: Transcript,
+        read_divisor: u64,
+        deadline: Instant,
+        timeout: Duration,
+        tree: Option<&Arc<CallTree>>,
+    ) -> Store<HostState> {
         let settings = &self.inner.settings;
         let limits = &settings.limits;
         let mut wasi = WasiCtxBuilder::new();
@@ -290,12 +392,13 @@ impl Plugin {
                 rules: settings.grants.http.clone(),
                 transcript: transcript.clone(),
             },
-            limiter: Limiter::new(limits.clone()),
+            limiter: Limiter::new(limits.clone(), tree.map(|tree| tree.memory.clone())),
             transcript,
             kv: settings.kv.clone(),
             config: self.inner.config.clone(),
             limits: limits.clone(),
             fault: None,
+            tree: tree.map(Arc::downgrade),
         };
         let mut store = Store::new(self.inner.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limiter);
@@ -307,8 +410,6 @@ impl Plugin {
         store.set_hostcall_fuel(limits.read_budget_divided(read_divisor));
         // Check the deadline on every epoch tick and yield to the executor, so a
         // spinning plugin neither overruns nor starves other tasks on the thread.
-        let deadline = Instant::now() + limits.timeout;
-        let timeout = limits.timeout;
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Err(wasmtime::Error::new(Error::deadline(timeout)))
@@ -369,7 +470,7 @@ async fn call(
 }
 
 /// Why the call failed, most specific cause first.
-fn classify(
+pub(crate) fn classify(
     error: wasmtime::Error,
     state: &mut HostState,
     transcript: &Transcript,
@@ -500,7 +601,7 @@ fn json_size(json: &impl Serialize) -> u64 {
 
 /// The linker for one set of grants: WASI always (it reaches nothing unless
 /// granted), `wasi:http` only with an allow-list, `config` and `kv` only if granted.
-fn linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<HostState>> {
+fn linker(engine: &Engine, grants: &Grants, links: &[Link]) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine.wasmtime());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::warden::plugin::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
@@ -516,6 +617,7 @@ fn linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<HostState
     if grants.kv {
         bindings::warden::plugin::kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     }
+    link::add_to_linker(&mut linker, links)?;
     Ok(linker)
 }
 

@@ -5,9 +5,10 @@ use crate::error::Error;
 use crate::http::HttpPolicy;
 use crate::kv::{KvError, KvStore};
 use crate::limits::{LimitKind, Limits, format_bytes};
+use crate::link::{CallTree, TreeMemory};
 use crate::transcript::{LogLevel, Transcript};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -39,11 +40,13 @@ pub(crate) struct HostState {
     /// The first limit the host itself enforced (the guest may have swallowed
     /// the failure and trapped differently afterwards).
     pub(crate) fault: Option<Error>,
+    /// The invocation's call tree, for a plugin linked to dependencies.
+    pub(crate) tree: Option<Weak<CallTree>>,
 }
 
 impl HostState {
     /// Records `error` as the cause and turns it into a trap.
-    fn trap(&mut self, error: Error) -> wasmtime::Error {
+    pub(crate) fn trap(&mut self, error: Error) -> wasmtime::Error {
         let message = error.to_string();
         if self.fault.is_none() {
             self.fault = Some(error);
@@ -208,15 +211,19 @@ pub(crate) struct Limiter {
     pub(crate) memory_bytes: u64,
     /// Elements of all tables together.
     pub(crate) table_elements: u64,
+    /// The linear memory of the whole call tree, when the plugin is linked
+    /// to dependencies.
+    pub(crate) tree: Option<Arc<TreeMemory>>,
 }
 
 impl Limiter {
-    pub(crate) fn new(limits: Limits) -> Limiter {
+    pub(crate) fn new(limits: Limits, tree: Option<Arc<TreeMemory>>) -> Limiter {
         Limiter {
             limits,
             hit: None,
             memory_bytes: 0,
             table_elements: 0,
+            tree,
         }
     }
 }
@@ -251,6 +258,11 @@ impl wasmtime::ResourceLimiter for Limiter {
                     format_bytes(limit)
                 ),
             );
+        }
+        if let Some(tree) = &self.tree
+            && let Err(detail) = tree.grow(desired.saturating_sub(current) as u64)
+        {
+            return self.refuse(LimitKind::Memory, detail);
         }
         self.memory_bytes = total;
         Ok(true)
@@ -301,7 +313,7 @@ mod tests {
             table_elements: 100,
             ..Limits::default()
         };
-        let mut limiter = Limiter::new(limits);
+        let mut limiter = Limiter::new(limits, None);
         assert!(limiter.memory_growing(0, 6 << 20, None).unwrap());
         assert!(limiter.memory_growing(6 << 20, 8 << 20, None).unwrap());
         // A second memory: 8 + 3 MiB > 10 MiB.

@@ -48,6 +48,10 @@ pub struct LogEntry {
     pub source: LogSource,
     /// The text (stdout/stderr chunks are joined until a newline).
     pub message: String,
+    /// The dependency that wrote it (`org/name@version`); `None` for the
+    /// invoked plugin itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
 }
 
 /// What each entry costs of the log budget beyond its text: an empty
@@ -63,21 +67,45 @@ struct Inner {
     limit: u64,
 }
 
-/// A shared, size-capped transcript.
+/// A shared, size-capped transcript. Every plugin of one invocation's call
+/// tree writes to the same one (one budget), each entry labelled with the
+/// dependency that wrote it.
 #[derive(Clone, Debug)]
-pub(crate) struct Transcript(Arc<Mutex<Inner>>);
+pub(crate) struct Transcript {
+    shared: Arc<Mutex<Inner>>,
+    plugin: Option<Arc<str>>,
+}
 
 impl Transcript {
     pub(crate) fn new(limit: u64) -> Transcript {
-        Transcript(Arc::new(Mutex::new(Inner {
-            entries: Vec::new(),
-            bytes: 0,
-            limit,
-        })))
+        Transcript {
+            shared: Arc::new(Mutex::new(Inner {
+                entries: Vec::new(),
+                bytes: 0,
+                limit,
+            })),
+            plugin: None,
+        }
+    }
+
+    /// The same transcript, whose new entries name the dependency `plugin`.
+    pub(crate) fn labelled(&self, plugin: &str) -> Transcript {
+        Transcript {
+            shared: self.shared.clone(),
+            plugin: Some(plugin.into()),
+        }
+    }
+
+    fn label(&self) -> Option<String> {
+        self.plugin.as_deref().map(str::to_owned)
+    }
+
+    fn is_mine(&self, entry: &LogEntry) -> bool {
+        entry.plugin.as_deref() == self.plugin.as_deref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0
+        self.shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -116,6 +144,7 @@ impl Transcript {
         inner.entries.push(LogEntry {
             source: LogSource::Log(level),
             message,
+            plugin: self.label(),
         });
         Ok(())
     }
@@ -125,17 +154,16 @@ impl Transcript {
         let mut inner = self.lock();
         let continues = matches!(
             inner.entries.last(),
-            Some(last) if last.source == source && !last.message.ends_with('\n')
+            Some(last) if last.source == source && self.is_mine(last) && !last.message.ends_with('\n')
         );
         Self::charge(&mut inner, bytes.len(), !continues)?;
         let text = String::from_utf8_lossy(bytes);
         match inner.entries.last_mut() {
-            Some(last) if last.source == source && !last.message.ends_with('\n') => {
-                last.message.push_str(&text);
-            }
+            Some(last) if continues => last.message.push_str(&text),
             _ => inner.entries.push(LogEntry {
                 source,
                 message: text.into_owned(),
+                plugin: self.label(),
             }),
         }
         Ok(())
@@ -154,6 +182,7 @@ impl Transcript {
             inner.entries.push(LogEntry {
                 source: LogSource::Host,
                 message,
+                plugin: self.label(),
             });
         }
     }
@@ -168,7 +197,7 @@ impl Transcript {
         let stderr: String = inner
             .entries
             .iter()
-            .filter(|e| e.source == LogSource::Stderr)
+            .filter(|e| e.source == LogSource::Stderr && self.is_mine(e))
             .map(|e| e.message.as_str())
             .collect();
         let start = stderr.rfind("panicked at")?;

@@ -1,0 +1,380 @@
+//! Plugins linked to their dependencies at run time: the `dependent` guest
+//! imports the `vault` interface, which the `vault` guest exports (and the
+//! `relay` guest forwards to its own vault). Each dependency runs with its
+//! own grants and namespace; one invocation's fuel, memory and deadline
+//! cover the whole call tree.
+
+mod common;
+
+use common::{compiled, engine, limits};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use warden_host::{
+    Capability, Error, Grants, KvStore, Limits, LogSource, MemoryKvStore, Output, Plugin,
+    PluginSettings,
+};
+use warden_test_programs::{DEPENDENT, HELLO, RELAY, VAULT};
+
+const VAULT_NAME: &str = "acme/vault@1.0.0";
+const RELAY_NAME: &str = "acme/relay@1.0.0";
+
+/// The vault, with kv in its own namespace of `kv`.
+fn vault(kv: &Arc<MemoryKvStore>, limits: Limits) -> Plugin {
+    Plugin::new(
+        engine(),
+        &compiled(VAULT),
+        PluginSettings {
+            name: VAULT_NAME.into(),
+            grants: Grants::parse(["kv"]).unwrap(),
+            limits,
+            config: Default::default(),
+            kv: Some((kv.clone() as Arc<dyn KvStore>, "acme/vault".into())),
+        },
+    )
+    .unwrap()
+}
+
+fn relay(vault: &Plugin) -> Plugin {
+    Plugin::linked(
+        engine(),
+        &compiled(RELAY),
+        PluginSettings {
+            name: RELAY_NAME.into(),
+            ..PluginSettings::default()
+        },
+        std::slice::from_ref(vault),
+    )
+    .unwrap()
+}
+
+/// The dependent, with no grant at all, linked to `dependency`.
+fn dependent(dependency: &Plugin, limits: Limits) -> Result<Plugin, Error> {
+    Plugin::linked(
+        engine(),
+        &compiled(DEPENDENT),
+        PluginSettings {
+            name: "acme/dependent@1.0.0".into(),
+            limits,
+            ..PluginSettings::default()
+        },
+        std::slice::from_ref(dependency),
+    )
+}
+
+async fn value(plugin: &Plugin, function: &str, args: serde_json::Value) -> serde_json::Value {
+    common::value(plugin, function, args).await
+}
+
+#[tokio::test]
+async fn a_plugin_without_kv_reaches_kv_only_through_its_dependency_in_the_dependency_namespace() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let vault = vault(&kv, Limits::default());
+    let dependent = dependent(&vault, Limits::default()).unwrap();
+    assert!(
+        !compiled(DEPENDENT).requested().contains(&Capability::Kv),
+        "the dependent imports no kv of its own"
+    );
+    assert_eq!(
+        value(&dependent, "remember", json!(["colour", "blue"])).await,
+        json!(null)
+    );
+    assert_eq!(
+        value(&dependent, "recall", json!(["colour"])).await,
+        json!("blue")
+    );
+    // Written in the vault's namespace, and nowhere else.
+    assert_eq!(
+        kv.get("acme/vault", "colour").await.unwrap(),
+        Some(b"blue".to_vec())
+    );
+    assert_eq!(
+        kv.list_keys("acme/dependent", "", 100).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        kv.list_keys("test", "", 100).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(dependent.tree_size(), 2);
+    let linked: Vec<_> = dependent
+        .dependencies()
+        .map(|(import, d)| (import.to_owned(), d.settings().name.clone()))
+        .collect();
+    assert_eq!(
+        linked,
+        [(
+            "warden-tests:linking/vault@0.1.0".to_owned(),
+            VAULT_NAME.to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_dependency_gets_none_of_its_dependents_grants() {
+    // The vault imports kv; granted to the dependent, not to the vault, it
+    // does not load: nothing flows down a link.
+    let vault = Plugin::new(
+        engine(),
+        &compiled(VAULT),
+        PluginSettings {
+            name: VAULT_NAME.into(),
+            ..PluginSettings::default()
+        },
+    );
+    match vault {
+        Err(Error::MissingCapabilities(missing)) => assert_eq!(missing, [Capability::Kv]),
+        Err(other) => panic!("expected missing kv, got {other}"),
+        Ok(_) => panic!("a vault without the kv grant loaded"),
+    }
+}
+
+#[tokio::test]
+async fn one_instance_of_a_dependency_serves_the_whole_invocation_and_no_other() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let dependent = dependent(&vault(&kv, Limits::default()), Limits::default()).unwrap();
+    for _ in 0..2 {
+        let call = dependent
+            .invoke("shout-times", &json!(["hi", 3]))
+            .await
+            .unwrap();
+        // Three shouts and nothing left over from the previous invocation.
+        assert_eq!(call.output, Output::Value(json!(["HI", 3])));
+        let from_vault: Vec<_> = call
+            .logs
+            .iter()
+            .filter(|entry| entry.plugin.as_deref() == Some(VAULT_NAME))
+            .map(|entry| (entry.source, entry.message.as_str()))
+            .collect();
+        assert_eq!(
+            from_vault,
+            [(
+                LogSource::Log(warden_host::LogLevel::Info),
+                "vault shouts hi"
+            ); 3]
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_fuel_a_dependency_burns_is_the_invocations() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let dependent = dependent(&vault(&kv, Limits::default()), Limits::default()).unwrap();
+    let once = dependent
+        .invoke("shout-times", &json!(["hi", 1]))
+        .await
+        .unwrap();
+    let often = dependent
+        .invoke("shout-times", &json!(["hi", 200]))
+        .await
+        .unwrap();
+    assert!(
+        often.metering.fuel_used > once.metering.fuel_used + 100 * 1_000,
+        "200 calls into the vault cost {} fuel, one call {}",
+        often.metering.fuel_used,
+        once.metering.fuel_used
+    );
+}
+
+#[tokio::test]
+async fn a_spinning_dependency_is_stopped_by_the_callers_fuel() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let vault = vault(&kv, limits(|l| l.fuel = 1_000_000_000));
+    let dependent = dependent(&vault, limits(|l| l.fuel = 20_000_000)).unwrap();
+    let failure = common::failure(&dependent, "spin-there", json!([])).await;
+    assert_eq!(failure.error.code(), "out_of_fuel");
+    assert_eq!(failure.error.dependency(), Some(VAULT_NAME));
+    assert!(
+        failure
+            .error
+            .to_string()
+            .starts_with(&format!("in dependency {VAULT_NAME}: "))
+    );
+    // Every unit of the invocation's fuel is accounted for, none beyond it.
+    assert_eq!(failure.metering.unwrap().fuel_used, 20_000_000);
+}
+
+#[tokio::test]
+async fn a_spinning_dependency_is_stopped_by_its_own_fuel_limit() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let vault = vault(&kv, limits(|l| l.fuel = 5_000_000));
+    let dependent = dependent(&vault, limits(|l| l.fuel = 1_000_000_000)).unwrap();
+    let failure = common::failure(&dependent, "spin-there", json!([])).await;
+    assert_eq!(failure.error.code(), "out_of_fuel");
+    assert_eq!(failure.error.dependency(), Some(VAULT_NAME));
+    let used = failure.metering.unwrap().fuel_used;
+    assert!(
+        (5_000_000..6_000_000).contains(&used),
+        "the vault may burn its own 5,000,000 (the dependent a little more), used {used}"
+    );
+}
+
+#[tokio::test]
+async fn a_spinning_dependency_is_stopped_at_the_invocations_deadline() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let vault = vault(
+        &kv,
+        limits(|l| {
+            l.fuel = u64::MAX / 2;
+            l.timeout = Duration::from_secs(30);
+        }),
+    );
+    let dependent = dependent(
+        &vault,
+        limits(|l| {
+            l.fuel = u64::MAX / 2;
+            l.timeout = Duration::from_millis(300);
+        }),
+    )
+    .unwrap();
+    let failure = common::failure(&dependent, "spin-there", json!([])).await;
+    assert_eq!(failure.error.code(), "deadline_exceeded");
+    assert_eq!(failure.error.dependency(), Some(VAULT_NAME));
+    let took = failure.metering.unwrap().duration;
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test]
+async fn the_call_trees_memory_counts_against_the_invoked_plugins_limit() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let vault = vault(&kv, limits(|l| l.memory_bytes = 256 << 20));
+    let dependent = dependent(&vault, limits(|l| l.memory_bytes = 48 << 20)).unwrap();
+    // Within: 8 + 8 MiB on top of both plugins' initial memories.
+    let grown = value(&dependent, "grow-both", json!([8, 8])).await;
+    assert_eq!(grown, json!(8u64 << 20));
+    // Past it together, though each side alone is within its own limit.
+    let failure = common::failure(&dependent, "grow-both", json!([20, 30])).await;
+    assert_eq!(failure.error.code(), "memory_limit");
+    assert_eq!(failure.error.dependency(), Some(VAULT_NAME));
+    assert!(
+        failure.error.to_string().contains("together"),
+        "{}",
+        failure.error
+    );
+    // A bomb in the dependency alone.
+    let failure = common::failure(&dependent, "grow-there", json!([1024])).await;
+    assert_eq!(failure.error.code(), "memory_limit");
+    assert_eq!(failure.error.dependency(), Some(VAULT_NAME));
+}
+
+#[tokio::test]
+async fn a_panicking_dependency_ends_the_invocation_naming_itself() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let dependent = dependent(&vault(&kv, Limits::default()), Limits::default()).unwrap();
+    let failure = common::failure(&dependent, "crash-there", json!(["the vault gave up"])).await;
+    assert_eq!(failure.error.code(), "trap");
+    assert_eq!(failure.error.dependency(), Some(VAULT_NAME));
+    assert!(
+        failure.error.to_string().contains("the vault gave up"),
+        "{}",
+        failure.error
+    );
+    // The dependent and its dependency run again afterwards.
+    assert_eq!(
+        value(&dependent, "shout-times", json!(["ok", 1])).await,
+        json!(["OK", 1])
+    );
+}
+
+#[tokio::test]
+async fn dependencies_link_transitively_and_the_innermost_failure_is_named() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let vault = vault(&kv, Limits::default());
+    let relay = relay(&vault);
+    let dependent = dependent(&relay, Limits::default()).unwrap();
+    assert_eq!(dependent.tree_size(), 3);
+    let call = dependent
+        .invoke("shout-times", &json!(["hey", 2]))
+        .await
+        .unwrap();
+    assert_eq!(call.output, Output::Value(json!(["HEY", 2])));
+    let labels: Vec<_> = call
+        .logs
+        .iter()
+        .map(|entry| {
+            (
+                entry.plugin.as_deref().unwrap_or("-"),
+                entry.message.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            (RELAY_NAME, "relay passes hey"),
+            (VAULT_NAME, "vault shouts hey"),
+            (RELAY_NAME, "relay passes hey"),
+            (VAULT_NAME, "vault shouts hey"),
+        ]
+    );
+    value(&dependent, "remember", json!(["k", "v"])).await;
+    assert_eq!(
+        kv.get("acme/vault", "k").await.unwrap(),
+        Some(b"v".to_vec())
+    );
+
+    let failure = common::failure(&dependent, "crash-there", json!(["deep down"])).await;
+    assert_eq!(failure.error.code(), "trap");
+    assert_eq!(failure.error.dependency(), Some(VAULT_NAME));
+}
+
+#[tokio::test]
+async fn an_import_no_dependency_exports_is_named() {
+    let hello = common::plugin(HELLO, &[], Limits::default());
+    let error = dependent(&hello, Limits::default()).err().expect("linked");
+    assert_eq!(error.code(), "unsupported_imports");
+    assert_eq!(
+        error.to_string(),
+        "the component imports warden-tests:linking/vault@0.1.0, which its dependency test does not export"
+    );
+    // And without any dependency: the import is unsupported, as always.
+    let alone = Plugin::new(engine(), &compiled(DEPENDENT), PluginSettings::default());
+    assert!(
+        matches!(alone, Err(Error::UnsupportedImports(imports)) if imports == ["warden-tests:linking/vault@0.1.0"])
+    );
+}
+
+/// A plugin exporting the vault interface as one function `name` of
+/// `u32 -> u32`.
+fn impostor(name: &str) -> Plugin {
+    let text = format!(
+        r#"(component
+            (core module $m (func (export "f") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $f (param "key" u32) (result u32) (canon lift (core func $i "f")))
+            (instance $vault (export "{name}" (func $f)))
+            (export "warden-tests:linking/vault@0.1.0" (instance $vault)))"#
+    );
+    let component = engine().compile(&wat::parse_str(text).unwrap()).unwrap();
+    Plugin::new(
+        engine(),
+        &component,
+        PluginSettings {
+            name: "acme/impostor@1.0.0".into(),
+            ..PluginSettings::default()
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_interface_with_other_functions_or_types_is_not_linked() {
+    let error = dependent(&impostor("other"), Limits::default())
+        .err()
+        .expect("linked");
+    assert_eq!(error.code(), "link_failed");
+    assert_eq!(
+        error.to_string(),
+        "cannot link warden-tests:linking/vault@0.1.0 to acme/impostor@1.0.0: warden-tests:linking/vault@0.1.0 has no function `put`"
+    );
+    let error = dependent(&impostor("put"), Limits::default())
+        .err()
+        .expect("linked");
+    assert_eq!(error.code(), "link_failed");
+    assert!(
+        error
+            .to_string()
+            .ends_with("`put` is `func(key: u32) -> u32` in warden-tests:linking/vault@0.1.0"),
+        "{error}"
+    );
+}
