@@ -180,10 +180,13 @@ pub async fn publish_manifest(
     let compiled = engine.compile(&bytes)?;
     let requested = compiled.requested();
     let grants = parse_capabilities(&manifest.capabilities)?;
-    check_imports(requested, &grants).map_err(|problem| {
+    check_imports(requested, &grants, !manifest.dependencies.is_empty()).map_err(|problem| {
         let component = manifest.component.display();
         Failure::invalid(match problem {
-            ImportProblem::Unsupported(_) => format!("{component}: {problem}"),
+            ImportProblem::Unsupported(_) => format!(
+                "{component}: {problem} (an interface of another plugin is imported by declaring it under [dependencies] in warden.toml)"
+            ),
+            ImportProblem::Unprovided { .. } => format!("{component}: {problem}"),
             ImportProblem::NotRequested(_) => {
                 format!("{component}: {problem} (add them to `capabilities` in warden.toml)")
             }

@@ -338,7 +338,7 @@ impl CompiledComponent {
             .exports
             .iter()
             .filter_map(|e| e.info.interface.as_deref())
-            .filter(|exported| crate::link::serves(exported, import))
+            .filter(|exported| crate::link::interface_serves(exported, import))
             .max_by_key(|exported| *exported == import)
             .map(str::to_owned)
     }

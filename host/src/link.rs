@@ -153,7 +153,7 @@ fn same_signature(a: &ComponentFunc, b: &ComponentFunc) -> bool {
 /// Whether an exported interface name serves an import: the same name, or
 /// the same interface at a semver-compatible version no older than the one
 /// imported (`pkg:ns/text@1.2.0` serves `pkg:ns/text@1.0.0`).
-pub(crate) fn serves(exported: &str, import: &str) -> bool {
+pub fn interface_serves(exported: &str, import: &str) -> bool {
     if exported == import {
         return true;
     }
@@ -435,17 +435,17 @@ mod tests {
 
     #[test]
     fn an_export_serves_the_same_or_a_compatible_newer_interface() {
-        assert!(serves("a:b/c@1.0.0", "a:b/c@1.0.0"));
-        assert!(serves("a:b/c", "a:b/c"));
-        assert!(serves("a:b/c@1.2.0", "a:b/c@1.0.0"));
-        assert!(!serves("a:b/c@1.0.0", "a:b/c@1.2.0"));
-        assert!(!serves("a:b/c@2.0.0", "a:b/c@1.0.0"));
-        assert!(serves("a:b/c@0.1.3", "a:b/c@0.1.0"));
-        assert!(!serves("a:b/c@0.2.0", "a:b/c@0.1.0"));
-        assert!(!serves("a:b/c@0.0.2", "a:b/c@0.0.1"));
-        assert!(!serves("a:b/d@1.0.0", "a:b/c@1.0.0"));
-        assert!(!serves("a:b/c@1.1.0-rc.1", "a:b/c@1.0.0"));
-        assert!(!serves("a:b/c", "a:b/c@1.0.0"));
+        assert!(interface_serves("a:b/c@1.0.0", "a:b/c@1.0.0"));
+        assert!(interface_serves("a:b/c", "a:b/c"));
+        assert!(interface_serves("a:b/c@1.2.0", "a:b/c@1.0.0"));
+        assert!(!interface_serves("a:b/c@1.0.0", "a:b/c@1.2.0"));
+        assert!(!interface_serves("a:b/c@2.0.0", "a:b/c@1.0.0"));
+        assert!(interface_serves("a:b/c@0.1.3", "a:b/c@0.1.0"));
+        assert!(!interface_serves("a:b/c@0.2.0", "a:b/c@0.1.0"));
+        assert!(!interface_serves("a:b/c@0.0.2", "a:b/c@0.0.1"));
+        assert!(!interface_serves("a:b/d@1.0.0", "a:b/c@1.0.0"));
+        assert!(!interface_serves("a:b/c@1.1.0-rc.1", "a:b/c@1.0.0"));
+        assert!(!interface_serves("a:b/c", "a:b/c@1.0.0"));
     }
 
     #[test]

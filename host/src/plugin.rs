@@ -205,6 +205,11 @@ impl Plugin {
         }
     }
 
+    /// Whether `other` is this plugin (or a clone of it).
+    pub fn is_same(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Identifies this plugin (and its clones) among the plugins of a call tree.
     pub(crate) fn key(&self) -> usize {
         Arc::as_ptr(&self.inner) as usize

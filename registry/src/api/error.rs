@@ -91,6 +91,9 @@ error_codes! {
     ReleaseUntrusted = ("release_untrusted", CONFLICT),
     /// The release imports capabilities it was not granted.
     MissingCapabilities = ("missing_capabilities", CONFLICT),
+    /// A dependency does not export an imported interface with the
+    /// functions and types the plugin expects.
+    LinkFailed = ("link_failed", CONFLICT),
     /// The plugin's configuration cannot be applied.
     InvalidConfig = ("invalid_config", CONFLICT),
     /// The body is not JSON.
@@ -457,6 +460,7 @@ impl From<DependencyError> for ApiError {
     fn from(error: DependencyError) -> ApiError {
         let code = match error {
             DependencyError::Db(e) => return e.into(),
+            DependencyError::Release(e) => return e.into(),
             DependencyError::Corrupt(_) => return ApiError::internal(error),
             DependencyError::NoPlugin(_) => ErrorCode::NotFound,
             DependencyError::Invalid(_) => ErrorCode::InvalidQuery,
@@ -496,6 +500,11 @@ impl From<ReleaseError> for ApiError {
             E::Signature(e) => return e.into(),
             E::Imports(ImportProblem::Unsupported(ref unsupported)) => {
                 let details = json!({ "unsupported": unsupported });
+                return ApiError::from_display(ErrorCode::UnsupportedImports, &error)
+                    .with_details(details);
+            }
+            E::Imports(ImportProblem::Unprovided { ref imports, .. }) => {
+                let details = json!({ "unprovided": imports });
                 return ApiError::from_display(ErrorCode::UnsupportedImports, &error)
                     .with_details(details);
             }

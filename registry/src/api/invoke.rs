@@ -6,7 +6,7 @@ use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, ErrorBody, ErrorCod
 use crate::domain::names;
 use crate::domain::resolution::Resolved;
 use crate::domain::tokens::{Caller, Permission};
-use crate::runtime::LoadError;
+use crate::runtime::{LinkError, Linked, LoadError, LoadedRelease};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,10 @@ pub struct InvokeResponse {
     pub result: Json_,
     /// The release that ran.
     pub release: ReleaseRan,
+    /// The releases of its dependencies linked into the call (each after
+    /// its own dependencies; empty for a plugin without dependencies).
+    #[serde(default)]
+    pub dependencies: Vec<ReleaseRan>,
     /// What the call used.
     pub metering: MeteringReport,
     /// The plugin's log messages and stdout/stderr.
@@ -87,6 +91,13 @@ pub struct InvocationFailure {
     pub error: Option<Json_>,
     /// The release that ran.
     pub release: ReleaseRan,
+    /// The releases of its dependencies linked into the call.
+    #[serde(default)]
+    pub dependencies: Vec<ReleaseRan>,
+    /// The dependency in which the call failed (`org/name@version`), if it
+    /// failed in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_in: Option<String>,
     /// What the call used until it ended, if it got that far.
     pub metering: Option<MeteringReport>,
     /// The plugin's log messages and stdout/stderr.
@@ -146,16 +157,37 @@ async fn invoke(
         )
         .await;
     }
-    let plugin = state
-        .runtime
-        .plugin(&loaded, &resolved.config)
-        .map_err(|e| host_error(&e, None))?;
+    let Linked {
+        plugin,
+        dependencies,
+    } = match link(&state, &caller, &org, &name, &resolved, &loaded).await {
+        Ok(linked) => linked,
+        Err(error) => {
+            state
+                .metrics
+                .invocation(&plugin_label, &record.version, Some("load_failed"), None);
+            return Err(error);
+        }
+    };
     let args = body.args.unwrap_or_else(|| Json_::Array(Vec::new()));
     let release = ReleaseRan {
         name: plugin_label.clone(),
         version: record.version.clone(),
         digest: loaded.verified.statement.component.digest.clone(),
     };
+    let dependencies: Vec<ReleaseRan> = dependencies
+        .into_iter()
+        .map(|(name, version, digest)| {
+            state
+                .metrics
+                .dependency_linked(&plugin_label, &name, &version);
+            ReleaseRan {
+                name,
+                version,
+                digest,
+            }
+        })
+        .collect();
     match state.runtime.invoke(&org, plugin, function, args).await {
         Ok(invocation) => {
             let metering = MeteringReport::from(invocation.metering);
@@ -170,6 +202,7 @@ async fn invoke(
                     Ok(Json(InvokeResponse {
                         result,
                         release,
+                        dependencies,
                         metering,
                         logs: invocation.logs,
                     }))
@@ -184,6 +217,8 @@ async fn invoke(
                     let details = InvocationFailure {
                         error: Some(error),
                         release,
+                        dependencies,
+                        failed_in: None,
                         metering: Some(metering),
                         logs: invocation.logs,
                     };
@@ -205,10 +240,62 @@ async fn invoke(
             let details = InvocationFailure {
                 error: None,
                 release,
+                dependencies,
+                failed_in: failure.error.dependency().map(str::to_owned),
                 metering: failure.metering.map(MeteringReport::from),
                 logs: failure.logs,
             };
             Err(host_error(&failure.error, Some(details.details())))
+        }
+    }
+}
+
+/// The plugin of the resolved release, linked to its dependencies as they
+/// resolve now (each verified like any release), with the dependencies'
+/// names, versions and component digests.
+async fn link(
+    state: &AppState,
+    caller: &Caller,
+    org: &str,
+    name: &str,
+    resolved: &Resolved,
+    loaded: &LoadedRelease,
+) -> ApiResult<Linked> {
+    if loaded.verified.statement.dependencies.is_empty() {
+        let plugin = state
+            .runtime
+            .plugin(loaded, &resolved.config, &[])
+            .map_err(|e| host_error(&e, None))?;
+        return Ok(Linked {
+            plugin,
+            dependencies: Vec::new(),
+        });
+    }
+    let record = &resolved.record;
+    let set = state
+        .snapshot
+        .dependency_set(
+            &state.db,
+            org,
+            name,
+            &record.version,
+            state.approvals_required,
+        )
+        .await?;
+    match state.runtime.linked(loaded, &resolved.config, &set).await {
+        Ok(linked) => Ok(linked),
+        Err(LinkError::Host(error)) => Err(host_error(&error, None)),
+        Err(LinkError::Load { dependency, error }) => {
+            Err(refused(state, caller, org, &dependency, error).await)
+        }
+        Err(LinkError::Mismatch(why)) => {
+            let reference = format!("{}@{}", record.repository, record.version);
+            tracing::error!(%reference, "refusing to run: {why}");
+            audit_refusal(state, caller, org, &reference, "release.refused", &why).await;
+            Err(ApiError::new(
+                ErrorCode::ReleaseUntrusted,
+                format!("{reference} was refused: {why}"),
+            ))
         }
     }
 }

@@ -55,6 +55,13 @@ struct ReleaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabels {
+    plugin: String,
+    dependency: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     plugin: String,
     version: String,
@@ -70,6 +77,7 @@ pub struct Metrics {
     invocation_errors: Family<ErrorLabels, Counter>,
     fuel: Family<ReleaseLabels, Counter>,
     invocation_seconds: Family<ReleaseLabels, Histogram>,
+    dependencies: Family<DependencyLabels, Counter>,
     compiles_running: Gauge,
     compiles_waiting: Gauge,
 }
@@ -117,6 +125,12 @@ impl Default for Metrics {
             "Invocation wall-clock time by plugin and version",
             invocation_seconds.clone(),
         );
+        let dependencies = Family::<DependencyLabels, Counter>::default();
+        registry.register(
+            "plugin_dependency_links",
+            "Invocations by plugin and the dependency release (name and version) linked into them",
+            dependencies.clone(),
+        );
         let compiles_running = Gauge::default();
         let compiles_waiting = Gauge::default();
         registry.register(
@@ -139,6 +153,7 @@ impl Default for Metrics {
             invocation_errors,
             fuel,
             invocation_seconds,
+            dependencies,
         }
     }
 }
@@ -173,6 +188,17 @@ impl Metrics {
                 .get_or_create(&labels)
                 .observe(metering.duration.as_secs_f64());
         }
+    }
+
+    /// Counts one invocation of `plugin` linked with `dependency` at `version`.
+    pub fn dependency_linked(&self, plugin: &str, dependency: &str, version: &str) {
+        self.dependencies
+            .get_or_create(&DependencyLabels {
+                plugin: plugin.to_owned(),
+                dependency: dependency.to_owned(),
+                version: version.to_owned(),
+            })
+            .inc();
     }
 
     /// Sets the gauges of the publish compile gate.

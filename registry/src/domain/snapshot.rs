@@ -1,5 +1,6 @@
-//! What the invoke path needs, held in memory: who a token is, and which
-//! release of a plugin runs with which configuration. A hit costs no database
+//! What the invoke path needs, held in memory: who a token is, which
+//! release of a plugin runs with which configuration, and what that
+//! release's dependencies resolve to. A hit costs no database
 //! round trip; a miss reads the database as [`tokens::authenticate`] and
 //! [`resolution::resolve`] do and keeps the answer.
 //!
@@ -20,6 +21,7 @@
 //! Each organization holds at most [`MAX_ENTRIES_PER_ORG`] entries of each
 //! kind, so no tenant can push another's entries out.
 
+use super::dependencies::{self, DependencyError, DependencySet};
 use super::resolution::{self, ResolveError, Resolved};
 use super::tokens::{self, AuthError, Caller};
 use crate::changes::Stamp;
@@ -41,6 +43,7 @@ pub struct Snapshot {
     max_age: Duration,
     callers: RwLock<Entries<Caller>>,
     releases: RwLock<Entries<Arc<Resolved>>>,
+    dependencies: RwLock<Entries<Arc<DependencySet>>>,
 }
 
 impl Snapshot {
@@ -50,6 +53,7 @@ impl Snapshot {
             max_age,
             callers: RwLock::default(),
             releases: RwLock::default(),
+            dependencies: RwLock::default(),
         }
     }
 
@@ -106,6 +110,32 @@ impl Snapshot {
             Arc::new(resolution::resolve(db, org, name, requirement, approvals_required).await?);
         write(&self.releases).insert(key, org, stamp, resolved.clone());
         Ok(resolved)
+    }
+}
+
+impl Snapshot {
+    /// What `org/name@version` links, as [`dependencies::dependency_set`]
+    /// says. `org` must be one the caller was authorized for.
+    pub async fn dependency_set(
+        &self,
+        db: &Db,
+        org: &str,
+        name: &str,
+        version: &str,
+        approvals_required: u32,
+    ) -> Result<Arc<DependencySet>, DependencyError> {
+        let key = format!("{org}\n{name}\n{version}");
+        if db.changes().is_following()
+            && let Some(set) = read(&self.dependencies).get(&key, self.max_age)
+        {
+            return Ok(set);
+        }
+        let stamp = db.changes().stamp(org);
+        let set = Arc::new(
+            dependencies::dependency_set(db, org, name, version, approvals_required).await?,
+        );
+        write(&self.dependencies).insert(key, org, stamp, set.clone());
+        Ok(set)
     }
 }
 

@@ -11,6 +11,7 @@ mod kv;
 pub use kv::{ORG_KV_KEYS, SqlKvStore};
 
 use crate::artifact::{ArtifactSource, FetchError};
+use crate::domain::dependencies::DependencySet;
 use crate::oci::{Digest, RepositoryName};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -98,8 +99,9 @@ pub struct LoadedRelease {
     pub verified: VerifiedRelease,
     /// The compiled component.
     pub compiled: CompiledComponent,
-    /// The plugin bound to the configuration it was last built with.
-    plugin: Mutex<Option<(BTreeMap<String, String>, Plugin)>>,
+    /// The plugin bound to the configuration and dependencies it was last
+    /// built with.
+    plugin: Mutex<Option<Bound>>,
     /// Set when the on-disk compiled cache held an entry for this component
     /// that failed its check (replaced or corrupted) and was discarded.
     cache_rejected: std::sync::atomic::AtomicBool,
@@ -111,6 +113,42 @@ impl LoadedRelease {
         self.cache_rejected
             .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// A plugin with what it was bound to.
+struct Bound {
+    config: BTreeMap<String, String>,
+    dependencies: Vec<Plugin>,
+    plugin: Plugin,
+}
+
+/// Why a release's dependencies could not be linked.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// A dependency could not be loaded.
+    #[error("its dependency {dependency}: {error}")]
+    Load {
+        /// `org/name@version`.
+        dependency: String,
+        /// Why.
+        error: LoadError,
+    },
+    /// What the signed statements declare does not match the releases the
+    /// database resolved: refused, since the database may not add trust.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The host refused to link them.
+    #[error(transparent)]
+    Host(#[from] warden_host::Error),
+}
+
+/// A release's plugin linked to its dependencies.
+pub struct Linked {
+    /// The plugin, ready to invoke.
+    pub plugin: Plugin,
+    /// The dependencies it was linked with, as verified: `org/name`,
+    /// version and component digest, each after its own dependencies.
+    pub dependencies: Vec<(String, String, String)>,
 }
 
 /// The threads plugins run on: a runtime of their own, so that guests burning
@@ -148,6 +186,81 @@ pub struct Runtime {
     org_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
+/// Binds the plugins of one call tree, dependencies first.
+struct Tree<'a> {
+    runtime: &'a Runtime,
+    available: &'a BTreeMap<&'a str, (Arc<LoadedRelease>, &'a BTreeMap<String, String>)>,
+    built: BTreeMap<String, Plugin>,
+    /// Dependencies bound so far, each after its own dependencies.
+    order: Vec<String>,
+    /// The dependencies being bound, outermost first.
+    path: Vec<String>,
+}
+
+impl Tree<'_> {
+    fn bind(
+        &mut self,
+        loaded: &LoadedRelease,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Plugin, LinkError> {
+        let statement = &loaded.verified.statement;
+        let mut linked = Vec::with_capacity(statement.dependencies.len());
+        for (name, requirement) in &statement.dependencies {
+            let Some((dependency, dependency_config)) = self.available.get(name.as_str()) else {
+                return Err(LinkError::Mismatch(format!(
+                    "{} declares the dependency {name} {requirement}, which was not resolved",
+                    statement.reference()
+                )));
+            };
+            let chosen = &dependency.verified.statement;
+            let satisfied = semver::VersionReq::parse(requirement)
+                .ok()
+                .zip(semver::Version::parse(&chosen.version).ok())
+                .is_some_and(|(requirement, version)| requirement.matches(&version));
+            if !satisfied {
+                return Err(LinkError::Mismatch(format!(
+                    "{} requires {name} {requirement}, which {} does not satisfy",
+                    statement.reference(),
+                    chosen.reference()
+                )));
+            }
+            if self.path.contains(name) {
+                return Err(LinkError::Mismatch(format!(
+                    "the dependencies of {} lead back to {name}",
+                    statement.reference()
+                )));
+            }
+            let plugin = match self.built.get(name) {
+                Some(plugin) => plugin.clone(),
+                None => {
+                    self.path.push(name.clone());
+                    let plugin = self
+                        .bind(dependency, dependency_config)
+                        .map_err(|e| match e {
+                            // Named where it happened.
+                            LinkError::Host(error @ warden_host::Error::InDependency { .. }) => {
+                                LinkError::Host(error)
+                            }
+                            LinkError::Host(error) => {
+                                LinkError::Host(warden_host::Error::InDependency {
+                                    plugin: chosen.reference(),
+                                    error: Box::new(error),
+                                })
+                            }
+                            other => other,
+                        })?;
+                    self.path.pop();
+                    self.built.insert(name.clone(), plugin.clone());
+                    self.order.push(name.clone());
+                    plugin
+                }
+            };
+            linked.push(plugin);
+        }
+        Ok(self.runtime.plugin(loaded, config, &linked)?)
+    }
+}
+
 /// How long a failed verification is remembered: calls within it are refused
 /// without pulling and verifying again (a repaired artifact runs after it).
 pub const REFUSAL_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -183,11 +296,13 @@ impl Runtime {
         })
     }
 
-    /// What admits one more running invocation of `org` within its share,
-    /// or says with the `capacity` error that the org is at its share.
+    /// What admits one more running invocation of `org`, whose call tree
+    /// instantiates `instances` plugins, within the org's share, or says
+    /// with the `capacity` error that the org is at its share.
     fn org_admission(
         &self,
         org: &str,
+        instances: usize,
     ) -> impl FnOnce() -> Result<tokio::sync::OwnedSemaphorePermit, warden_host::Error> + Send + 'static
     {
         let semaphore = self
@@ -198,10 +313,16 @@ impl Runtime {
             .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.org_share)))
             .clone();
         let (org, share) = (org.to_owned(), self.org_share);
+        let instances = u32::try_from(instances).unwrap_or(u32::MAX);
         move || {
-            semaphore.try_acquire_owned().map_err(|_| {
+            if instances as usize > share {
+                return Err(warden_host::Error::Capacity(format!(
+                    "an invocation of this plugin instantiates {instances} plugins (itself and its dependencies); organization {org:?} may run {share} at once"
+                )));
+            }
+            semaphore.try_acquire_many_owned(instances).map_err(|_| {
                 warden_host::Error::Capacity(format!(
-                    "organization {org:?} has {share} invocations running, its share of the instance pool; try again shortly"
+                    "organization {org:?} has its share of the instance pool ({share} instances) in use; try again shortly"
                 ))
             })
         }
@@ -219,7 +340,7 @@ impl Runtime {
         let Some(executor) = &self.executor.0 else {
             return Err(warden_host::Error::Host("the plugin runtime is shut down".into()).into());
         };
-        let admit = self.org_admission(org);
+        let admit = self.org_admission(org, plugin.tree_size());
         executor
             .spawn(async move { plugin.invoke_admitted(&function, &args, admit).await })
             .await
@@ -329,18 +450,26 @@ impl Runtime {
         Ok(loaded)
     }
 
-    /// The plugin of `loaded` with `config` (rebuilt when the configuration
-    /// changed, so a change applies to the next invocation).
+    /// The plugin of `loaded` with `config`, linked to `dependencies`
+    /// (rebuilt when either changed, so a change applies to the next
+    /// invocation).
     pub fn plugin(
         &self,
         loaded: &LoadedRelease,
         config: &BTreeMap<String, String>,
+        dependencies: &[Plugin],
     ) -> Result<Plugin, warden_host::Error> {
         let mut slot = loaded.plugin.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((current, plugin)) = slot.as_ref()
-            && current == config
+        if let Some(bound) = slot.as_ref()
+            && bound.config == *config
+            && bound.dependencies.len() == dependencies.len()
+            && bound
+                .dependencies
+                .iter()
+                .zip(dependencies)
+                .all(|(a, b)| a.is_same(b))
         {
-            return Ok(plugin.clone());
+            return Ok(bound.plugin.clone());
         }
         let statement = &loaded.verified.statement;
         let settings = PluginSettings {
@@ -355,9 +484,60 @@ impl Runtime {
                 )
             }),
         };
-        let plugin = Plugin::new(&self.engine, &loaded.compiled, settings)?;
-        *slot = Some((config.clone(), plugin.clone()));
+        let plugin = Plugin::linked(&self.engine, &loaded.compiled, settings, dependencies)?;
+        *slot = Some(Bound {
+            config: config.clone(),
+            dependencies: dependencies.to_vec(),
+            plugin: plugin.clone(),
+        });
         Ok(plugin)
+    }
+
+    /// The plugin of `loaded` with `config`, linked to the dependencies of
+    /// `set`: each loaded and verified like any release, bound to its own
+    /// configuration, and checked against the requirement of the verified
+    /// statement that declares it (what the database resolved is trusted
+    /// for nothing).
+    pub async fn linked(
+        &self,
+        loaded: &LoadedRelease,
+        config: &BTreeMap<String, String>,
+        set: &DependencySet,
+    ) -> Result<Linked, LinkError> {
+        let mut dependencies = BTreeMap::new();
+        for (name, resolved) in &set.resolved {
+            let release = self
+                .load(&resolved.record)
+                .await
+                .map_err(|error| LinkError::Load {
+                    dependency: format!("{name}@{}", resolved.record.version),
+                    error,
+                })?;
+            dependencies.insert(name.as_str(), (release, &resolved.config));
+        }
+        let mut tree = Tree {
+            runtime: self,
+            available: &dependencies,
+            built: BTreeMap::new(),
+            order: Vec::new(),
+            path: Vec::new(),
+        };
+        let plugin = tree.bind(loaded, config)?;
+        let order = tree.order;
+        Ok(Linked {
+            plugin,
+            dependencies: order
+                .into_iter()
+                .map(|name| {
+                    let statement = &dependencies[name.as_str()].0.verified.statement;
+                    (
+                        name,
+                        statement.version.clone(),
+                        statement.component.digest.clone(),
+                    )
+                })
+                .collect(),
+        })
     }
 
     async fn pull(&self, record: &ReleaseRecord) -> Result<Vec<u8>, LoadError> {

@@ -7,6 +7,7 @@ mod solver;
 pub use solver::{Candidate, Catalog, Offer, Unresolvable, solve};
 
 use super::names::check_name;
+use super::resolution::{self, ResolveError, Resolved};
 use super::status::Status;
 use crate::db::Db;
 use semver::{Version, VersionReq};
@@ -32,6 +33,10 @@ pub enum DependencyError {
     /// A stored value that the control plane wrote is unreadable.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A chosen dependency cannot be run (its publisher key is revoked, it
+    /// was yanked a moment ago...).
+    #[error(transparent)]
+    Release(#[from] ResolveError),
 }
 
 /// One release of a resolved set.
@@ -115,6 +120,104 @@ pub async fn resolve_dependencies(
             })
             .collect(),
     })
+}
+
+/// What an invocation of one release links: its dependencies as they
+/// resolve now, with what the runtime needs to verify and load each.
+#[derive(Debug)]
+pub struct DependencySet {
+    /// Each dependency's record and configuration, by `org/name`.
+    pub resolved: BTreeMap<String, Resolved>,
+}
+
+/// The dependency set of `org/name@version`: [`resolve_dependencies`] for
+/// exactly that version, then each chosen dependency as
+/// [`resolution::resolve`] reads a release to run (publisher key not
+/// revoked, approvals by keys not revoked). Everything here is verified
+/// again by the runtime before anything runs.
+pub async fn dependency_set(
+    db: &Db,
+    org: &str,
+    name: &str,
+    version: &str,
+    approvals_required: u32,
+) -> Result<DependencySet, DependencyError> {
+    let resolution = resolve_dependencies(db, org, name, Some(&format!("={version}"))).await?;
+    let mut resolved = BTreeMap::new();
+    for release in resolution.releases.iter().skip(1) {
+        let Some((dependency_org, dependency_name)) = release.name.split_once('/') else {
+            return Err(DependencyError::Corrupt(format!(
+                "dependency {:?} is not org/name",
+                release.name
+            )));
+        };
+        let exactly = VersionReq::parse(&format!("={}", release.version))
+            .map_err(|e| DependencyError::Corrupt(format!("{}: {e}", release.name)))?;
+        let chosen = resolution::resolve(
+            db,
+            dependency_org,
+            dependency_name,
+            Some(&exactly),
+            approvals_required,
+        )
+        .await?;
+        resolved.insert(release.name.clone(), chosen);
+    }
+    Ok(DependencySet { resolved })
+}
+
+/// Which of `imports` (a component's imports that no host provides) no
+/// declared dependency can provide: an import is provided when a pending or
+/// approved release of a dependency of `org`, matching its requirement,
+/// exports that interface (or a semver-compatible newer version of it).
+/// Checked at publish; linking checks the functions and types of the
+/// releases that actually run.
+pub async fn unprovided_imports(
+    conn: &mut sqlx::AnyConnection,
+    org: &str,
+    dependencies: &BTreeMap<String, String>,
+    imports: &[String],
+) -> Result<Vec<String>, DependencyError> {
+    let mut exported: Vec<String> = Vec::new();
+    for (dependency, requirement) in dependencies {
+        let Some((dependency_org, dependency_name)) = dependency.split_once('/') else {
+            continue;
+        };
+        if dependency_org != org {
+            continue;
+        }
+        let requirement = VersionReq::parse(requirement)
+            .map_err(|e| DependencyError::Invalid(format!("{dependency}: {e}")))?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT version, functions FROM releases
+             WHERE org = $1 AND name = $2 AND status IN ($3, $4)",
+        )
+        .bind(dependency_org)
+        .bind(dependency_name)
+        .bind(Status::Pending.as_str())
+        .bind(Status::Approved.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        for (version, functions) in rows {
+            if !Version::parse(&version).is_ok_and(|v| requirement.matches(&v)) {
+                continue;
+            }
+            let functions: Vec<warden_host::FunctionInfo> = serde_json::from_str(&functions)
+                .map_err(|e| DependencyError::Corrupt(format!("{dependency}@{version}: {e}")))?;
+            exported.extend(functions.into_iter().filter_map(|f| f.interface));
+        }
+    }
+    exported.sort();
+    exported.dedup();
+    Ok(imports
+        .iter()
+        .filter(|import| {
+            !exported
+                .iter()
+                .any(|e| warden_host::interface_serves(e, import))
+        })
+        .cloned()
+        .collect())
 }
 
 /// The most plugins one resolution reads from the database.

@@ -104,7 +104,33 @@ pub async fn publish(
     .map_err(internal)?
     .map_err(|e| ReleaseError::ComponentInvalid(e.to_string()))?;
     let requested = compiled.requested();
-    check_imports(requested, &grants)?;
+    check_imports(requested, &grants, !statement.dependencies.is_empty())?;
+    if !requested.unsupported.is_empty() {
+        let mut conn = cx.db.pool().acquire().await?;
+        let unprovided = dependencies::unprovided_imports(
+            &mut conn,
+            org,
+            &statement.dependencies,
+            &requested.unsupported,
+        )
+        .await
+        .map_err(|e| match e {
+            DependencyError::Db(e) => ReleaseError::Db(e),
+            DependencyError::Invalid(why) => ReleaseError::InvalidDependency(why),
+            other => internal(other),
+        })?;
+        if !unprovided.is_empty() {
+            return Err(ImportProblem::Unprovided {
+                imports: unprovided,
+                dependencies: statement
+                    .dependencies
+                    .iter()
+                    .map(|(name, requirement)| format!("{name} {requirement}"))
+                    .collect(),
+            }
+            .into());
+        }
+    }
     let functions: Vec<_> = compiled.functions().cloned().collect();
     let imports: Vec<ImportGroup> = requested
         .capabilities
@@ -231,16 +257,31 @@ pub enum ImportProblem {
     /// Imports that no Warden host provides.
     #[error("the component imports interfaces no Warden host provides: {}", .0.join(", "))]
     Unsupported(Vec<String>),
+    /// Imports that no release of a declared dependency (matching its
+    /// requirement) exports.
+    #[error("the component imports {}, which no release of its dependencies ({}) exports", .imports.join(", "), .dependencies.join(", "))]
+    Unprovided {
+        /// The imports.
+        imports: Vec<String>,
+        /// The declared dependencies, `org/name requirement`.
+        dependencies: Vec<String>,
+    },
     /// Capabilities the component imports that the release does not request.
     #[error("the component imports capabilities the release does not request: {}", .0.join(", "))]
     NotRequested(Vec<String>),
 }
 
-/// A component imports nothing that no host provides, and no capability
-/// its release does not request. The server checks this at publish;
-/// `warden publish` checks it before anything leaves the machine.
-pub fn check_imports(requested: &Requested, grants: &Grants) -> Result<(), ImportProblem> {
-    if !requested.unsupported.is_empty() {
+/// A component imports no capability its release does not request, and
+/// nothing that no host provides unless the release declares dependencies
+/// (which must then export it: the server checks that against their
+/// releases). The server checks this at publish; `warden publish` checks it
+/// before anything leaves the machine.
+pub fn check_imports(
+    requested: &Requested,
+    grants: &Grants,
+    declares_dependencies: bool,
+) -> Result<(), ImportProblem> {
+    if !requested.unsupported.is_empty() && !declares_dependencies {
         return Err(ImportProblem::Unsupported(requested.unsupported.clone()));
     }
     let missing = requested.missing(grants);
