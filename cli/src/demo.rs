@@ -16,8 +16,15 @@ use warden_registry::types::{
 };
 use warden_registry::{ServerConfig, serve};
 
-/// The examples the demo publishes, by crate directory.
-const EXAMPLES: [&str; 4] = ["hello", "text-tools", "counter", "http-fetch"];
+/// The examples the demo publishes, by crate directory; each after the
+/// plugins it depends on.
+const EXAMPLES: [&str; 5] = [
+    "hello",
+    "text-tools",
+    "word-report",
+    "counter",
+    "http-fetch",
+];
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -202,6 +209,16 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         if let Some((_, name)) = manifest.name.split_once('/') {
             manifest.name = format!("{org}/{name}");
         }
+        // The examples depend on each other within the demo's org.
+        manifest.dependencies = std::mem::take(&mut manifest.dependencies)
+            .into_iter()
+            .map(
+                |(dependency, requirement)| match dependency.split_once('/') {
+                    Some((_, name)) => (format!("{org}/{name}"), requirement),
+                    None => (dependency, requirement),
+                },
+            )
+            .collect();
         let reference = format!("{}@{}", manifest.name, manifest.version);
         let path = format!(
             "/v1/plugins/{}/releases/{}",
@@ -235,6 +252,14 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
     println!();
     println!(
         "  curl -s -X POST {url}/v1/plugins/{org}/hello/invoke/greet -H 'Authorization: Bearer {portal_token}' -H 'Content-Type: application/json' -d '{{\"args\": \"world\"}}'"
+    );
+    println!();
+    println!(
+        "A plugin that calls another (word-report uses text-tools, linked at run time; see \"dependencies\" in the answer):"
+    );
+    println!();
+    println!(
+        "  curl -s -X POST {url}/v1/plugins/{org}/word-report/invoke/summarize -H 'Authorization: Bearer {portal_token}' -H 'Content-Type: application/json' -d '{{\"args\": \"the quick brown fox\"}}'"
     );
     println!();
     println!(

@@ -332,6 +332,7 @@ fn demo_serves_the_examples_approved_and_ready_to_invoke() {
         [
             "acme/hello@0.1.0",
             "acme/text-tools@0.1.0",
+            "acme/word-report@0.1.0",
             "acme/counter@0.1.0",
             "acme/http-fetch@0.1.0"
         ]
@@ -354,6 +355,31 @@ fn demo_serves_the_examples_approved_and_ready_to_invoke() {
         ]))
         .trim(),
         "2"
+    );
+    // An invocation that crosses a dependency link: word-report calls
+    // text-tools, linked at run time.
+    let report: serde_json::Value = serde_json::from_str(&ok(run(&[
+        "invoke",
+        "acme/word-report",
+        "summarize",
+        "\"hello big world\\nthe world is big, the world is round\"",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(report["result"]["title"], "Hello Big World");
+    assert_eq!(report["result"]["slug"], "hello-big-world");
+    assert_eq!(report["result"]["words"], 11);
+    assert_eq!(
+        report["result"]["top-words"][0],
+        serde_json::json!(["world", 3])
+    );
+    assert_eq!(report["dependencies"][0]["name"], "acme/text-tools");
+    assert_eq!(report["dependencies"][0]["version"], "0.1.0");
+    let resolved = ok(run(&["resolve", "acme/word-report"]));
+    assert!(
+        resolved.contains("acme/word-report 0.1.0")
+            && resolved.contains("uses      acme/text-tools 0.1.0"),
+        "{resolved}"
     );
     let slug = run(&["invoke", "acme/text-tools", "text.slugify", "[\"!!!\", {}]"]);
     assert_eq!(

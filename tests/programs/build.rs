@@ -29,6 +29,7 @@ const RUST_GUESTS: &[(&str, &str)] = &[
     ("TEXT_TOOLS", "warden-example-text-tools"),
     ("COUNTER", "warden-example-counter"),
     ("HTTP_FETCH", "warden-example-http-fetch"),
+    ("WORD_REPORT", "warden-example-word-report"),
 ];
 
 /// The HTTP API's contract checkers (PyPI), run by the registry's tests
