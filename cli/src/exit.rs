@@ -54,7 +54,7 @@ impl From<Error> for Failure {
 
 /// The exit code for a host error.
 pub fn code_of(error: &Error) -> u8 {
-    match error {
+    match error.innermost() {
         Error::LimitExceeded { .. } => LIMIT_EXCEEDED,
         Error::Trap { .. } => TRAP,
         Error::TooManyConcurrent { .. } | Error::Capacity(_) => BUSY,

@@ -64,6 +64,13 @@ pub struct RunArgs {
     /// Print fuel used and duration on stderr.
     #[arg(long)]
     stats: bool,
+    /// A component the plugin depends on: its exported interfaces are linked
+    /// to the plugin's imports of them. Repeatable, in dependency order (each
+    /// may use the ones before it). Dependencies run with no capability
+    /// beyond logging and with default limits (the plugin's fuel, memory and
+    /// deadline cover them too).
+    #[arg(long = "dependency", value_name = "COMPONENT")]
+    dependencies: Vec<PathBuf>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -180,7 +187,36 @@ pub async fn run(args: RunArgs, output: Format) -> Result<u8, Failure> {
             .await
             .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("compiling: {e}")))??
     };
-    let plugin = Plugin::new(&engine, &component, settings)?;
+    let mut dependencies: Vec<Plugin> = Vec::new();
+    for path in &args.dependencies {
+        let bytes = read_component(path)?;
+        let compiled = {
+            let engine = engine.clone();
+            tokio::task::spawn_blocking(move || engine.compile(&bytes))
+                .await
+                .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("compiling: {e}")))??
+        };
+        let name = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let settings = warden_host::PluginSettings {
+            name,
+            ..warden_host::PluginSettings::default()
+        };
+        let dependency = Plugin::linked(&engine, &compiled, settings, &dependencies)
+            .map_err(|e| Failure::new(exit::code_of(&e), format!("{}: {e}", path.display())))?;
+        dependencies.push(dependency);
+    }
+    let plugin = Plugin::linked(&engine, &component, settings, &dependencies).map_err(|e| {
+        let mut failure = Failure::from(e);
+        if args.dependencies.is_empty() && failure.message.contains("does not provide") {
+            failure.message.push_str(
+                " (if another plugin exports them, pass its component with --dependency)",
+            );
+        }
+        failure
+    })?;
     match plugin.invoke(&args.function, &call_args).await {
         Ok(call) => Ok(report_success(&args, output, &call)),
         Err(failure) => {
@@ -252,6 +288,10 @@ fn print_logs(logs: &[LogEntry]) {
             LogSource::Stdout => "stdout".to_owned(),
             LogSource::Stderr => "stderr".to_owned(),
             LogSource::Host => "warden".to_owned(),
+        };
+        let prefix = match &entry.plugin {
+            Some(plugin) => format!("{plugin} {prefix}"),
+            None => prefix,
         };
         for line in printable_lines(entry.message.trim_end_matches('\n')) {
             eprintln!("[{prefix}] {line}");

@@ -36,6 +36,47 @@ fn run_with_stats_reports_fuel_and_duration() {
 }
 
 #[test]
+fn run_links_the_components_given_with_dependency() {
+    let args = [
+        "run",
+        guests::WORD_REPORT,
+        "summarize",
+        r#""hello big world""#,
+    ];
+    let alone = warden(&args);
+    assert_eq!(alone.status.code(), Some(3), "{}", stderr(&alone));
+    assert!(
+        stderr(&alone).contains(
+            "warden-examples:text-tools/text@0.1.0 (if another plugin exports them, pass its component with --dependency)"
+        ),
+        "{}",
+        stderr(&alone)
+    );
+    let linked = warden(&[&args[..], &["--dependency", guests::TEXT_TOOLS]].concat());
+    assert_eq!(linked.status.code(), Some(0), "{}", stderr(&linked));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&linked)).unwrap();
+    assert_eq!(summary["title"], "Hello Big World");
+    assert_eq!(summary["words"], 3);
+    // A dependency gets no capability under `warden run`: the vault needs kv.
+    let refused = warden(&[
+        "run",
+        guests::DEPENDENT,
+        "recall",
+        r#"["k"]"#,
+        "--grant",
+        "kv",
+        "--dependency",
+        guests::VAULT,
+    ]);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("warden_guest_vault.wasm: capabilities not granted: kv"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
 fn run_json_gives_one_object_with_metering_and_logs() {
     let output = warden(&["run", guests::HELLO, "greet", "[\"json\"]", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
