@@ -19,7 +19,7 @@
 
 use crate::engine::CompiledComponent;
 use crate::error::{Error, Result};
-use crate::exports::Export;
+use crate::exports::{Export, contains_flags};
 use crate::limits::{LimitKind, Limits, format_bytes};
 use crate::plugin::{Plugin, classify};
 use crate::state::HostState;
@@ -40,7 +40,15 @@ pub(crate) struct Link {
     pub(crate) dependency: Plugin,
     /// Each function of the import with the dependency's export it calls.
     functions: Vec<(String, Export)>,
+    /// Whether a parameter of one of them holds `flags`: the caller's read
+    /// budget is then divided as for a result with flags (see
+    /// [`crate::FLAGS_READ_DIVISOR`]), since it reads the arguments.
+    pub(crate) flags_in_params: bool,
 }
+
+/// The most plugins one call tree may hold (the invoked plugin and every
+/// plugin it depends on, directly or not, each counted once).
+pub const MAX_CALL_TREE: usize = 32;
 
 /// The imports of `component` that no host provides, each matched to the
 /// one dependency that exports it with the same functions and types.
@@ -109,6 +117,7 @@ fn link(
         return Err(fail("the import is not an interface".into()));
     };
     let mut functions = Vec::new();
+    let mut flags_in_params = false;
     for (name, item) in wanted.exports(engine) {
         match item.ty {
             ComponentItem::ComponentFunc(ty) => {
@@ -119,12 +128,20 @@ fn link(
                     .iter()
                     .find(|e| e.info.interface.as_deref() == Some(exported) && e.item == name)
                     .ok_or_else(|| fail(format!("{exported} has no function `{name}`")))?;
+                // Checked before comparing: a type past the size and depth
+                // budgets is never walked.
+                if let Some(reason) = &export.info.not_invocable {
+                    return Err(fail(format!(
+                        "`{name}` cannot cross between plugins: {reason}"
+                    )));
+                }
                 if !same_signature(&ty, &export.ty) {
                     return Err(fail(format!(
                         "`{name}` is `{}` in {exported}",
                         export.info.signature
                     )));
                 }
+                flags_in_params |= export.ty.params().any(|(_, ty)| contains_flags(&ty));
                 functions.push((name.to_owned(), export.clone()));
             }
             ComponentItem::Resource(_) => {
@@ -139,6 +156,7 @@ fn link(
         import: import.to_owned(),
         dependency: dependency.clone(),
         functions,
+        flags_in_params,
     })
 }
 
@@ -226,6 +244,11 @@ struct Slot {
 struct Running {
     store: Store<HostState>,
     instance: Instance,
+    /// When this dependency's time is up: its own limit from its first
+    /// call, or the invocation's deadline if earlier.
+    deadline: Instant,
+    /// The limit behind `deadline`, for the error.
+    timeout: Duration,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -319,10 +342,30 @@ async fn forward(
     let key = dependency.key();
     let caller_fuel = caller.get_fuel()?;
     let (running, fuel_used) = tree.take(key);
-    let given = caller_fuel.min(own.fuel.saturating_sub(fuel_used));
+    let own_left = own.fuel.saturating_sub(fuel_used);
+    let given = caller_fuel.min(own_left);
     let outcome = call(&tree, dependency, running, given, export, params, results).await;
     let (running, burnt, failure) = match outcome {
         Ok((running, burnt)) => (Some(running), burnt, None),
+        Err((
+            burnt,
+            Error::LimitExceeded {
+                kind: LimitKind::Fuel,
+                ..
+            },
+        )) => {
+            // Whose budget ran out: the caller's leftover, or the
+            // dependency's own limit.
+            let detail = if caller_fuel < own_left {
+                format!("the invocation's fuel ran out here (its caller had {given} units left)")
+            } else {
+                format!(
+                    "used all {given} units of fuel its own limit of {} leaves it in this invocation",
+                    own.fuel
+                )
+            };
+            (None, burnt, Some(Error::limit(LimitKind::Fuel, detail)))
+        }
         Err((burnt, error)) => (None, burnt, Some(error)),
     };
     tree.put_back(key, running, fuel_used + burnt);
@@ -338,7 +381,9 @@ async fn forward(
 }
 
 /// Runs one call in the dependency's instance; the fuel it burnt, and the
-/// instance to keep if the call succeeded.
+/// instance to keep if the call succeeded. The call ends at the
+/// dependency's deadline even while it waits in a host call (HTTP, kv),
+/// where no epoch check runs.
 async fn call(
     tree: &Arc<CallTree>,
     dependency: &Plugin,
@@ -381,52 +426,58 @@ async fn call(
                 return Err((0, Error::Host(format!("{error:#}"))));
             }
             // What instantiating burns is charged with the call.
-            match dependency.pre().instantiate_async(&mut store).await {
-                Ok(instance) => Running {
+            let instantiated = tokio::time::timeout_at(
+                deadline.into(),
+                dependency.pre().instantiate_async(&mut store),
+            )
+            .await;
+            let burnt =
+                |store: &Store<HostState>| fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+            match instantiated {
+                Ok(Ok(instance)) => Running {
                     store,
                     instance,
+                    deadline,
+                    timeout,
                     _permit: permit,
                 },
-                Err(error) => {
-                    let burnt = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-                    return Err((burnt, failed(error, &mut store, &limits)));
+                Ok(Err(error)) => {
+                    return Err((burnt(&store), failed(error, &mut store, &limits)));
                 }
+                Err(_elapsed) => return Err((burnt(&store), Error::deadline(timeout))),
             }
         }
     };
+    let (deadline, timeout) = (running.deadline, running.timeout);
     let store = &mut running.store;
+    // Its result is read within its own budget, divided as the result's
+    // type requires.
+    store.set_hostcall_fuel(dependency.read_budget(export));
     let outcome = match running.instance.get_func(&mut *store, export.index) {
-        Some(func) => func.call_async(&mut *store, params, results).await,
-        None => Err(wasmtime::Error::msg(format!(
+        Some(func) => {
+            tokio::time::timeout_at(
+                deadline.into(),
+                func.call_async(&mut *store, params, results),
+            )
+            .await
+        }
+        None => Ok(Err(wasmtime::Error::msg(format!(
             "export `{}` vanished",
             export.info.name
-        ))),
+        )))),
     };
     let burnt = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     match outcome {
-        Ok(()) => Ok((running, burnt)),
-        Err(error) => Err((burnt, failed(error, store, &limits))),
+        Ok(Ok(())) => Ok((running, burnt)),
+        Ok(Err(error)) => Err((burnt, failed(error, store, &limits))),
+        Err(_elapsed) => Err((burnt, Error::deadline(timeout))),
     }
 }
 
 fn failed(error: wasmtime::Error, store: &mut Store<HostState>, limits: &Limits) -> Error {
     let read_budget = store.hostcall_fuel();
     let transcript = store.data().transcript.clone();
-    let error = classify(error, store.data_mut(), &transcript, limits, read_budget);
-    if let Error::LimitExceeded {
-        kind: LimitKind::Fuel,
-        ..
-    } = error
-    {
-        return Error::limit(
-            LimitKind::Fuel,
-            format!(
-                "used the {} units of fuel it had (what the caller had left, at most its own limit)",
-                limits.fuel
-            ),
-        );
-    }
-    error
+    classify(error, store.data_mut(), &transcript, limits, read_budget)
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@ use crate::capability::{Capability, Grants};
 use crate::engine::EPOCH_TICK;
 use crate::engine::{CompiledComponent, Engine};
 use crate::error::{Error, Result};
+use crate::exports::FLAGS_READ_DIVISOR;
 use crate::exports::{Export, FunctionInfo};
 use crate::http::HttpPolicy;
 use crate::json;
 use crate::kv::KvStore;
 use crate::limits::{LimitKind, Limits, format_bytes};
-use crate::link::{self, CallTree, Link};
+use crate::link::{self, CallTree, Link, MAX_CALL_TREE};
 use crate::state::{HostState, Limiter, bindings};
 use crate::transcript::{CapturedStream, LogEntry, LogSource, Transcript};
 use serde::Serialize;
@@ -58,6 +59,9 @@ struct PluginInner {
     links: Vec<Link>,
     /// Plugins in its call tree, itself included, each counted once.
     tree_size: usize,
+    /// What its read budget is divided by at least: [`FLAGS_READ_DIVISOR`]
+    /// when it passes `flags` to a dependency, else 1.
+    link_read_divisor: u64,
 }
 
 /// What the function returned.
@@ -183,6 +187,17 @@ impl Plugin {
         for link in &links {
             link.dependency.collect_tree(&mut tree);
         }
+        if tree.len() + 1 > MAX_CALL_TREE {
+            return Err(Error::Config(format!(
+                "its call tree would hold {} plugins; at most {MAX_CALL_TREE} are linked into one",
+                tree.len() + 1
+            )));
+        }
+        let link_read_divisor = if links.iter().any(|link| link.flags_in_params) {
+            FLAGS_READ_DIVISOR
+        } else {
+            1
+        };
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 engine: engine.clone(),
@@ -193,6 +208,7 @@ impl Plugin {
                 settings,
                 links,
                 tree_size: 1 + tree.len(),
+                link_read_divisor,
             }),
         })
     }
@@ -217,6 +233,12 @@ impl Plugin {
 
     pub(crate) fn pre(&self) -> &InstancePre<HostState> {
         &self.inner.pre
+    }
+
+    /// The read budget of a call of `export`: see [`Limits::read_budget`].
+    pub(crate) fn read_budget(&self, export: &Export) -> usize {
+        let divisor = export.read_divisor().max(self.inner.link_read_divisor);
+        self.inner.settings.limits.read_budget_divided(divisor)
     }
 
     /// One more running instance within the plugin's concurrency limit.
@@ -412,7 +434,9 @@ impl Plugin {
             .expect("fuel is enabled on every Warden engine");
         // Bounds what wasmtime allocates while it reads the result or a host
         // call's arguments out of the guest, before Warden can look at its size.
-        store.set_hostcall_fuel(limits.read_budget_divided(read_divisor));
+        store.set_hostcall_fuel(
+            limits.read_budget_divided(read_divisor.max(self.inner.link_read_divisor)),
+        );
         // Check the deadline on every epoch tick and yield to the executor, so a
         // spinning plugin neither overruns nor starves other tasks on the thread.
         store.epoch_deadline_callback(move |_| {

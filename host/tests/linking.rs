@@ -378,3 +378,203 @@ async fn an_interface_with_other_functions_or_types_is_not_linked() {
         "{error}"
     );
 }
+
+/// A kv store whose reads never answer.
+struct StalledKv;
+
+#[async_trait::async_trait]
+impl KvStore for StalledKv {
+    async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, warden_host::KvError> {
+        std::future::pending().await
+    }
+    async fn set(&self, _: &str, _: &str, _: &[u8], _: u64) -> Result<(), warden_host::KvError> {
+        Ok(())
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<bool, warden_host::KvError> {
+        Ok(false)
+    }
+    async fn list_keys(
+        &self,
+        _: &str,
+        _: &str,
+        _: u64,
+    ) -> Result<Vec<String>, warden_host::KvError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_dependency_waiting_in_a_host_call_is_stopped_at_its_own_deadline() {
+    // No epoch check runs while the vault waits for kv: its deadline still
+    // holds, and the error names it.
+    let vault = Plugin::new(
+        engine(),
+        &compiled(VAULT),
+        PluginSettings {
+            name: VAULT_NAME.into(),
+            grants: Grants::parse(["kv"]).unwrap(),
+            limits: limits(|l| l.timeout = Duration::from_millis(200)),
+            config: Default::default(),
+            kv: Some((Arc::new(StalledKv) as Arc<dyn KvStore>, "acme/vault".into())),
+        },
+    )
+    .unwrap();
+    let dependent = dependent(&vault, limits(|l| l.timeout = Duration::from_secs(20))).unwrap();
+    let started = std::time::Instant::now();
+    let failure = common::failure(&dependent, "recall", json!(["k"])).await;
+    assert_eq!(failure.error.code(), "deadline_exceeded");
+    assert_eq!(failure.error.dependency(), Some(VAULT_NAME));
+    assert!(
+        failure.error.to_string().ends_with("ran longer than 200ms"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_call_tree_holds_at_most_max_call_tree_plugins() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let vault = vault(&kv, Limits::default());
+    // dependent -> relay x n -> vault: n + 2 plugins.
+    let chain = |relays: usize| {
+        let mut last = vault.clone();
+        for _ in 0..relays {
+            last = relay(&last);
+        }
+        last
+    };
+    let longest = warden_host::MAX_CALL_TREE - 2;
+    let dependent = dependent(&chain(longest), Limits::default()).unwrap();
+    assert_eq!(dependent.tree_size(), warden_host::MAX_CALL_TREE);
+    let call = dependent
+        .invoke("shout-times", &json!(["deep", 1]))
+        .await
+        .unwrap();
+    assert_eq!(call.output, Output::Value(json!(["DEEP", 1])));
+    let error = self::dependent(&chain(longest + 1), Limits::default())
+        .err()
+        .expect("linked past the maximum");
+    assert_eq!(error.code(), "invalid_config");
+    assert!(
+        error.to_string().contains(&format!(
+            "would hold {} plugins; at most {} are linked",
+            warden_host::MAX_CALL_TREE + 1,
+            warden_host::MAX_CALL_TREE
+        )),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn passing_flags_to_a_dependency_divides_the_read_budget() {
+    // word-report passes flags to text-tools' `find`: its reads (the
+    // arguments of its calls included) get the budget of a result with
+    // flags, since a flag costs the host far more than wasmtime charges.
+    let text_tools = Plugin::new(
+        engine(),
+        &compiled(warden_test_programs::TEXT_TOOLS),
+        PluginSettings {
+            name: "acme/text-tools@0.1.0".into(),
+            ..PluginSettings::default()
+        },
+    )
+    .unwrap();
+    let small = limits(|l| {
+        l.result_bytes = 1 << 20;
+        l.host_call_bytes = 16 << 10;
+    });
+    // Undivided, 16 x 1 MiB could be read; divided by 32, 512 KiB + 64 KiB.
+    let budget = small.read_budget_divided(warden_host::FLAGS_READ_DIVISOR);
+    assert_eq!(budget, (512 << 10) + warden_host::READ_SLACK_BYTES as usize);
+    let report = Plugin::linked(
+        engine(),
+        &compiled(warden_test_programs::WORD_REPORT),
+        PluginSettings {
+            name: "acme/word-report@0.1.0".into(),
+            limits: small,
+            ..PluginSettings::default()
+        },
+        &[text_tools],
+    )
+    .unwrap();
+    // The whole text goes to text-tools' `count`: an argument word-report's
+    // store reads.
+    let text = |bytes: usize| format!("x\n{}", "ab ".repeat(bytes / 3));
+    match report.invoke("summarize", &json!([text(400 << 10)])).await {
+        Ok(call) => assert!(matches!(call.output, Output::Value(ref v) if v["words"] == 136_534)),
+        Err(failure) => panic!("400 KiB: {}", failure.error),
+    }
+    match report.invoke("summarize", &json!([text(700 << 10)])).await {
+        Ok(_) => panic!("700 KiB of arguments were read past the divided budget"),
+        Err(failure) => assert_eq!(
+            failure.error.code(),
+            "host_call_too_large",
+            "{}",
+            failure.error
+        ),
+    }
+}
+
+/// A component whose only export, interface `t:deep/v@1.0.0`, has a function
+/// taking lists nested `depth` deep (or importing it, if `import`).
+fn deep(depth: usize, import: bool) -> Vec<u8> {
+    let mut types = String::from("(type $t0 (list u8))");
+    for level in 1..=depth {
+        types.push_str(&format!("(type $t{level} (list $t{}))", level - 1));
+    }
+    let text = if import {
+        format!(
+            r#"(component (import "t:deep/v@1.0.0" (instance {types} (export "f" (func (param "x" $t{depth}))))))"#
+        )
+    } else {
+        format!(
+            r#"(component
+                (core module $m
+                    (memory (export "mem") 1)
+                    (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)
+                    (func (export "f") (param i32 i32)))
+                (core instance $i (instantiate $m))
+                {types}
+                (func $f (param "x" $t{depth})
+                    (canon lift (core func $i "f") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))
+                (instance $v (export "f" (func $f)))
+                (export "t:deep/v@1.0.0" (instance $v)))"#
+        )
+    };
+    wat::parse_str(text).unwrap()
+}
+
+#[tokio::test]
+async fn a_function_that_cannot_cross_json_is_not_linked_either() {
+    let settings = |name: &str| PluginSettings {
+        name: name.into(),
+        ..PluginSettings::default()
+    };
+    let link = |depth: usize| {
+        let exporter = engine().compile(&deep(depth, false)).unwrap();
+        let exporter = Plugin::new(engine(), &exporter, settings("acme/deep@1.0.0")).unwrap();
+        let importer = engine().compile(&deep(depth, true)).unwrap();
+        Plugin::linked(
+            engine(),
+            &importer,
+            settings("acme/user@1.0.0"),
+            &[exporter],
+        )
+    };
+    assert!(link(8).is_ok());
+    let error = link(warden_host::MAX_TYPE_DEPTH as usize + 8)
+        .err()
+        .expect("a type past the depth budget was linked");
+    assert_eq!(error.code(), "link_failed");
+    assert!(
+        error
+            .to_string()
+            .contains("`f` cannot cross between plugins"),
+        "{error}"
+    );
+}

@@ -296,3 +296,52 @@ async fn a_dependency_runs_with_its_own_grants_only(backend: Backend) {
     );
 }
 on_both_databases!(a_dependency_runs_with_its_own_grants_only);
+
+async fn a_call_tree_larger_than_the_orgs_share_is_refused_before_loading(backend: Backend) {
+    let h = common::start_tweaked(backend, |config| config.org_share = 2).await;
+    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
+    let bob = h.pinned_key(0, "acme", "bob").await;
+    let o = Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    };
+    o.vault(&o.alice, "1.0.0").await;
+    let relay = o
+        .publish_linked(
+            &o.alice,
+            "acme/relay",
+            "1.0.0",
+            warden_test_programs::RELAY,
+            &[],
+            &[("acme/vault", "^1")],
+        )
+        .await
+        .expect(201);
+    o.approve(&relay, &[], Limits::default()).await;
+    // dependent -> vault: two plugins, within the share of two.
+    o.dependent(Limits::default()).await;
+    o.call("shout-times", json!(["hi", 1])).await.expect(200);
+    // relay -> vault is two as well; a dependent on the relay would be three.
+    let chained = o
+        .publish_linked(
+            &o.alice,
+            "acme/dependent",
+            "2.0.0",
+            DEPENDENT,
+            &[],
+            &[("acme/relay", "^1")],
+        )
+        .await
+        .expect(201);
+    o.approve(&chained, &[], Limits::default()).await;
+    let refused = o.call("shout-times", json!(["hi", 1])).await;
+    refused.expect_error(429, "capacity");
+    assert_eq!(
+        refused.body["error"]["message"],
+        "the engine is at capacity: an invocation of it instantiates 3 plugins (itself and its dependencies); an organization may run 2 at once"
+    );
+}
+on_both_databases!(a_call_tree_larger_than_the_orgs_share_is_refused_before_loading);

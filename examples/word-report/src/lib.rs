@@ -9,7 +9,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use warden_examples::text_tools::text::{self, CaseStyle, SlugOptions};
+use warden_examples::text_tools::text::{self, CaseStyle, MatchOptions, SlugOptions};
 
 struct WordReport;
 
@@ -26,12 +26,17 @@ impl Guest for WordReport {
         )
         .ok();
         let stats = text::count(&body);
+        let first_word_mentions = first_line.split_whitespace().next().map_or(0, |word| {
+            let options = MatchOptions::CASE_INSENSITIVE | MatchOptions::WHOLE_WORD;
+            text::find(&body, word, options).len() as u32
+        });
         Summary {
             title,
             slug,
             words: stats.words,
             longest_word: stats.longest_word,
             top_words: text::word_frequencies(&body, 3),
+            first_word_mentions,
         }
     }
 }

@@ -99,9 +99,11 @@ pub struct LoadedRelease {
     pub verified: VerifiedRelease,
     /// The compiled component.
     pub compiled: CompiledComponent,
-    /// The plugin bound to the configuration and dependencies it was last
-    /// built with.
-    plugin: Mutex<Option<Bound>>,
+    /// The plugin bound to the configurations and dependencies it was last
+    /// built with, newest first (at most [`BOUND_PER_RELEASE`]: a release
+    /// can be linked to different versions of a dependency in different
+    /// call trees, and alternating between them must not rebuild it).
+    plugin: Mutex<Vec<Bound>>,
     /// Set when the on-disk compiled cache held an entry for this component
     /// that failed its check (replaced or corrupted) and was discarded.
     cache_rejected: std::sync::atomic::AtomicBool,
@@ -114,6 +116,9 @@ impl LoadedRelease {
             .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// Bindings of one release kept at most.
+const BOUND_PER_RELEASE: usize = 4;
 
 /// A plugin with what it was bound to.
 struct Bound {
@@ -438,7 +443,7 @@ impl Runtime {
         let loaded = Arc::new(LoadedRelease {
             verified,
             compiled,
-            plugin: Mutex::new(None),
+            plugin: Mutex::new(Vec::new()),
             cache_rejected: cache_rejected.into(),
         });
         let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
@@ -459,17 +464,18 @@ impl Runtime {
         config: &BTreeMap<String, String>,
         dependencies: &[Plugin],
     ) -> Result<Plugin, warden_host::Error> {
-        let mut slot = loaded.plugin.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bound) = slot.as_ref()
-            && bound.config == *config
-            && bound.dependencies.len() == dependencies.len()
-            && bound
-                .dependencies
-                .iter()
-                .zip(dependencies)
-                .all(|(a, b)| a.is_same(b))
-        {
-            return Ok(bound.plugin.clone());
+        let mut bindings = loaded.plugin.lock().unwrap_or_else(|e| e.into_inner());
+        let found = bindings.iter().position(|bound| {
+            bound.config == *config
+                && bound.dependencies.len() == dependencies.len()
+                && bound
+                    .dependencies
+                    .iter()
+                    .zip(dependencies)
+                    .all(|(a, b)| a.is_same(b))
+        });
+        if let Some(index) = found {
+            return Ok(bindings[index].plugin.clone());
         }
         let statement = &loaded.verified.statement;
         let settings = PluginSettings {
@@ -485,11 +491,15 @@ impl Runtime {
             }),
         };
         let plugin = Plugin::linked(&self.engine, &loaded.compiled, settings, dependencies)?;
-        *slot = Some(Bound {
-            config: config.clone(),
-            dependencies: dependencies.to_vec(),
-            plugin: plugin.clone(),
-        });
+        bindings.truncate(BOUND_PER_RELEASE - 1);
+        bindings.insert(
+            0,
+            Bound {
+                config: config.clone(),
+                dependencies: dependencies.to_vec(),
+                plugin: plugin.clone(),
+            },
+        );
         Ok(plugin)
     }
 
@@ -504,6 +514,20 @@ impl Runtime {
         config: &BTreeMap<String, String>,
         set: &DependencySet,
     ) -> Result<Linked, LinkError> {
+        // Refused before anything is loaded: a tree no invocation could run.
+        let plugins = set.resolved.len() + 1;
+        if plugins > warden_host::MAX_CALL_TREE {
+            return Err(LinkError::Host(warden_host::Error::Config(format!(
+                "its dependencies resolve to a call tree of {plugins} plugins; at most {} are linked into one",
+                warden_host::MAX_CALL_TREE
+            ))));
+        }
+        if plugins > self.org_share {
+            return Err(LinkError::Host(warden_host::Error::Capacity(format!(
+                "an invocation of it instantiates {plugins} plugins (itself and its dependencies); an organization may run {} at once",
+                self.org_share
+            ))));
+        }
         let mut dependencies = BTreeMap::new();
         for (name, resolved) in &set.resolved {
             let release = self

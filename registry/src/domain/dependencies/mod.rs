@@ -170,7 +170,8 @@ pub async fn dependency_set(
 /// declared dependency can provide: an import is provided when a pending or
 /// approved release of a dependency of `org`, matching its requirement,
 /// exports that interface (or a semver-compatible newer version of it).
-/// Checked at publish; linking checks the functions and types of the
+/// Checked at publish, among the [`PROVIDER_RELEASES_READ`] newest releases
+/// of each dependency; linking checks the functions and types of the
 /// releases that actually run.
 pub async fn unprovided_imports(
     conn: &mut sqlx::AnyConnection,
@@ -178,8 +179,16 @@ pub async fn unprovided_imports(
     dependencies: &BTreeMap<String, String>,
     imports: &[String],
 ) -> Result<Vec<String>, DependencyError> {
-    let mut exported: Vec<String> = Vec::new();
+    /// Only the interface of each stored function description is read.
+    #[derive(Deserialize)]
+    struct Exported {
+        interface: Option<String>,
+    }
+    let mut unprovided: Vec<String> = imports.to_vec();
     for (dependency, requirement) in dependencies {
+        if unprovided.is_empty() {
+            break;
+        }
         let Some((dependency_org, dependency_name)) = dependency.split_once('/') else {
             continue;
         };
@@ -188,10 +197,11 @@ pub async fn unprovided_imports(
         }
         let requirement = VersionReq::parse(requirement)
             .map_err(|e| DependencyError::Invalid(format!("{dependency}: {e}")))?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT version, functions FROM releases
-             WHERE org = $1 AND name = $2 AND status IN ($3, $4)",
-        )
+             WHERE org = $1 AND name = $2 AND status IN ($3, $4)
+             ORDER BY created_at DESC LIMIT {PROVIDER_RELEASES_READ}"
+        )))
         .bind(dependency_org)
         .bind(dependency_name)
         .bind(Status::Pending.as_str())
@@ -202,23 +212,26 @@ pub async fn unprovided_imports(
             if !Version::parse(&version).is_ok_and(|v| requirement.matches(&v)) {
                 continue;
             }
-            let functions: Vec<warden_host::FunctionInfo> = serde_json::from_str(&functions)
+            let functions: Vec<Exported> = serde_json::from_str(&functions)
                 .map_err(|e| DependencyError::Corrupt(format!("{dependency}@{version}: {e}")))?;
-            exported.extend(functions.into_iter().filter_map(|f| f.interface));
+            unprovided.retain(|import| {
+                !functions.iter().any(|f| {
+                    f.interface
+                        .as_deref()
+                        .is_some_and(|exported| warden_host::interface_serves(exported, import))
+                })
+            });
+            if unprovided.is_empty() {
+                break;
+            }
         }
     }
-    exported.sort();
-    exported.dedup();
-    Ok(imports
-        .iter()
-        .filter(|import| {
-            !exported
-                .iter()
-                .any(|e| warden_host::interface_serves(e, import))
-        })
-        .cloned()
-        .collect())
+    Ok(unprovided)
 }
+
+/// Releases of one dependency that publishing reads to find the interfaces
+/// it exports: the newest pending or approved ones.
+pub const PROVIDER_RELEASES_READ: usize = 32;
 
 /// The most plugins one resolution reads from the database.
 pub const MAX_PLUGINS_READ: usize = 10_000;
