@@ -84,7 +84,9 @@ pub fn inspect(args: InspectArgs, output: Format) -> Result<u8, Failure> {
     }
     if !requested.unsupported.is_empty() {
         println!();
-        println!("unsupported imports (this component cannot run on Warden)");
+        println!(
+            "imports no host provides (a declared dependency must export each: [dependencies] in warden.toml)"
+        );
         for import in &requested.unsupported {
             println!("  {import}");
         }
