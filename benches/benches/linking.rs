@@ -17,11 +17,7 @@ fn linking(c: &mut Criterion) {
         .build()
         .unwrap();
     let engine = Engine::new(EngineConfig::default()).unwrap();
-    let compile = |path: &str| {
-        engine
-            .compile(&warden_test_programs::read(path))
-            .unwrap()
-    };
+    let compile = |path: &str| engine.compile(&warden_test_programs::read(path)).unwrap();
     let vault = Plugin::new(
         &engine,
         &compile(warden_test_programs::VAULT),
@@ -56,9 +52,8 @@ fn linking(c: &mut Criterion) {
     for times in [1u32, 100] {
         let args = json!(["hi", times]);
         group.bench_function(format!("linked: dependent.shout-times x{times}"), |b| {
-            b.to_async(&runtime).iter(|| async {
-                black_box(dependent.invoke("shout-times", &args).await.unwrap())
-            })
+            b.to_async(&runtime)
+                .iter(|| async { black_box(dependent.invoke("shout-times", &args).await.unwrap()) })
         });
     }
     group.finish();
