@@ -7,6 +7,9 @@
 //! limits.
 
 mod kv;
+mod per_org;
+
+use per_org::PerOrg;
 
 pub use kv::{ORG_KV_KEYS, SqlKvStore};
 
@@ -68,6 +71,13 @@ pub struct ReleaseRecord {
 }
 
 impl ReleaseRecord {
+    /// The organization the release belongs to.
+    fn org(&self) -> &str {
+        self.repository
+            .split_once('/')
+            .map_or(self.repository.as_str(), |(org, _)| org)
+    }
+
     /// A key that changes whenever anything verified changes (an edited row
     /// is a different key, so it is verified again, not served from cache).
     fn cache_key(&self) -> &str {
@@ -176,14 +186,14 @@ pub struct Runtime {
     engine: Arc<Engine>,
     policy: TrustPolicy,
     source: ArtifactSource,
-    loaded: Mutex<HashMap<String, Arc<LoadedRelease>>>,
+    loaded: Mutex<PerOrg<Arc<LoadedRelease>>>,
     kv: Arc<SqlKvStore>,
     /// One load at a time per release, so that 200 first calls do not pull
     /// 200 times, and one release's slow load delays no other.
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Releases that failed verification, by what was verified, and when:
     /// refused again without pulling for [`REFUSAL_MEMORY`].
-    refused: Mutex<HashMap<String, (std::time::Instant, String)>>,
+    refused: Mutex<PerOrg<(std::time::Instant, String)>>,
     /// Invocations each organization may have running at once: its share of
     /// the engine's instance pool, so that one tenant's load never takes
     /// the slots another's calls need.
@@ -270,7 +280,8 @@ impl Tree<'_> {
 /// without pulling and verifying again (a repaired artifact runs after it).
 pub const REFUSAL_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Loaded releases kept at most; beyond this the cache starts over.
+/// Loaded releases (and refusals) kept at most; beyond this the organization
+/// holding the most starts over (see [`per_org`]).
 const MAX_LOADED: usize = 256;
 
 impl Runtime {
@@ -292,10 +303,10 @@ impl Runtime {
             engine,
             policy,
             source,
-            loaded: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(PerOrg::new(MAX_LOADED)),
             kv: Arc::new(kv),
             loading: Mutex::new(HashMap::new()),
-            refused: Mutex::new(HashMap::new()),
+            refused: Mutex::new(PerOrg::new(MAX_LOADED)),
             org_share: org_share.max(1) as usize,
             org_slots: Mutex::new(HashMap::new()),
         })
@@ -354,22 +365,21 @@ impl Runtime {
             })
     }
 
-    fn cached(&self, key: &str) -> Option<Arc<LoadedRelease>> {
+    fn cached(&self, record: &ReleaseRecord) -> Option<Arc<LoadedRelease>> {
         self.loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+            .get(record.org(), record.cache_key())
     }
 
     /// The loaded release for `record`, pulling, verifying and compiling it on
     /// first use.
     pub async fn load(&self, record: &ReleaseRecord) -> Result<Arc<LoadedRelease>, LoadError> {
-        if let Some(loaded) = self.cached(record.cache_key()) {
+        if let Some(loaded) = self.cached(record) {
             return Ok(loaded);
         }
         let key = record.cache_key().to_owned();
-        if let Some(reason) = self.refused_recently(&key) {
+        if let Some(reason) = self.refused_recently(record) {
             return Err(LoadError::Refused(reason));
         }
         let lock = self
@@ -380,10 +390,10 @@ impl Runtime {
             .or_default()
             .clone();
         let _one_at_a_time = lock.lock().await;
-        if let Some(loaded) = self.cached(&key) {
+        if let Some(loaded) = self.cached(record) {
             return Ok(loaded);
         }
-        if let Some(reason) = self.refused_recently(&key) {
+        if let Some(reason) = self.refused_recently(record) {
             return Err(LoadError::Refused(reason));
         }
         let loaded = self.load_now(record, &key).await;
@@ -396,20 +406,21 @@ impl Runtime {
         }
         if let Err(error @ (LoadError::Untrusted(_) | LoadError::Artifact(_))) = &loaded {
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-            if refused.len() >= MAX_LOADED {
-                refused.clear();
-            }
-            refused.insert(key, (std::time::Instant::now(), error.to_string()));
+            refused.insert(
+                record.org(),
+                &key,
+                (std::time::Instant::now(), error.to_string()),
+            );
         }
         loaded
     }
 
     /// Why the release under `key` was refused, if it was within
     /// [`REFUSAL_MEMORY`].
-    fn refused_recently(&self, key: &str) -> Option<String> {
+    fn refused_recently(&self, record: &ReleaseRecord) -> Option<String> {
         let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         refused
-            .get(key)
+            .get(record.org(), record.cache_key())
             .filter(|(at, _)| at.elapsed() < REFUSAL_MEMORY)
             .map(|(_, reason)| reason.clone())
     }
@@ -446,11 +457,10 @@ impl Runtime {
             plugin: Mutex::new(Vec::new()),
             cache_rejected: cache_rejected.into(),
         });
-        let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_LOADED {
-            cache.clear();
-        }
-        cache.insert(key.to_owned(), loaded.clone());
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.org(), key, loaded.clone());
         tracing::info!(release = %loaded.verified.statement.reference(), "loaded");
         Ok(loaded)
     }
