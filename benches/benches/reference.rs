@@ -100,6 +100,10 @@ fn raw_engine() -> Engine {
     engine
 }
 
+/// Rounds of the interleaved comparison, and calls of each per round.
+const INTERLEAVED_ROUNDS: usize = 200;
+const INTERLEAVED_BATCH: usize = 200;
+
 fn side_by_side(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,31 +118,68 @@ fn side_by_side(c: &mut Criterion) {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     Hello::add_to_linker::<_, HasSelf<Host>>(&mut linker, |host| host).unwrap();
     let pre = HelloPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-    group.bench_function("raw wasmtime", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let mut store = Store::new(
-                &engine,
-                Host {
-                    wasi: WasiCtx::builder().build(),
-                    table: ResourceTable::new(),
-                    log: Vec::new(),
-                },
-            );
-            store.set_fuel(u64::MAX / 2).unwrap();
-            store.epoch_deadline_async_yield_and_update(1);
-            let hello = pre.instantiate_async(&mut store).await.unwrap();
-            black_box(hello.call_greet(&mut store, "world").await.unwrap())
-        })
-    });
+    let raw_call = || async {
+        let mut store = Store::new(
+            &engine,
+            Host {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+                log: Vec::new(),
+            },
+        );
+        store.set_fuel(u64::MAX / 2).unwrap();
+        store.epoch_deadline_async_yield_and_update(1);
+        let hello = pre.instantiate_async(&mut store).await.unwrap();
+        black_box(hello.call_greet(&mut store, "world").await.unwrap())
+    };
+    group.bench_function("raw wasmtime", |b| b.to_async(&runtime).iter(raw_call));
 
     let warden = warden_host::Engine::new(EngineConfig::default()).unwrap();
     let compiled = warden.compile(&bytes).unwrap();
     let plugin = Plugin::new(&warden, &compiled, PluginSettings::default()).unwrap();
     let args = json!(["world"]);
+    let warden_call = || async { black_box(plugin.invoke("greet", &args).await.unwrap()) };
     group.bench_function("warden Plugin::invoke", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { black_box(plugin.invoke("greet", &args).await.unwrap()) })
+        b.to_async(&runtime).iter(warden_call)
     });
+
+    // The ratio again, with the two interleaved: batches of each in turn
+    // (which goes first alternates), so that a change of the machine's speed
+    // during the run (a shared host) falls on both alike. The median of the
+    // batches' ratios is printed, with its quartiles.
+    let mut ratios: Vec<f64> = (0..INTERLEAVED_ROUNDS)
+        .map(|round| {
+            let time = |warden: bool| {
+                let started = std::time::Instant::now();
+                runtime.block_on(async {
+                    for _ in 0..INTERLEAVED_BATCH {
+                        if warden {
+                            warden_call().await;
+                        } else {
+                            raw_call().await;
+                        }
+                    }
+                });
+                started.elapsed().as_secs_f64()
+            };
+            let (raw, warden) = if round % 2 == 0 {
+                let raw = time(false);
+                (raw, time(true))
+            } else {
+                let warden = time(true);
+                (time(false), warden)
+            };
+            warden / raw
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+    println!(
+        "hello.greet interleaved: Plugin::invoke / raw wasmtime, median {:.3} (quartiles {:.3}, {:.3}) over {INTERLEAVED_ROUNDS} rounds of {INTERLEAVED_BATCH} calls each",
+        at(2),
+        at(1),
+        at(3)
+    );
     #[cfg(feature = "extism")]
     {
         let compiled = extism_hello();
