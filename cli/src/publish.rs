@@ -186,7 +186,9 @@ pub async fn publish_manifest(
             ImportProblem::Unsupported(_) => format!(
                 "{component}: {problem} (an interface of another plugin is imported by declaring it under [dependencies] in warden.toml)"
             ),
-            ImportProblem::Unprovided { .. } => format!("{component}: {problem}"),
+            ImportProblem::Unprovided { .. } | ImportProblem::TooManyLinked(_) => {
+                format!("{component}: {problem}")
+            }
             ImportProblem::NotRequested(_) => {
                 format!("{component}: {problem} (add them to `capabilities` in warden.toml)")
             }

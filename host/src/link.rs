@@ -19,7 +19,7 @@
 
 use crate::engine::CompiledComponent;
 use crate::error::{Error, Result};
-use crate::exports::{Export, contains_flags};
+use crate::exports::{Export, MAX_EXPORTED_FUNCTIONS, contains_flags};
 use crate::limits::{LimitKind, Limits, format_bytes};
 use crate::plugin::{Plugin, classify};
 use crate::state::HostState;
@@ -39,12 +39,15 @@ pub(crate) struct Link {
     /// The dependency that exports it.
     pub(crate) dependency: Plugin,
     /// Each function of the import with the dependency's export it calls.
-    functions: Vec<(String, Export)>,
+    functions: Vec<(String, Arc<Export>)>,
     /// Whether a parameter of one of them holds `flags`: the caller's read
     /// budget is then divided as for a result with flags (see
     /// [`crate::FLAGS_READ_DIVISOR`]), since it reads the arguments.
     pub(crate) flags_in_params: bool,
 }
+
+/// The most imports of one component that dependencies may provide.
+pub const MAX_LINKED_IMPORTS: usize = 64;
 
 /// The most plugins one call tree may hold (the invoked plugin and every
 /// plugin it depends on, directly or not, each counted once).
@@ -57,9 +60,18 @@ pub(crate) fn links(
     component: &CompiledComponent,
     dependencies: &[Plugin],
 ) -> Result<Vec<Link>> {
+    let imports = &component.requested().unsupported;
+    // Bounded before any is matched: matching and type comparison cost
+    // imports x functions.
+    if imports.len() > MAX_LINKED_IMPORTS {
+        return Err(Error::Config(format!(
+            "it imports {} interfaces no host provides; dependencies provide at most {MAX_LINKED_IMPORTS}",
+            imports.len()
+        )));
+    }
     let mut unprovided = Vec::new();
-    let mut links = Vec::new();
-    for import in &component.requested().unsupported {
+    let mut links: Vec<Link> = Vec::new();
+    for import in imports {
         let providers: Vec<(&Plugin, String)> = dependencies
             .iter()
             .filter_map(|dependency| {
@@ -71,6 +83,12 @@ pub(crate) fn links(
             [] => unprovided.push(import.clone()),
             [(dependency, exported)] => {
                 links.push(link(engine, component, import, dependency, exported)?);
+                let functions: usize = links.iter().map(|link| link.functions.len()).sum();
+                if functions > MAX_EXPORTED_FUNCTIONS {
+                    return Err(Error::Config(format!(
+                        "its imports from dependencies hold more than {MAX_EXPORTED_FUNCTIONS} functions; at most that many are linked"
+                    )));
+                }
             }
             several => {
                 return Err(Error::Link {
@@ -142,7 +160,12 @@ fn link(
                     )));
                 }
                 flags_in_params |= export.ty.params().any(|(_, ty)| contains_flags(&ty));
-                functions.push((name.to_owned(), export.clone()));
+                if functions.len() >= MAX_EXPORTED_FUNCTIONS {
+                    return Err(fail(format!(
+                        "it holds more than {MAX_EXPORTED_FUNCTIONS} functions"
+                    )));
+                }
+                functions.push((name.to_owned(), Arc::new(export.clone())));
             }
             ComponentItem::Resource(_) => {
                 return Err(fail(format!(

@@ -578,3 +578,98 @@ async fn a_function_that_cannot_cross_json_is_not_linked_either() {
         "{error}"
     );
 }
+
+/// A component exporting interfaces `t:wide/i{index}@1.0.0` for each of
+/// `indexes`, each with `functions` functions `f0`... of `func() -> u32`.
+fn wide_exporter(name: &str, indexes: std::ops::Range<usize>, functions: usize) -> Plugin {
+    let lifts: String = (0..functions)
+        .map(|k| format!(r#"(func $f{k} (result u32) (canon lift (core func $i "f")))"#))
+        .collect();
+    let exports: String = (0..functions)
+        .map(|k| format!(r#"(export "f{k}" (func $f{k}))"#))
+        .collect();
+    let instances: String = indexes
+        .map(|index| format!(r#"(instance $v{index} {exports}) (export "t:wide/i{index}@1.0.0" (instance $v{index}))"#))
+        .collect();
+    let text = format!(
+        r#"(component
+            (core module $m (func (export "f") (result i32) i32.const 7))
+            (core instance $i (instantiate $m))
+            {lifts}
+            {instances})"#
+    );
+    let component = engine().compile(&wat::parse_str(text).unwrap()).unwrap();
+    Plugin::new(
+        engine(),
+        &component,
+        PluginSettings {
+            name: format!("acme/{name}@1.0.0"),
+            ..PluginSettings::default()
+        },
+    )
+    .unwrap()
+}
+
+/// A component importing `t:wide/i{k}@1.0.0` for each of `interfaces`, each
+/// with `functions` functions.
+fn wide_importer(interfaces: usize, functions: usize) -> warden_host::CompiledComponent {
+    let imports: String = (0..interfaces)
+        .map(|index| {
+            let funcs: String = (0..functions)
+                .map(|k| format!(r#"(export "f{k}" (func (result u32)))"#))
+                .collect();
+            format!(r#"(import "t:wide/i{index}@1.0.0" (instance {funcs}))"#)
+        })
+        .collect();
+    engine()
+        .compile(&wat::parse_str(format!("(component {imports})")).unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn what_one_component_links_is_bounded_before_anything_is_compared() {
+    let link = |importer: &warden_host::CompiledComponent, dependencies: &[Plugin]| {
+        Plugin::linked(
+            engine(),
+            importer,
+            PluginSettings {
+                name: "acme/user@1.0.0".into(),
+                ..PluginSettings::default()
+            },
+            dependencies,
+        )
+    };
+    // Imports: 64 link; 65 are refused before any is matched.
+    let exporters = [wide_exporter(
+        "wide",
+        0..warden_host::MAX_LINKED_IMPORTS + 1,
+        1,
+    )];
+    let within = wide_importer(warden_host::MAX_LINKED_IMPORTS, 1);
+    let linked = link(&within, &exporters).unwrap();
+    assert_eq!(
+        linked.dependencies().count(),
+        warden_host::MAX_LINKED_IMPORTS
+    );
+    let past = wide_importer(warden_host::MAX_LINKED_IMPORTS + 1, 1);
+    let error = link(&past, &exporters).err().expect("65 imports linked");
+    assert_eq!(error.code(), "invalid_config");
+    assert!(
+        error
+            .to_string()
+            .contains("imports 65 interfaces no host provides"),
+        "{error}"
+    );
+    // Functions: 500 + 500 link; 600 + 600 do not.
+    let halves = [wide_exporter("a", 0..1, 500), wide_exporter("b", 1..2, 500)];
+    link(&wide_importer(2, 500), &halves).unwrap();
+    let larger = [wide_exporter("a", 0..1, 600), wide_exporter("b", 1..2, 600)];
+    let error = link(&wide_importer(2, 600), &larger)
+        .err()
+        .expect("1200 functions linked");
+    assert_eq!(error.code(), "invalid_config");
+    assert!(
+        error.to_string().contains("more than 1000 functions"),
+        "{error}"
+    );
+}

@@ -58,6 +58,7 @@ pub use db::Db;
 pub mod resolver {
     pub use crate::domain::dependencies::{Candidate, Catalog, Offer, Unresolvable, solve};
 }
+pub use domain::dependencies::PROVIDER_RELEASES_READ;
 pub use domain::releases::{ImportProblem, check_imports};
 pub use oci::{Digest, RepositoryName};
 pub use runtime::SqlKvStore;

@@ -338,10 +338,34 @@ async fn a_call_tree_larger_than_the_orgs_share_is_refused_before_loading(backen
         .expect(201);
     o.approve(&chained, &[], Limits::default()).await;
     let refused = o.call("shout-times", json!(["hi", 1])).await;
-    refused.expect_error(429, "capacity");
+    refused.expect_error(409, "invalid_config");
     assert_eq!(
         refused.body["error"]["message"],
-        "the engine is at capacity: an invocation of it instantiates 3 plugins (itself and its dependencies); an organization may run 2 at once"
+        "invalid configuration: an invocation of it instantiates 3 plugins (itself and its dependencies); an organization may run 2 at once"
     );
 }
 on_both_databases!(a_call_tree_larger_than_the_orgs_share_is_refused_before_loading);
+
+async fn newer_releases_outside_the_requirement_do_not_hide_a_provider(backend: Backend) {
+    let o = org(backend, 1).await;
+    o.vault(&o.alice, "1.0.0").await;
+    // More releases outside `^1`, all newer, than the check reads.
+    for minor in 0..=dependencies_read() {
+        o.publish_linked(
+            &o.alice,
+            "acme/vault",
+            &format!("2.{minor}.0"),
+            VAULT,
+            &["kv"],
+            &[],
+        )
+        .await
+        .expect(201);
+    }
+    o.dependent(Limits::default()).await;
+}
+on_both_databases!(newer_releases_outside_the_requirement_do_not_hide_a_provider);
+
+fn dependencies_read() -> usize {
+    warden_registry::PROVIDER_RELEASES_READ
+}

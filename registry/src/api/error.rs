@@ -461,6 +461,7 @@ impl From<DependencyError> for ApiError {
         let code = match error {
             DependencyError::Db(e) => return e.into(),
             DependencyError::Release(e) => return e.into(),
+            DependencyError::TreeTooLarge(_) => ErrorCode::InvalidConfig,
             DependencyError::Corrupt(_) => return ApiError::internal(error),
             DependencyError::NoPlugin(_) => ErrorCode::NotFound,
             DependencyError::Invalid(_) => ErrorCode::InvalidQuery,
@@ -503,6 +504,7 @@ impl From<ReleaseError> for ApiError {
                 return ApiError::from_display(ErrorCode::UnsupportedImports, &error)
                     .with_details(details);
             }
+            E::Imports(ImportProblem::TooManyLinked(_)) => ErrorCode::UnsupportedImports,
             E::Imports(ImportProblem::Unprovided { ref imports, .. }) => {
                 let details = json!({ "unprovided": imports });
                 return ApiError::from_display(ErrorCode::UnsupportedImports, &error)

@@ -280,9 +280,9 @@ impl Tree<'_> {
 /// without pulling and verifying again (a repaired artifact runs after it).
 pub const REFUSAL_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Loaded releases (and refusals) kept at most; beyond this the organization
-/// holding the most starts over (see [`per_org`]).
-const MAX_LOADED: usize = 256;
+/// Loaded releases (and refusals) one organization keeps at most; beyond
+/// this its own start over (see [`per_org`]).
+const MAX_LOADED_PER_ORG: usize = 64;
 
 impl Runtime {
     /// A runtime verifying against `policy`, reading artifacts from `source`.
@@ -303,10 +303,10 @@ impl Runtime {
             engine,
             policy,
             source,
-            loaded: Mutex::new(PerOrg::new(MAX_LOADED)),
+            loaded: Mutex::new(PerOrg::new(MAX_LOADED_PER_ORG)),
             kv: Arc::new(kv),
             loading: Mutex::new(HashMap::new()),
-            refused: Mutex::new(PerOrg::new(MAX_LOADED)),
+            refused: Mutex::new(PerOrg::new(MAX_LOADED_PER_ORG)),
             org_share: org_share.max(1) as usize,
             org_slots: Mutex::new(HashMap::new()),
         })
@@ -485,7 +485,11 @@ impl Runtime {
                     .all(|(a, b)| a.is_same(b))
         });
         if let Some(index) = found {
-            return Ok(bindings[index].plugin.clone());
+            // Most recently used first.
+            let bound = bindings.remove(index);
+            let plugin = bound.plugin.clone();
+            bindings.insert(0, bound);
+            return Ok(plugin);
         }
         let statement = &loaded.verified.statement;
         let settings = PluginSettings {
@@ -533,7 +537,7 @@ impl Runtime {
             ))));
         }
         if plugins > self.org_share {
-            return Err(LinkError::Host(warden_host::Error::Capacity(format!(
+            return Err(LinkError::Host(warden_host::Error::Config(format!(
                 "an invocation of it instantiates {plugins} plugins (itself and its dependencies); an organization may run {} at once",
                 self.org_share
             ))));

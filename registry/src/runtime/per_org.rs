@@ -1,15 +1,13 @@
 //! What the runtime keeps per release (loaded releases, recent refusals),
-//! bounded in total without letting one organization push out another's:
-//! when the bound is reached, the organization holding the most entries
-//! starts over, so a tenant loading release after release evicts its own.
+//! bounded per organization: an organization at its bound starts over, and
+//! no organization's entries are ever evicted by another's.
 
 use std::collections::HashMap;
 
-/// Entries by organization, then by key; at most `max` in all.
+/// Entries by organization, then by key; at most `max` per organization.
 #[derive(Debug)]
 pub(super) struct PerOrg<V> {
     orgs: HashMap<String, HashMap<String, V>>,
-    total: usize,
     max: usize,
 }
 
@@ -17,7 +15,6 @@ impl<V: Clone> PerOrg<V> {
     pub(super) fn new(max: usize) -> PerOrg<V> {
         PerOrg {
             orgs: HashMap::new(),
-            total: 0,
             max: max.max(1),
         }
     }
@@ -27,33 +24,11 @@ impl<V: Clone> PerOrg<V> {
     }
 
     pub(super) fn insert(&mut self, org: &str, key: &str, value: V) {
-        let present = self
-            .orgs
-            .get(org)
-            .is_some_and(|keys| keys.contains_key(key));
-        if !present && self.total >= self.max {
-            // The largest organization starts over; between equals, the one
-            // inserting.
-            let largest = self
-                .orgs
-                .iter()
-                .max_by_key(|(name, keys)| (keys.len(), name.as_str() == org))
-                .map(|(name, _)| name.clone());
-            if let Some(largest) = largest
-                && let Some(evicted) = self.orgs.remove(&largest)
-            {
-                self.total -= evicted.len();
-            }
-        }
         let keys = self.orgs.entry(org.to_owned()).or_default();
-        if keys.insert(key.to_owned(), value).is_none() {
-            self.total += 1;
+        if keys.len() >= self.max && !keys.contains_key(key) {
+            keys.clear();
         }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.total
+        keys.insert(key.to_owned(), value);
     }
 }
 
@@ -62,46 +37,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_org_loading_past_the_bound_evicts_its_own_entries_not_anothers() {
+    fn an_org_at_its_bound_starts_over_without_touching_another() {
         let mut cache = PerOrg::new(4);
-        cache.insert("globex", "g", 0);
         for i in 0..3 {
+            cache.insert("globex", &format!("g{i}"), i);
+        }
+        for i in 0..4 {
             cache.insert("acme", &format!("a{i}"), i);
         }
-        assert_eq!(cache.len(), 4);
-        // The fifth entry: acme holds the most and starts over.
-        cache.insert("acme", "a3", 3);
-        assert_eq!(cache.get("globex", "g"), Some(0));
+        // The fifth of acme's: acme starts over.
+        cache.insert("acme", "a4", 4);
         assert_eq!(cache.get("acme", "a0"), None);
-        assert_eq!(cache.get("acme", "a3"), Some(3));
-        assert_eq!(cache.len(), 2);
-        // However long acme goes on, globex keeps its entry.
-        for i in 4..100 {
+        assert_eq!(cache.get("acme", "a4"), Some(4));
+        // However long acme goes on, globex keeps all of its entries.
+        for i in 5..100 {
             cache.insert("acme", &format!("a{i}"), i);
-            assert_eq!(cache.get("globex", "g"), Some(0));
-            assert!(cache.len() <= 4);
+            for g in 0..3 {
+                assert_eq!(cache.get("globex", &format!("g{g}")), Some(g));
+            }
+            assert!(cache.orgs["acme"].len() <= 4);
         }
     }
 
     #[test]
-    fn replacing_an_entry_does_not_evict() {
+    fn replacing_an_entry_does_not_start_over() {
         let mut cache = PerOrg::new(2);
         cache.insert("acme", "a", 1);
-        cache.insert("globex", "g", 1);
+        cache.insert("acme", "b", 1);
         cache.insert("acme", "a", 2);
         assert_eq!(cache.get("acme", "a"), Some(2));
-        assert_eq!(cache.get("globex", "g"), Some(1));
-        assert_eq!(cache.len(), 2);
-    }
-
-    #[test]
-    fn between_equals_the_inserting_org_starts_over() {
-        let mut cache = PerOrg::new(2);
-        cache.insert("acme", "a", 1);
-        cache.insert("globex", "g", 1);
-        cache.insert("globex", "h", 2);
-        assert_eq!(cache.get("acme", "a"), Some(1));
-        assert_eq!(cache.get("globex", "h"), Some(2));
-        assert_eq!(cache.get("globex", "g"), None);
+        assert_eq!(cache.get("acme", "b"), Some(1));
     }
 }

@@ -12,7 +12,7 @@ use super::status::Status;
 use crate::db::Db;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use warden_host::{Envelope, ReleaseStatement};
 
 /// Why a resolution could not be answered.
@@ -37,6 +37,12 @@ pub enum DependencyError {
     /// was yanked a moment ago...).
     #[error(transparent)]
     Release(#[from] ResolveError),
+    /// The dependencies resolve to more plugins than one invocation links.
+    #[error(
+        "its dependencies resolve to a call tree of {0} plugins; at most {max} are linked into one",
+        max = warden_host::MAX_CALL_TREE
+    )]
+    TreeTooLarge(usize),
 }
 
 /// One release of a resolved set.
@@ -143,6 +149,10 @@ pub async fn dependency_set(
     approvals_required: u32,
 ) -> Result<DependencySet, DependencyError> {
     let resolution = resolve_dependencies(db, org, name, Some(&format!("={version}"))).await?;
+    // Refused before each dependency's release is read.
+    if resolution.releases.len() > warden_host::MAX_CALL_TREE {
+        return Err(DependencyError::TreeTooLarge(resolution.releases.len()));
+    }
     let mut resolved = BTreeMap::new();
     for release in resolution.releases.iter().skip(1) {
         let Some((dependency_org, dependency_name)) = release.name.split_once('/') else {
@@ -170,8 +180,8 @@ pub async fn dependency_set(
 /// declared dependency can provide: an import is provided when a pending or
 /// approved release of a dependency of `org`, matching its requirement,
 /// exports that interface (or a semver-compatible newer version of it).
-/// Checked at publish, among the [`PROVIDER_RELEASES_READ`] newest releases
-/// of each dependency; linking checks the functions and types of the
+/// Checked at publish, among the [`PROVIDER_RELEASES_READ`] newest matching
+/// releases of each dependency; linking checks the functions and types of the
 /// releases that actually run.
 pub async fn unprovided_imports(
     conn: &mut sqlx::AnyConnection,
@@ -184,6 +194,7 @@ pub async fn unprovided_imports(
     struct Exported {
         interface: Option<String>,
     }
+    let unversioned = |name: &str| name.split('@').next().unwrap_or(name).to_owned();
     let mut unprovided: Vec<String> = imports.to_vec();
     for (dependency, requirement) in dependencies {
         if unprovided.is_empty() {
@@ -197,40 +208,60 @@ pub async fn unprovided_imports(
         }
         let requirement = VersionReq::parse(requirement)
             .map_err(|e| DependencyError::Invalid(format!("{dependency}: {e}")))?;
-        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT version, functions FROM releases
-             WHERE org = $1 AND name = $2 AND status IN ($3, $4)
-             ORDER BY created_at DESC LIMIT {PROVIDER_RELEASES_READ}"
-        )))
+        // The newest matching versions first, chosen from the versions alone.
+        let versions: Vec<(String,)> = sqlx::query_as(
+            "SELECT version FROM releases WHERE org = $1 AND name = $2 AND status IN ($3, $4)",
+        )
         .bind(dependency_org)
         .bind(dependency_name)
         .bind(Status::Pending.as_str())
         .bind(Status::Approved.as_str())
         .fetch_all(&mut *conn)
         .await?;
-        for (version, functions) in rows {
-            if !Version::parse(&version).is_ok_and(|v| requirement.matches(&v)) {
+        let mut matching: Vec<(Version, String)> = versions
+            .into_iter()
+            .filter_map(|(text,)| Some((Version::parse(&text).ok()?, text)))
+            .filter(|(version, _)| requirement.matches(version))
+            .collect();
+        matching.sort_by(|a, b| b.0.cmp(&a.0));
+        matching.truncate(PROVIDER_RELEASES_READ);
+        // Exported interfaces by name without version: an import is only
+        // compared with the versions of its own name.
+        let mut exported: HashMap<String, HashSet<String>> = HashMap::new();
+        for (_, version) in matching {
+            let functions: Option<(String,)> = sqlx::query_as(
+                "SELECT functions FROM releases WHERE org = $1 AND name = $2 AND version = $3",
+            )
+            .bind(dependency_org)
+            .bind(dependency_name)
+            .bind(&version)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some((functions,)) = functions else {
                 continue;
-            }
+            };
             let functions: Vec<Exported> = serde_json::from_str(&functions)
                 .map_err(|e| DependencyError::Corrupt(format!("{dependency}@{version}: {e}")))?;
-            unprovided.retain(|import| {
-                !functions.iter().any(|f| {
-                    f.interface
-                        .as_deref()
-                        .is_some_and(|exported| warden_host::interface_serves(exported, import))
-                })
-            });
-            if unprovided.is_empty() {
-                break;
+            for interface in functions.into_iter().filter_map(|f| f.interface) {
+                exported
+                    .entry(unversioned(&interface))
+                    .or_default()
+                    .insert(interface);
             }
         }
+        unprovided.retain(|import| {
+            !exported.get(&unversioned(import)).is_some_and(|names| {
+                names
+                    .iter()
+                    .any(|name| warden_host::interface_serves(name, import))
+            })
+        });
     }
     Ok(unprovided)
 }
 
 /// Releases of one dependency that publishing reads to find the interfaces
-/// it exports: the newest pending or approved ones.
+/// it exports: the newest pending or approved ones matching the requirement.
 pub const PROVIDER_RELEASES_READ: usize = 32;
 
 /// The most plugins one resolution reads from the database.

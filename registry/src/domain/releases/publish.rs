@@ -266,6 +266,12 @@ pub enum ImportProblem {
         /// The declared dependencies, `org/name requirement`.
         dependencies: Vec<String>,
     },
+    /// More imports than dependencies may provide to one component.
+    #[error(
+        "the component imports {0} interfaces no host provides; dependencies provide at most {max}",
+        max = warden_host::MAX_LINKED_IMPORTS
+    )]
+    TooManyLinked(usize),
     /// Capabilities the component imports that the release does not request.
     #[error("the component imports capabilities the release does not request: {}", .0.join(", "))]
     NotRequested(Vec<String>),
@@ -283,6 +289,9 @@ pub fn check_imports(
 ) -> Result<(), ImportProblem> {
     if !requested.unsupported.is_empty() && !declares_dependencies {
         return Err(ImportProblem::Unsupported(requested.unsupported.clone()));
+    }
+    if requested.unsupported.len() > warden_host::MAX_LINKED_IMPORTS {
+        return Err(ImportProblem::TooManyLinked(requested.unsupported.len()));
     }
     let missing = requested.missing(grants);
     if !missing.is_empty() {
@@ -457,6 +466,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn dependencies_provide_a_bounded_number_of_imports() {
+        let names =
+            |n: usize| -> Vec<String> { (0..n).map(|k| format!("acme:lib/i{k}@1.0.0")).collect() };
+        let check = |n: usize, declared: bool| {
+            let names = names(n);
+            let requested = Requested::classify(names.iter().map(String::as_str));
+            check_imports(&requested, &Grants::none(), declared)
+        };
+        assert!(matches!(
+            check(1, false),
+            Err(ImportProblem::Unsupported(_))
+        ));
+        assert_eq!(check(warden_host::MAX_LINKED_IMPORTS, true), Ok(()));
+        assert_eq!(
+            check(warden_host::MAX_LINKED_IMPORTS + 1, true),
+            Err(ImportProblem::TooManyLinked(
+                warden_host::MAX_LINKED_IMPORTS + 1
+            ))
+        );
     }
 
     #[test]
