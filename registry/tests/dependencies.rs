@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::{Backend, Org, approval, org, statement};
+use common::{Backend, Org, name_versions, org};
 use serde_json::{Value, json};
-use warden_host::{Limits, RELEASE_PAYLOAD_TYPE};
+use warden_host::Limits;
 use warden_test_programs::{HELLO, read};
 
 impl Org {
-    /// Publishes `acme/<name>@<version>` declaring `dependencies`, and
-    /// approves it unless `approve` is false.
+    /// Publishes the hello component as `repo@version` declaring
+    /// `dependencies`, and approves it unless `approve` is false.
     async fn release_with(
         &self,
         repo: &str,
@@ -19,57 +19,20 @@ impl Org {
         dependencies: &[(&str, &str)],
         approve: bool,
     ) -> Value {
-        let component = read(HELLO);
-        let mut statement = statement(&self.alice, repo, version, &component, &[]);
-        statement.dependencies = dependencies
-            .iter()
-            .map(|(name, requirement)| (name.to_string(), requirement.to_string()))
-            .collect();
-        let envelope = self.alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
         let release = self
-            .h
-            .publish_envelope(&self.publisher, repo, &component, &envelope)
+            .publish_declaring(&self.alice, repo, version, HELLO, &[], dependencies)
             .await
             .expect(201);
         if approve {
-            self.h
-                .post(
-                    &self.h.admin,
-                    &format!("/v1/plugins/{repo}/releases/{version}/approve"),
-                    json!({ "envelope": approval(&self.bob, &release, &[], Limits::default()) }),
-                )
-                .await
-                .expect(200);
+            self.approve(&release, &[], Limits::default()).await;
         }
         release
-    }
-
-    async fn yank(&self, repo: &str, version: &str) {
-        self.h
-            .post(
-                &self.h.admin,
-                &format!("/v1/plugins/{repo}/releases/{version}/yank"),
-                json!({ "reason": "broken" }),
-            )
-            .await
-            .expect(200);
     }
 }
 
 /// `name@version` of each resolved release, in order.
 fn versions(resolution: &Value) -> Vec<String> {
-    resolution["releases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            format!(
-                "{}@{}",
-                r["name"].as_str().unwrap(),
-                r["version"].as_str().unwrap()
-            )
-        })
-        .collect()
+    name_versions(&resolution["releases"])
 }
 
 async fn dependencies_resolve_through_the_api(backend: Backend) {
@@ -192,18 +155,7 @@ async fn a_cycle_is_refused_at_publish_with_the_cycle(backend: Backend) {
     o.release_with("acme/b", "1.0.0", &[("acme/c", "^1")], true)
         .await;
     let publish = |repo: &'static str, dependencies: &'static [(&'static str, &'static str)]| {
-        let o = &o;
-        async move {
-            let component = read(HELLO);
-            let mut statement = statement(&o.alice, repo, "1.0.0", &component, &[]);
-            statement.dependencies = dependencies
-                .iter()
-                .map(|(n, r)| (n.to_string(), r.to_string()))
-                .collect();
-            let envelope = o.alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
-            o.h.publish_envelope(&o.publisher, repo, &component, &envelope)
-                .await
-        }
+        o.publish_declaring(&o.alice, repo, "1.0.0", HELLO, &[], dependencies)
     };
     // c -> a closes a -> b -> c (a is pending: it counts, it may be approved).
     let refused = publish("acme/c", &[("acme/a", "^1")]).await;

@@ -6,54 +6,16 @@
 
 mod common;
 
-use common::{Backend, Org, approval, org, statement};
+use common::{Backend, Org, name_versions, org};
 use serde_json::{Value, json};
-use warden_host::{Limits, PrivateKey, RELEASE_PAYLOAD_TYPE};
+use warden_host::{Limits, PrivateKey};
 use warden_test_programs::{DEPENDENT, HELLO, VAULT, read};
 
 impl Org {
-    /// Publishes `component` as `repo@version`, signed by `key`, requesting
-    /// `capabilities` and declaring `dependencies`.
-    async fn publish_linked(
-        &self,
-        key: &PrivateKey,
-        repo: &str,
-        version: &str,
-        component: &str,
-        capabilities: &[&str],
-        dependencies: &[(&str, &str)],
-    ) -> common::Answer {
-        let component = read(component);
-        let mut statement = statement(key, repo, version, &component, capabilities);
-        statement.dependencies = dependencies
-            .iter()
-            .map(|(name, requirement)| (name.to_string(), requirement.to_string()))
-            .collect();
-        let envelope = key.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
-        self.h
-            .publish_envelope(&self.publisher, repo, &component, &envelope)
-            .await
-    }
-
-    async fn approve(&self, release: &Value, grants: &[&str], limits: Limits) {
-        self.h
-            .post(
-                &self.h.admin,
-                &format!(
-                    "/v1/plugins/{}/releases/{}/approve",
-                    release["name"].as_str().unwrap(),
-                    release["version"].as_str().unwrap()
-                ),
-                json!({ "envelope": approval(&self.bob, release, grants, limits) }),
-            )
-            .await
-            .expect(200);
-    }
-
     /// The vault at `version` (kv granted), published and approved.
     async fn vault(&self, key: &PrivateKey, version: &str) -> Value {
         let release = self
-            .publish_linked(key, "acme/vault", version, VAULT, &["kv"], &[])
+            .publish_declaring(key, "acme/vault", version, VAULT, &["kv"], &[])
             .await
             .expect(201);
         self.approve(&release, &["kv"], Limits::default()).await;
@@ -63,7 +25,7 @@ impl Org {
     /// The dependent at 1.0.0 on `acme/vault ^1`, published and approved.
     async fn dependent(&self, limits: Limits) -> Value {
         let release = self
-            .publish_linked(
+            .publish_declaring(
                 &self.alice,
                 "acme/dependent",
                 "1.0.0",
@@ -86,32 +48,10 @@ impl Org {
             )
             .await
     }
-
-    async fn yank(&self, repo: &str, version: &str) {
-        self.h
-            .post(
-                &self.h.admin,
-                &format!("/v1/plugins/{repo}/releases/{version}/yank"),
-                json!({ "reason": "broken" }),
-            )
-            .await
-            .expect(200);
-    }
 }
 
 fn linked_versions(answer: &Value) -> Vec<String> {
-    answer["dependencies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            format!(
-                "{}@{}",
-                d["name"].as_str().unwrap(),
-                d["version"].as_str().unwrap()
-            )
-        })
-        .collect()
+    name_versions(&answer["dependencies"])
 }
 
 async fn an_invocation_crosses_a_dependency_link_and_follows_changes(backend: Backend) {
@@ -199,7 +139,7 @@ on_both_databases!(a_revoked_dependency_key_stops_its_dependents);
 async fn publishing_checks_that_a_dependency_provides_each_import(backend: Backend) {
     let o = org(backend, 1).await;
     let publish = |dependencies: &'static [(&'static str, &'static str)]| {
-        o.publish_linked(
+        o.publish_declaring(
             &o.alice,
             "acme/dependent",
             "1.0.0",
@@ -213,7 +153,7 @@ async fn publishing_checks_that_a_dependency_provides_each_import(backend: Backe
     refused.expect_error(422, "unsupported_imports");
     // A declared dependency that does not export it.
     let hello = o
-        .publish_linked(&o.alice, "acme/hello", "1.0.0", HELLO, &[], &[])
+        .publish_declaring(&o.alice, "acme/hello", "1.0.0", HELLO, &[], &[])
         .await
         .expect(201);
     o.approve(&hello, &[], Limits::default()).await;
@@ -229,13 +169,13 @@ async fn publishing_checks_that_a_dependency_provides_each_import(backend: Backe
     );
     // A vault outside the requirement does not count; one inside does,
     // even while it waits for approval.
-    o.publish_linked(&o.alice, "acme/vault", "2.0.0", VAULT, &["kv"], &[])
+    o.publish_declaring(&o.alice, "acme/vault", "2.0.0", VAULT, &["kv"], &[])
         .await
         .expect(201);
     publish(&[("acme/vault", "^1")])
         .await
         .expect_error(422, "unsupported_imports");
-    o.publish_linked(&o.alice, "acme/vault", "1.0.0", VAULT, &["kv"], &[])
+    o.publish_declaring(&o.alice, "acme/vault", "1.0.0", VAULT, &["kv"], &[])
         .await
         .expect(201);
     publish(&[("acme/vault", "^1")]).await.expect(201);
@@ -272,12 +212,12 @@ async fn a_dependency_runs_with_its_own_grants_only(backend: Backend) {
     // The vault asks for kv; its admin grants nothing. The dependent's
     // grants do not reach it.
     let vault = o
-        .publish_linked(&o.alice, "acme/vault", "1.0.0", VAULT, &["kv"], &[])
+        .publish_declaring(&o.alice, "acme/vault", "1.0.0", VAULT, &["kv"], &[])
         .await
         .expect(201);
     o.approve(&vault, &[], Limits::default()).await;
     let release = o
-        .publish_linked(
+        .publish_declaring(
             &o.alice,
             "acme/dependent",
             "1.0.0",
@@ -298,19 +238,11 @@ async fn a_dependency_runs_with_its_own_grants_only(backend: Backend) {
 on_both_databases!(a_dependency_runs_with_its_own_grants_only);
 
 async fn a_call_tree_larger_than_the_orgs_share_is_refused_before_loading(backend: Backend) {
-    let h = common::start_tweaked(backend, |config| config.org_share = 2).await;
-    let publisher = h.token(&h.admin, "acme", "publisher").await;
-    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
-    let bob = h.pinned_key(0, "acme", "bob").await;
-    let o = Org {
-        h,
-        publisher,
-        alice,
-        bob,
-    };
+    let o =
+        common::org_on(common::start_tweaked(backend, |config| config.org_share = 2).await).await;
     o.vault(&o.alice, "1.0.0").await;
     let relay = o
-        .publish_linked(
+        .publish_declaring(
             &o.alice,
             "acme/relay",
             "1.0.0",
@@ -326,7 +258,7 @@ async fn a_call_tree_larger_than_the_orgs_share_is_refused_before_loading(backen
     o.call("shout-times", json!(["hi", 1])).await.expect(200);
     // relay -> vault is two as well; a dependent on the relay would be three.
     let chained = o
-        .publish_linked(
+        .publish_declaring(
             &o.alice,
             "acme/dependent",
             "2.0.0",
@@ -351,7 +283,7 @@ async fn newer_releases_outside_the_requirement_do_not_hide_a_provider(backend: 
     o.vault(&o.alice, "1.0.0").await;
     // More releases outside `^1`, all newer, than the check reads.
     for minor in 0..=dependencies_read() {
-        o.publish_linked(
+        o.publish_declaring(
             &o.alice,
             "acme/vault",
             &format!("2.{minor}.0"),

@@ -440,8 +440,83 @@ pub struct Org {
     pub bob: PrivateKey,
 }
 
+impl Org {
+    /// Publishes the guest `component` (a path) as `repo@version`, signed
+    /// by `key`, requesting `capabilities` and declaring `dependencies`.
+    pub async fn publish_declaring(
+        &self,
+        key: &PrivateKey,
+        repo: &str,
+        version: &str,
+        component: &str,
+        capabilities: &[&str],
+        dependencies: &[(&str, &str)],
+    ) -> Answer {
+        let component = warden_test_programs::read(component);
+        let mut statement = statement(key, repo, version, &component, capabilities);
+        statement.dependencies = dependencies
+            .iter()
+            .map(|(name, requirement)| (name.to_string(), requirement.to_string()))
+            .collect();
+        let envelope = key.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+        self.h
+            .publish_envelope(&self.publisher, repo, &component, &envelope)
+            .await
+    }
+
+    /// Approves `release` (as the API shows it) with bob's key, granting
+    /// `grants` and `limits`.
+    pub async fn approve(&self, release: &Value, grants: &[&str], limits: Limits) {
+        self.h
+            .post(
+                &self.h.admin,
+                &format!(
+                    "/v1/plugins/{}/releases/{}/approve",
+                    release["name"].as_str().unwrap(),
+                    release["version"].as_str().unwrap()
+                ),
+                approval_body(&self.bob, release, grants, limits),
+            )
+            .await
+            .expect(200);
+    }
+
+    /// Yanks `repo@version`.
+    pub async fn yank(&self, repo: &str, version: &str) {
+        self.h
+            .post(
+                &self.h.admin,
+                &format!("/v1/plugins/{repo}/releases/{version}/yank"),
+                json!({ "reason": "broken" }),
+            )
+            .await
+            .expect(200);
+    }
+}
+
+/// `name@version` of each entry of a list of releases (a resolution's
+/// `releases`, an invocation's `dependencies`).
+pub fn name_versions(releases: &Value) -> Vec<String> {
+    releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}@{}",
+                r["name"].as_str().unwrap(),
+                r["version"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 pub async fn org(backend: Backend, approvals: u32) -> Org {
-    let h = start_with(backend, approvals).await;
+    org_on(start_with(backend, approvals).await).await
+}
+
+/// [`org`] on a server already started (e.g. with [`start_tweaked`]).
+pub async fn org_on(h: Harness) -> Org {
     let publisher = h.token(&h.admin, "acme", "publisher").await;
     let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
     let bob = h.pinned_key(0, "acme", "bob").await;
@@ -462,11 +537,13 @@ pub struct World {
 }
 
 pub async fn world(backend: Backend) -> World {
-    let h = start_with(backend, 1).await;
-    let publisher = h.token(&h.admin, "acme", "publisher").await;
+    let Org {
+        h,
+        publisher,
+        alice,
+        bob,
+    } = org(backend, 1).await;
     let invoker = h.token(&h.admin, "acme", "invoker").await;
-    let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
-    let bob = h.pinned_key(0, "acme", "bob").await;
     World {
         h,
         publisher,
