@@ -114,11 +114,7 @@ pub async fn publish(
             &requested.unsupported,
         )
         .await
-        .map_err(|e| match e {
-            DependencyError::Db(e) => ReleaseError::Db(e),
-            DependencyError::Invalid(why) => ReleaseError::InvalidDependency(why),
-            other => internal(other),
-        })?;
+        .map_err(dependency_failure)?;
         if !unprovided.is_empty() {
             return Err(ImportProblem::Unprovided {
                 imports: unprovided,
@@ -364,14 +360,19 @@ async fn refuse_cycle(
 ) -> Result<(), ReleaseError> {
     let cycle = dependencies::find_cycle(conn, org, plugin, statement.dependencies.keys())
         .await
-        .map_err(|e| match e {
-            DependencyError::Db(e) => ReleaseError::Db(e),
-            DependencyError::Invalid(why) => ReleaseError::InvalidDependency(why),
-            other => internal(other),
-        })?;
+        .map_err(dependency_failure)?;
     match cycle {
         Some(cycle) => Err(ReleaseError::DependencyCycle(cycle)),
         None => Ok(()),
+    }
+}
+
+/// What a failure of a dependency check is to a publish.
+fn dependency_failure(error: DependencyError) -> ReleaseError {
+    match error {
+        DependencyError::Db(e) => ReleaseError::Db(e),
+        DependencyError::Invalid(why) => ReleaseError::InvalidDependency(why),
+        other => internal(other),
     }
 }
 
