@@ -426,6 +426,10 @@ async fn call(
             if let Err(error) = running.store.set_fuel(fuel) {
                 return Err((0, Error::Host(format!("{error:#}"))));
             }
+            // This call's result is read within the budget its type requires.
+            running
+                .store
+                .set_hostcall_fuel(dependency.read_budget(export));
             running
         }
         None => {
@@ -444,7 +448,9 @@ async fn call(
                 (tree.deadline, tree.timeout)
             };
             let transcript = tree.transcript.labelled(&settings.name);
-            let mut store = dependency.store(transcript, 1, deadline, timeout, Some(tree));
+            let read_budget = dependency.read_budget(export);
+            let mut store =
+                dependency.store(transcript, read_budget, deadline, timeout, Some(tree));
             if let Err(error) = store.set_fuel(fuel) {
                 return Err((0, Error::Host(format!("{error:#}"))));
             }
@@ -473,9 +479,6 @@ async fn call(
     };
     let (deadline, timeout) = (running.deadline, running.timeout);
     let store = &mut running.store;
-    // Its result is read within its own budget, divided as the result's
-    // type requires.
-    store.set_hostcall_fuel(dependency.read_budget(export));
     let outcome = match running.instance.get_func(&mut *store, export.index) {
         Some(func) => {
             tokio::time::timeout_at(

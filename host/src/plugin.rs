@@ -323,7 +323,7 @@ impl Plugin {
         let started = Instant::now();
         let mut store = self.store(
             transcript.clone(),
-            export.read_divisor(),
+            self.read_budget(export),
             started + limits.timeout,
             limits.timeout,
             tree.as_ref(),
@@ -381,12 +381,14 @@ impl Plugin {
         }
     }
 
-    /// A store for one instance of this plugin, ending at `deadline` (the
-    /// end of `timeout`), in `tree` if the invocation has dependencies.
+    /// A store for one instance of this plugin, reading values out of it
+    /// within `read_budget` (see [`Plugin::read_budget`]), ending at
+    /// `deadline` (the end of `timeout`), in `tree` if the invocation has
+    /// dependencies.
     pub(crate) fn store(
         &self,
         transcript: Transcript,
-        read_divisor: u64,
+        read_budget: usize,
         deadline: Instant,
         timeout: Duration,
         tree: Option<&Arc<CallTree>>,
@@ -434,9 +436,7 @@ impl Plugin {
             .expect("fuel is enabled on every Warden engine");
         // Bounds what wasmtime allocates while it reads the result or a host
         // call's arguments out of the guest, before Warden can look at its size.
-        store.set_hostcall_fuel(
-            limits.read_budget_divided(read_divisor.max(self.inner.link_read_divisor)),
-        );
+        store.set_hostcall_fuel(read_budget);
         // Check the deadline on every epoch tick and yield to the executor, so a
         // spinning plugin neither overruns nor starves other tasks on the thread.
         store.epoch_deadline_callback(move |_| {
