@@ -100,20 +100,12 @@ impl Snapshot {
             Some(requirement) => format!("{org}\n{name}\n{requirement}"),
             None => format!("{org}\n{name}"),
         };
-        if db.changes().is_following()
-            && let Some(resolved) = read(&self.releases).get(&key, self.max_age)
-        {
-            return Ok(resolved);
-        }
-        let stamp = db.changes().stamp(org);
-        let resolved =
-            Arc::new(resolution::resolve(db, org, name, requirement, approvals_required).await?);
-        write(&self.releases).insert(key, org, stamp, resolved.clone());
-        Ok(resolved)
+        self.through(db, &self.releases, org, key, || {
+            resolution::resolve(db, org, name, requirement, approvals_required)
+        })
+        .await
     }
-}
 
-impl Snapshot {
     /// What `org/name@version` links, as [`dependencies::dependency_set`]
     /// says. `org` must be one the caller was authorized for.
     pub async fn dependency_set(
@@ -125,17 +117,35 @@ impl Snapshot {
         approvals_required: u32,
     ) -> Result<Arc<DependencySet>, DependencyError> {
         let key = format!("{org}\n{name}\n{version}");
+        self.through(db, &self.dependencies, org, key, || {
+            dependencies::dependency_set(db, org, name, version, approvals_required)
+        })
+        .await
+    }
+
+    /// The entry of `org` under `key` in `entries` if it may be served;
+    /// otherwise what `read_now` answers, kept (with a stamp taken before the
+    /// read) if it lets the call proceed.
+    async fn through<V, E, F>(
+        &self,
+        db: &Db,
+        entries: &RwLock<Entries<Arc<V>>>,
+        org: &str,
+        key: String,
+        read_now: impl FnOnce() -> F,
+    ) -> Result<Arc<V>, E>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
         if db.changes().is_following()
-            && let Some(set) = read(&self.dependencies).get(&key, self.max_age)
+            && let Some(value) = read(entries).get(&key, self.max_age)
         {
-            return Ok(set);
+            return Ok(value);
         }
         let stamp = db.changes().stamp(org);
-        let set = Arc::new(
-            dependencies::dependency_set(db, org, name, version, approvals_required).await?,
-        );
-        write(&self.dependencies).insert(key, org, stamp, set.clone());
-        Ok(set)
+        let value = Arc::new(read_now().await?);
+        write(entries).insert(key, org, stamp, value.clone());
+        Ok(value)
     }
 }
 
