@@ -175,27 +175,28 @@ impl RunArgs {
     }
 }
 
+/// Compiles a component, off the async threads.
+async fn compile(
+    engine: &warden_host::Engine,
+    bytes: Vec<u8>,
+) -> Result<warden_host::CompiledComponent, Failure> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || engine.compile(&bytes))
+        .await
+        .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("compiling: {e}")))?
+        .map_err(Failure::from)
+}
+
 pub async fn run(args: RunArgs, output: Format) -> Result<u8, Failure> {
     let call_args: Json = serde_json::from_str(&args.args)
         .map_err(|e| Failure::invalid(format!("the arguments are not valid JSON: {e}")))?;
     let bytes = read_component(&args.component)?;
     let settings = args.settings().await?;
     let engine = args.cache.local_engine(args.stack)?;
-    let component = {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || engine.compile(&bytes))
-            .await
-            .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("compiling: {e}")))??
-    };
+    let component = compile(&engine, bytes).await?;
     let mut dependencies: Vec<Plugin> = Vec::new();
     for path in &args.dependencies {
-        let bytes = read_component(path)?;
-        let compiled = {
-            let engine = engine.clone();
-            tokio::task::spawn_blocking(move || engine.compile(&bytes))
-                .await
-                .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("compiling: {e}")))??
-        };
+        let compiled = compile(&engine, read_component(path)?).await?;
         let name = path.file_stem().map_or_else(
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
@@ -209,8 +210,9 @@ pub async fn run(args: RunArgs, output: Format) -> Result<u8, Failure> {
         dependencies.push(dependency);
     }
     let plugin = Plugin::linked(&engine, &component, settings, &dependencies).map_err(|e| {
+        let unsupported = matches!(e, warden_host::Error::UnsupportedImports(_));
         let mut failure = Failure::from(e);
-        if args.dependencies.is_empty() && failure.message.contains("does not provide") {
+        if unsupported {
             failure.message.push_str(
                 " (if another plugin exports them, pass its component with --dependency)",
             );
