@@ -20,7 +20,7 @@ const VAULT_NAME: &str = "acme/vault@1.0.0";
 const RELAY_NAME: &str = "acme/relay@1.0.0";
 
 /// The vault, with kv in its own namespace of `kv`.
-fn vault(kv: &Arc<MemoryKvStore>, limits: Limits) -> Plugin {
+fn vault(kv: &Arc<impl KvStore>, limits: Limits) -> Plugin {
     Plugin::new(
         engine(),
         &compiled(VAULT),
@@ -407,18 +407,10 @@ impl KvStore for StalledKv {
 async fn a_dependency_waiting_in_a_host_call_is_stopped_at_its_own_deadline() {
     // No epoch check runs while the vault waits for kv: its deadline still
     // holds, and the error names it.
-    let vault = Plugin::new(
-        engine(),
-        &compiled(VAULT),
-        PluginSettings {
-            name: VAULT_NAME.into(),
-            grants: Grants::parse(["kv"]).unwrap(),
-            limits: limits(|l| l.timeout = Duration::from_millis(200)),
-            config: Default::default(),
-            kv: Some((Arc::new(StalledKv) as Arc<dyn KvStore>, "acme/vault".into())),
-        },
-    )
-    .unwrap();
+    let vault = vault(
+        &Arc::new(StalledKv),
+        limits(|l| l.timeout = Duration::from_millis(200)),
+    );
     let dependent = dependent(&vault, limits(|l| l.timeout = Duration::from_secs(20))).unwrap();
     let started = std::time::Instant::now();
     let failure = common::failure(&dependent, "recall", json!(["k"])).await;
