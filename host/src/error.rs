@@ -183,6 +183,19 @@ impl Error {
         }
     }
 
+    /// This error as it happened in the dependency `plugin`: wrapped in
+    /// [`Error::InDependency`], unless it already names the (innermost)
+    /// dependency it happened in.
+    pub fn in_dependency(self, plugin: &str) -> Error {
+        match self {
+            Error::InDependency { .. } => self,
+            error => Error::InDependency {
+                plugin: plugin.to_owned(),
+                error: Box::new(error),
+            },
+        }
+    }
+
     /// The error itself, whichever plugin it happened in.
     pub fn innermost(&self) -> &Error {
         match self {

@@ -395,11 +395,7 @@ async fn forward(
     caller.set_fuel(caller_fuel.saturating_sub(burnt))?;
     match failure {
         None => Ok(()),
-        Some(error @ Error::InDependency { .. }) => Err(caller.data_mut().trap(error)),
-        Some(error) => Err(caller.data_mut().trap(Error::InDependency {
-            plugin: name.clone(),
-            error: Box::new(error),
-        })),
+        Some(error) => Err(caller.data_mut().trap(error.in_dependency(name))),
     }
 }
 

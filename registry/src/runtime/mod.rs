@@ -252,15 +252,8 @@ impl Tree<'_> {
                     let plugin = self
                         .bind(dependency, dependency_config)
                         .map_err(|e| match e {
-                            // Named where it happened.
-                            LinkError::Host(error @ warden_host::Error::InDependency { .. }) => {
-                                LinkError::Host(error)
-                            }
                             LinkError::Host(error) => {
-                                LinkError::Host(warden_host::Error::InDependency {
-                                    plugin: chosen.reference(),
-                                    error: Box::new(error),
-                                })
+                                LinkError::Host(error.in_dependency(&chosen.reference()))
                             }
                             other => other,
                         })?;
