@@ -48,10 +48,13 @@ impl Default for EngineConfig {
     }
 }
 
-/// Bytes at the start of each pooled linear memory kept resident (zeroed in
-/// place) between instances.
+/// Bytes of each pooled linear memory reset in place (zeroed, or copied back
+/// from the memory image) between instances instead of being given back to
+/// the kernel. Where Linux has `PAGEMAP_SCAN` (6.7 and later) these are the
+/// first pages the last instance dirtied, wherever they are in its memory;
+/// elsewhere, the first bytes of the memory.
 pub const KEEP_RESIDENT_MEMORY_BYTES: usize = 128 << 10;
-/// Bytes of each pooled table kept resident between instances.
+/// Bytes of each pooled table kept resident between instances (the same way).
 pub const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 
 /// A configured wasmtime engine shared by every plugin it loads. Cheap to clone.
@@ -110,13 +113,20 @@ impl Engine {
                 .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
                 .table_elements(100_000)
                 .max_unused_warm_slots(slots.min(32))
-                // A slot's first pages are zeroed in place when it is reused
+                // A slot's dirtied pages are reset in place when it is reused
                 // instead of being given back with madvise: every madvise
                 // flushes the TLB of every core running this process (an
                 // IPI each), and the next instance faults the pages in again.
-                // Measured in BENCHMARKS.md (HTTP invoke path).
+                // `PAGEMAP_SCAN` finds the pages the instance wrote (a Rust
+                // guest's stack and data sit near 1 MiB, far from the start of
+                // its memory); where the kernel lacks it, the first bytes are
+                // reset instead. Pages past the budget are given back with
+                // madvise either way, so nothing an instance wrote survives it
+                // (`host/tests/isolation.rs`). Measured in BENCHMARKS.md (HTTP
+                // invoke path).
                 .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
-                .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
+                .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES)
+                .pagemap_scan(wasmtime::Enabled::Auto);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let wasmtime = wasmtime::Engine::new(&wasm)

@@ -8,6 +8,16 @@ use std::hint::black_box;
 
 struct Hostile;
 
+/// The word `plant` fills memory with: derived from the seed, so no run of
+/// it is in the component's own bytes. A block is eight of them, 64-byte
+/// aligned.
+fn mark(seed: u64) -> u64 {
+    seed ^ 0x5741_5244_454e_2121
+}
+
+/// 64 KiB of the component's own static data for `plant` to write.
+static mut PLANTED: [u64; 8192] = [0; 8192];
+
 impl Guest for Hostile {
     fn spin() {
         let mut x: u64 = 0;
@@ -134,6 +144,48 @@ impl Guest for Hostile {
 
     fn sleep(ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+
+    fn plant(seed: u64, mib: u32) -> u64 {
+        let word = mark(seed);
+        #[allow(static_mut_refs)]
+        // SAFETY: one instance, one thread; nothing else refers to PLANTED.
+        unsafe {
+            PLANTED.fill(word);
+            black_box(&PLANTED);
+        }
+        let mut on_stack = [word; 512];
+        black_box(&mut on_stack);
+        let on_heap = vec![word; (mib as usize) << 17];
+        black_box(&on_heap);
+        Self::scavenge(seed, 0)
+    }
+
+    fn scavenge(seed: u64, grow_mib: u32) -> u64 {
+        let word = black_box(mark(seed));
+        #[cfg(target_arch = "wasm32")]
+        let end = {
+            core::arch::wasm32::memory_grow(0, (grow_mib as usize) * 16);
+            core::arch::wasm32::memory_size(0) * 65536
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let end = {
+            let _ = grow_mib;
+            0
+        };
+        let mut found = 0;
+        // Every 64-byte block of linear memory but the first (address 0).
+        let mut at = 64;
+        while at + 64 <= end {
+            let block = at as *const u64;
+            // SAFETY: `at..at + 64` is inside linear memory, which is all
+            // readable; the values are only compared.
+            if (0..8).all(|i| unsafe { block.add(i).read_volatile() } == word) {
+                found += 1;
+            }
+            at += 64;
+        }
+        found
     }
 
     fn ping() -> String {
