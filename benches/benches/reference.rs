@@ -87,8 +87,7 @@ fn raw_engine() -> Engine {
         .table_elements(100_000)
         .max_unused_warm_slots(slots.min(32))
         .linear_memory_keep_resident(warden_host::KEEP_RESIDENT_MEMORY_BYTES)
-        .table_keep_resident(warden_host::KEEP_RESIDENT_TABLE_BYTES)
-        .pagemap_scan(wasmtime::Enabled::Auto);
+        .table_keep_resident(warden_host::KEEP_RESIDENT_TABLE_BYTES);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config).unwrap();
     let ticker = engine.clone();

@@ -48,14 +48,45 @@ impl Default for EngineConfig {
     }
 }
 
-/// Bytes of each pooled linear memory reset in place (zeroed, or copied back
-/// from the memory image) between instances instead of being given back to
-/// the kernel. Where Linux has `PAGEMAP_SCAN` (6.7 and later) these are the
-/// first pages the last instance dirtied, wherever they are in its memory;
-/// elsewhere, the first bytes of the memory.
+/// Bytes at the start of each pooled linear memory kept resident (zeroed in
+/// place) between instances.
 pub const KEEP_RESIDENT_MEMORY_BYTES: usize = 128 << 10;
-/// Bytes of each pooled table kept resident between instances (the same way).
+/// Bytes of each pooled table kept resident between instances.
 pub const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
+
+/// The pooling allocator's configuration for `slots` instances of memories
+/// up to `max_memory_bytes`.
+fn pool_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(32))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(8))
+        .total_stacks(slots)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(64)
+        .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
+        .table_elements(100_000)
+        .max_unused_warm_slots(slots.min(32))
+        // A slot's first pages are zeroed in place when it is reused
+        // instead of being given back with madvise: every madvise flushes
+        // the TLB of every core running this process (an IPI each), and the
+        // next instance faults the pages in again. Measured in BENCHMARKS.md
+        // (HTTP invoke path).
+        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES)
+        // Not `PAGEMAP_SCAN`, though it would reset only the pages an
+        // instance wrote (1.7x the HTTP throughput, BENCHMARKS.md): in
+        // wasmtime 48 its scan looks only at present pages, so a written page
+        // that is swapped out or being migrated when the slot is released is
+        // neither reset nor given back, and the next instance in the slot, of
+        // any tenant, reads it (a stale table entry is a dangling function
+        // reference). bytecodealliance/wasmtime#14357 is the fix, not yet
+        // released. Pinned off, since wasmtime may make `Auto` the default.
+        .pagemap_scan(wasmtime::Enabled::No);
+    pool
+}
 
 /// A configured wasmtime engine shared by every plugin it loads. Cheap to clone.
 ///
@@ -101,32 +132,7 @@ impl Engine {
             .wasm_custom_page_sizes(false)
             .parallel_compilation(true);
         if let Some(slots) = config.pooled_instances {
-            let mut pool = PoolingAllocationConfig::new();
-            pool.total_component_instances(slots)
-                .total_core_instances(slots.saturating_mul(32))
-                .total_memories(slots.saturating_mul(2))
-                .total_tables(slots.saturating_mul(8))
-                .total_stacks(slots)
-                .max_core_instances_per_component(64)
-                .max_memories_per_component(8)
-                .max_tables_per_component(64)
-                .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
-                .table_elements(100_000)
-                .max_unused_warm_slots(slots.min(32))
-                // A slot's dirtied pages are reset in place when it is reused
-                // instead of being given back with madvise: every madvise
-                // flushes the TLB of every core running this process (an
-                // IPI each), and the next instance faults the pages in again.
-                // `PAGEMAP_SCAN` finds the pages the instance wrote (a Rust
-                // guest's stack and data sit near 1 MiB, far from the start of
-                // its memory); where the kernel lacks it, the first bytes are
-                // reset instead. Pages past the budget are given back with
-                // madvise either way, so nothing an instance wrote survives it
-                // (`host/tests/isolation.rs`). Measured in BENCHMARKS.md (HTTP
-                // invoke path).
-                .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY_BYTES)
-                .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES)
-                .pagemap_scan(wasmtime::Enabled::Auto);
+            let pool = pool_config(slots, config.max_memory_bytes);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let wasmtime = wasmtime::Engine::new(&wasm)
@@ -380,6 +386,15 @@ impl CompiledComponent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pooled_slots_are_not_reset_by_pagemap_scan() {
+        // See `pool_config`: wasmtime 48's scan leaves written pages that are
+        // not present (swapped, migrating) for the next instance.
+        let pool = pool_config(4, 1 << 30);
+        assert_eq!(pool.get_pagemap_scan(), wasmtime::Enabled::No);
+        assert_eq!(pool.get_memory_keep_resident(), KEEP_RESIDENT_MEMORY_BYTES);
+    }
 
     #[test]
     fn headers_are_checked_before_compiling() {

@@ -1,7 +1,7 @@
-//! Nothing one instance writes to its memory is visible to a later instance,
-//! of the same plugin or of another, however the pooling allocator resets the
-//! slot between them (in place for the pages it keeps resident, found with
-//! `PAGEMAP_SCAN` where Linux has it, and madvise past them).
+//! Nothing one instance writes to its memory or its tables is visible to a
+//! later instance, of the same plugin or of another, in whichever part of the
+//! pool slot it wrote: the part kept resident (zeroed in place between
+//! instances) and the part given back with madvise.
 
 mod common;
 
@@ -19,11 +19,30 @@ const BLOCKS_PER_MIB: u64 = 16_384;
 /// A component of another module that looks for the same blocks: a core
 /// module of one page that grows by `grow-pages` and compares every 64-byte
 /// block of its memory with eight copies of `seed ^ K` (K as in the hostile
-/// guest's `mark`); `self-test` writes one such block and scavenges.
+/// guest's `mark`); `self-test` writes one such block and scavenges. Its
+/// table of 20,000 function references (160 KiB: past the 64 KiB kept
+/// resident) starts empty; `fill-table` sets every entry and counts them,
+/// `count-table` counts the entries that are set.
 const SCAVENGER: &str = r#"
 (component
   (core module $m
     (memory 1)
+    (table $t 20000 funcref)
+    (func $target)
+    (elem declare func $target)
+    (func (export "fill-table") (result i32)
+      (table.fill $t (i32.const 0) (ref.func $target) (table.size $t))
+      (call $count-table))
+    (func $count-table (export "count-table") (result i32)
+      (local $at i32) (local $set i32)
+      (block $done
+        (loop $next
+          (br_if $done (i32.ge_u (local.get $at) (table.size $t)))
+          (if (i32.eqz (ref.is_null (table.get $t (local.get $at))))
+            (then (local.set $set (i32.add (local.get $set) (i32.const 1)))))
+          (local.set $at (i32.add (local.get $at) (i32.const 1)))
+          (br $next)))
+      (local.get $set))
     (func $scavenge (export "scavenge") (param $seed i64) (param $grow i32) (result i64)
       (local $word i64) (local $at i32) (local $end i32) (local $found i64)
       (local.set $word (i64.xor (local.get $seed) (i64.const 0x57415244454e2121)))
@@ -60,6 +79,8 @@ const SCAVENGER: &str = r#"
           (br $next)))
       (call $scavenge (local.get $seed) (i32.const 0))))
   (core instance $i (instantiate $m))
+  (func (export "fill-table") (result u32) (canon lift (core func $i "fill-table")))
+  (func (export "count-table") (result u32) (canon lift (core func $i "count-table")))
   (func (export "self-test") (param "seed" u64) (result u64)
     (canon lift (core func $i "self-test")))
   (func (export "scavenge") (param "seed" u64) (param "grow-pages" u32) (result u64)
@@ -148,4 +169,23 @@ async fn another_plugin_reusing_the_slot_sees_nothing_of_the_previous_one() {
     }
     // And the slot keeps serving.
     assert_eq!(value(&hostile, "ping", json!([])).await, json!("pong"));
+}
+
+#[tokio::test]
+async fn a_later_instance_finds_its_table_empty() {
+    for engine in [common::engine().clone(), one_slot_engine()] {
+        let tables = scavenger(&engine);
+        for round in 0..4 {
+            assert_eq!(
+                value(&tables, "fill-table", json!([])).await,
+                json!(20_000),
+                "round {round}: the filling instance sees its own entries"
+            );
+            assert_eq!(
+                value(&tables, "count-table", json!([])).await,
+                json!(0),
+                "round {round}: a fresh instance found function references set by the previous one"
+            );
+        }
+    }
 }
