@@ -6,6 +6,7 @@ mod common;
 use common::{Backend, Org, org, start};
 use reqwest::Method;
 use serde_json::{Value, json};
+use warden_registry::SHORT_TEXT_WINDOW;
 use warden_test_programs::{HELLO, read};
 
 async fn catalog_pages_and_searches(backend: Backend) {
@@ -220,6 +221,44 @@ async fn catalog_search_finds_exactly_the_matches(backend: Backend) {
         search("42").await,
         expected(&|i| format!("{i:04}").contains("42"))
     );
+    // A rare short text reads one window of rows per page: the first page
+    // ends at the window's last name with nothing found, the next one
+    // reads the rest and ends the search.
+    let window_end = format!("tool-{:04}", SHORT_TEXT_WINDOW - 1);
+    let first = h
+        .get(&h.admin, "/v1/orgs/acme/plugins?q=-9&limit=50")
+        .await
+        .expect(200);
+    assert_eq!(first["items"], json!([]));
+    assert_eq!(first["next_cursor"], json!(window_end));
+    let second = h
+        .get(
+            &h.admin,
+            &format!("/v1/orgs/acme/plugins?q=-9&limit=50&cursor={window_end}"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(second["items"], json!([]));
+    assert_eq!(second["next_cursor"], Value::Null);
+    // A match that is the window's last row is on the page that ends there.
+    sqlx::query(
+        "UPDATE plugins SET description = 'Common words §' WHERE org = 'acme' AND name = $1",
+    )
+    .bind(&window_end)
+    .execute(h.db.pool())
+    .await
+    .unwrap();
+    let first = h
+        .get(&h.admin, "/v1/orgs/acme/plugins?q=%C2%A7&limit=50")
+        .await
+        .expect(200);
+    assert_eq!(
+        first["items"][0]["name"],
+        json!(format!("acme/{window_end}"))
+    );
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert_eq!(first["next_cursor"], json!(window_end));
+    assert_eq!(search("%C2%A7").await, vec![window_end]);
     // What the index holds follows the rows: the old description is gone.
     assert_eq!(search("tool-4321").await, ["tool-4321"]);
     assert!(!search("common").await.contains(&"tool-4321".to_owned()));

@@ -24,7 +24,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
-    /// Words to find in names and descriptions (case-insensitive).
+    /// Text to find in names and descriptions (case-insensitive). One or
+    /// two characters: at most 5,000 plugins are read per page (follow
+    /// `next_cursor`).
     pub q: Option<String>,
     /// Page size, 1 to 100.
     pub limit: Option<i64>,

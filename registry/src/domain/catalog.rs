@@ -3,6 +3,7 @@
 //! release), and the admin-set configuration values of each plugin.
 
 use super::resolution::newest_by_version;
+use super::search::{Found, Row};
 use super::status::Status;
 use crate::audit::Change;
 use crate::db::{Db, now_ms};
@@ -38,7 +39,10 @@ pub struct PluginSummary {
 pub struct PluginPage {
     /// The plugins, by name.
     pub items: Vec<PluginSummary>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; absent on the last page. A
+    /// search for one or two characters reads at most 5,000 plugins per
+    /// page, so its pages may hold fewer items than the limit, even none,
+    /// before the last.
     pub next_cursor: Option<String>,
 }
 
@@ -128,8 +132,8 @@ pub async fn list(
         return Err(CatalogError::SearchTooLong);
     }
     let cursor = cursor.unwrap_or("");
-    let rows = if search.is_empty() {
-        sqlx::query_as(
+    let found: Found = if search.is_empty() {
+        sqlx::query_as::<_, Row>(
             "SELECT name, description, updated_at FROM plugins
              WHERE org = $1 AND name > $2 ORDER BY name LIMIT $3",
         )
@@ -138,9 +142,11 @@ pub async fn list(
         .bind(limit + 1)
         .fetch_all(db.pool())
         .await?
+        .into()
     } else {
         super::search::matching(db, org, search, cursor, limit + 1).await?
     };
+    let Found { rows, read_up_to } = found;
     let more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
     // The page is a contiguous range of names: one query finds the approved
@@ -164,7 +170,7 @@ pub async fn list(
     let next_cursor = if more {
         rows.last().map(|(name, _, _)| name.clone())
     } else {
-        None
+        read_up_to
     };
     let items = rows
         .into_iter()
