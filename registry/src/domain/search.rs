@@ -11,17 +11,21 @@
 //!   contain every trigram of the text (at most [`CANDIDATES`]); each is
 //!   checked with the same `LIKE` test. (The index is shared by all orgs, so
 //!   how long the lookup takes depends a little on other orgs' rows; which
-//!   rows it returns and which path is taken do not.) A text matched by more rows than that is common
-//!   enough that walking the name order fills a page quickly: it walks the
-//!   name order.
+//!   rows it returns and which path is taken do not.) A text with more
+//!   candidates than that walks the name order, windowed as below: its
+//!   trigrams are common, but the text itself may not be (`tool-common
+//!   words` has only common trigrams and may match nothing).
 //!
-//! A text shorter than three characters has no trigram on either database,
-//! so nothing but a walk of the org's rows can find it; a rare one would read
-//! all of them for one page (50-90 ms at 100,000 plugins, and seconds under
-//! load). Such a walk reads at most [`SHORT_TEXT_WINDOW`] rows per page: a
-//! page ends where its window does, with a cursor to go on from, however few
-//! of those rows matched (even none). Every request does bounded work, and a
-//! client that follows the cursors gets every match.
+//! A text shorter than three characters (once lowercased) has no trigram on
+//! either database, so nothing but a walk of the org's rows can find it; a
+//! rare one would read all of them for one page (50-90 ms at 100,000
+//! plugins, and seconds under load). Such a walk reads at most
+//! [`SHORT_TEXT_WINDOW`] rows per page (after finding where the window ends
+//! in the `(org, name)` index): a page ends where its window does, with a
+//! cursor to go on from, however few of those rows matched (even none). A
+//! client that follows the cursors gets every match. On PostgreSQL a text of
+//! three characters or more is one query whose plan (trigram indexes or the
+//! name order) the planner chooses; its cost is not bounded by a window.
 //!
 //! Either way the answer is exactly the rows the `LIKE` test accepts, so both
 //! databases give the same results (the catalog tests run on both).
@@ -65,7 +69,8 @@ impl From<Vec<Row>> for Found {
 
 /// Up to `limit` plugins of `org` after `cursor` in name order whose name or
 /// description contains `text` (case-insensitive; `%`, `_` and `\` are
-/// plain characters). For a text shorter than three characters, only among
+/// plain characters). For a text shorter than three characters, and on
+/// SQLite for one whose trigrams are too common for the index, only among
 /// the next [`SHORT_TEXT_WINDOW`] rows.
 pub async fn matching(
     db: &Db,
@@ -98,11 +103,14 @@ pub async fn matching(
                 .await?
                 .into());
         }
+        // Common trigrams: the text itself may still be rare (the index
+        // holds trigrams, not their order), so the walk is windowed too.
+        return within_window(db, org, &pattern, cursor, limit).await;
     }
     Ok(walk(db, org, &pattern, cursor, None, limit).await?.into())
 }
 
-/// The walk of the name order for a text without trigrams: the rows after
+/// The windowed walk of the name order: the rows after
 /// `cursor` up to the [`SHORT_TEXT_WINDOW`]th (an index range), tested with
 /// `LIKE`.
 async fn within_window(
