@@ -8,7 +8,8 @@
 # measured), inserts 100,000 plugins into org acme (1% of descriptions mention
 # CSV), then runs wrk (-c8, or CONNECTIONS) on the first page and on searches: a common
 # text, a rare one at the end of the name order (`tool-099999`), one that
-# matches nothing, and a two-character one. Prints a Markdown table.
+# matches nothing, a two-character one, and one whose trigrams are all
+# common but which matches nothing (`plugin text`). Prints a Markdown table.
 set -euo pipefail
 admin_url=${1:-}
 duration=${2:-5s}
@@ -60,7 +61,7 @@ PY
     fi
     export WARDEN_TOKEN
     WARDEN_TOKEN=$(cat "$data/admin-token")
-    for query in "limit=20" "q=csv&limit=20" "q=tool-099999&limit=20" "q=nothing-like-it&limit=20" "q=zz&limit=20"; do
+    for query in "limit=20" "q=csv&limit=20" "q=tool-099999&limit=20" "q=nothing-like-it&limit=20" "q=zz&limit=20" "q=plugin%20text&limit=20"; do
         out=$(wrk --latency -t$(( connections > 1 ? 2 : 1 )) -c"$connections" -d"$duration" -s "$here/get.lua" "http://127.0.0.1:18090/v1/orgs/acme/plugins?$query")
         read -r rps p50 p99 bad _ < <(python3 "$here/wrk-summary.py" <<<"$out")
         echo "| $label | \`$query\` | $rps | $p50 ms | $p99 ms | $bad |"
