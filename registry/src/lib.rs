@@ -60,7 +60,7 @@ pub mod resolver {
 }
 pub use domain::dependencies::PROVIDER_RELEASES_READ;
 pub use domain::releases::{ImportProblem, check_imports};
-pub use domain::search::SHORT_TEXT_WINDOW;
+pub use domain::search::{PLANNED_SEARCH_MS, SHORT_TEXT_WINDOW};
 pub use oci::{Digest, RepositoryName};
 pub use runtime::SqlKvStore;
 pub use server::{ConnectionLimits, ControlPlane, ServerConfig, StartError, serve, serve_with};

@@ -25,7 +25,8 @@
 //! cursor to go on from, however few of those rows matched (even none). A
 //! client that follows the cursors gets every match. On PostgreSQL a text of
 //! three characters or more is one query whose plan (trigram indexes or the
-//! name order) the planner chooses; its cost is not bounded by a window.
+//! name order) the planner chooses, given [`PLANNED_SEARCH_MS`]; past that
+//! the windowed walk answers instead.
 //!
 //! Either way the answer is exactly the rows the `LIKE` test accepts, so both
 //! databases give the same results (the catalog tests run on both).
@@ -107,8 +108,47 @@ pub async fn matching(
         // holds trigrams, not their order), so the walk is windowed too.
         return within_window(db, org, &pattern, cursor, limit).await;
     }
-    Ok(walk(db, org, &pattern, cursor, None, limit).await?.into())
+    planned_within(db, org, &pattern, cursor, limit).await
 }
+
+/// How long PostgreSQL may take over its own plan for a search before the
+/// windowed walk answers instead.
+pub const PLANNED_SEARCH_MS: u32 = 50;
+
+/// PostgreSQL's plan for the search (trigram indexes or the name order, as
+/// the planner estimates), given [`PLANNED_SEARCH_MS`]: a text of common
+/// trigrams that occurs in few rows sends every row through the trigram
+/// indexes' recheck, which cannot be capped the way SQLite's candidates are.
+/// Past the time, the windowed walk answers.
+async fn planned_within(
+    db: &Db,
+    org: &str,
+    pattern: &str,
+    cursor: &str,
+    limit: i64,
+) -> Result<Found, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    // A constant, not user text (`SET` takes no parameters).
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL statement_timeout = {PLANNED_SEARCH_MS}"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    match walk(&mut *tx, org, pattern, cursor, None, limit).await {
+        Ok(rows) => {
+            tx.commit().await?;
+            Ok(rows.into())
+        }
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(QUERY_CANCELED) => {
+            drop(tx);
+            within_window(db, org, pattern, cursor, limit).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// PostgreSQL's SQLSTATE for a statement stopped by `statement_timeout`.
+const QUERY_CANCELED: &str = "57014";
 
 /// The windowed walk of the name order: the rows after
 /// `cursor` up to the [`SHORT_TEXT_WINDOW`]th (an index range), tested with
@@ -133,7 +173,7 @@ async fn within_window(
         Some((last,)) => (Some(last.clone()), ends.len() == 2),
         None => (None, false),
     };
-    let rows = walk(db, org, pattern, cursor, last.as_deref(), limit).await?;
+    let rows = walk(db.pool(), org, pattern, cursor, last.as_deref(), limit).await?;
     let read_up_to = if (rows.len() as i64) < limit && more_after {
         last
     } else {
@@ -144,23 +184,28 @@ async fn within_window(
 
 /// Up to `limit` rows of `org` after `cursor` (and up to `up_to`, if given)
 /// in name order that pass the `LIKE` test.
-async fn walk(
-    db: &Db,
+async fn walk<'e>(
+    on: impl sqlx::Executor<'e, Database = sqlx::Any>,
     org: &str,
     pattern: &str,
     cursor: &str,
     up_to: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Row>, sqlx::Error> {
-    let bound = if up_to.is_some() {
-        "AND name <= $5"
+    // Within a window the rows are read by name, never through PostgreSQL's
+    // trigram indexes (on `LOWER(..)`; `LOWER(..) || ''` is another
+    // expression): the planner would take them for a text it thinks rare
+    // and recheck every row of the org, the cost the window exists to bound.
+    let (bound, tested) = if up_to.is_some() {
+        ("AND name <= $5", " || ''")
     } else {
-        ""
+        ("", "")
     };
     let sql = format!(
         "SELECT name, description, updated_at FROM plugins
          WHERE org = $1 AND name > $2 {bound}
-           AND (LOWER(name) LIKE $3 ESCAPE '\\' OR LOWER(description) LIKE $3 ESCAPE '\\')
+           AND (LOWER(name){tested} LIKE $3 ESCAPE '\\'
+                OR LOWER(description){tested} LIKE $3 ESCAPE '\\')
          ORDER BY name LIMIT $4"
     );
     // One of two fixed texts, no user text.
@@ -173,7 +218,7 @@ async fn walk(
         Some(up_to) => query.bind(up_to),
         None => query,
     }
-    .fetch_all(db.pool())
+    .fetch_all(on)
     .await
 }
 
