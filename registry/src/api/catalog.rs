@@ -24,9 +24,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
-    /// Text to find in names and descriptions (case-insensitive). One or
-    /// two characters: at most 5,000 plugins are read per page (follow
-    /// `next_cursor`).
+    /// Text to find in names and descriptions (case-insensitive). A text of
+    /// one or two characters, or one too common for the text index, reads
+    /// at most 5,000 plugins per page: follow `next_cursor` to the end.
     pub q: Option<String>,
     /// Page size, 1 to 100.
     pub limit: Option<i64>,
