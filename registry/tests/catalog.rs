@@ -292,8 +292,9 @@ on_both_databases!(catalog_search_finds_exactly_the_matches);
 
 /// On PostgreSQL, a text whose trigrams are in nearly every row but which
 /// occurs in none sends every row through the trigram indexes' recheck (116
-/// ms at 100,000 plugins in BENCHMARKS.md): past `PLANNED_SEARCH_MS`, the
-/// windowed walk answers, with a cursor. A rare text stays on the first page.
+/// ms at 100,000 plugins in BENCHMARKS.md; 200,000 here, for a margin over
+/// `PLANNED_SEARCH_MS` on a faster machine): past that time the windowed
+/// walk answers, with a cursor. A rare text is found either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_search_plan_on_postgres_gives_way_to_the_window() {
     let Some(backend) = Backend::postgres().await else {
@@ -304,7 +305,7 @@ async fn a_slow_search_plan_on_postgres_gives_way_to_the_window() {
         "INSERT INTO plugins (org, name, description, config, created_at, updated_at)
          SELECT 'acme', 'tool-' || lpad(i::text, 6, '0'),
                 'A plugin that transforms text, number ' || i, '{}', 0, 0
-         FROM generate_series(0, 99999) AS i",
+         FROM generate_series(0, 199999) AS i",
     )
     .execute(h.db.pool())
     .await

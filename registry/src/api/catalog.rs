@@ -25,8 +25,10 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
     /// Text to find in names and descriptions (case-insensitive). A text of
-    /// one or two characters, or one too common for the text index, reads
-    /// at most 5,000 plugins per page: follow `next_cursor` to the end.
+    /// one or two characters, or one the text index cannot serve quickly
+    /// (on SQLite: more than 5,000 candidates; on PostgreSQL: its plan
+    /// takes more than 50 ms), reads at most 5,000 plugins per page: follow
+    /// `next_cursor` to the end.
     pub q: Option<String>,
     /// Page size, 1 to 100.
     pub limit: Option<i64>,

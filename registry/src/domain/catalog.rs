@@ -40,9 +40,10 @@ pub struct PluginPage {
     /// The plugins, by name.
     pub items: Vec<PluginSummary>,
     /// Pass as `cursor` for the next page; absent on the last page. A
-    /// search for one or two characters (or for a longer text of only
-    /// common trigrams) reads at most 5,000 plugins per page, so its pages
-    /// may hold fewer items than the limit, even none, before the last.
+    /// search for one or two characters (or for a longer text the text
+    /// index cannot serve quickly) reads at most 5,000 plugins per page, so
+    /// its pages may hold fewer items than the limit, even none, before the
+    /// last.
     pub next_cursor: Option<String>,
 }
 

@@ -70,8 +70,9 @@ impl From<Vec<Row>> for Found {
 
 /// Up to `limit` plugins of `org` after `cursor` in name order whose name or
 /// description contains `text` (case-insensitive; `%`, `_` and `\` are
-/// plain characters). For a text shorter than three characters, and on
-/// SQLite for one whose trigrams are too common for the index, only among
+/// plain characters). For a text shorter than three characters, on SQLite
+/// for one whose trigrams are too common for the index, and on PostgreSQL
+/// for one whose planned search runs past [`PLANNED_SEARCH_MS`], only among
 /// the next [`SHORT_TEXT_WINDOW`] rows.
 pub async fn matching(
     db: &Db,
@@ -134,7 +135,7 @@ async fn planned_within(
     )))
     .execute(&mut *tx)
     .await?;
-    match walk(&mut *tx, org, pattern, cursor, None, limit).await {
+    match walk(&mut *tx, org, pattern, cursor, Read::Planned, limit).await {
         Ok(rows) => {
             tx.commit().await?;
             Ok(rows.into())
@@ -173,7 +174,17 @@ async fn within_window(
         Some((last,)) => (Some(last.clone()), ends.len() == 2),
         None => (None, false),
     };
-    let rows = walk(db.pool(), org, pattern, cursor, last.as_deref(), limit).await?;
+    let rows = walk(
+        db.pool(),
+        org,
+        pattern,
+        cursor,
+        Read::ByName {
+            up_to: last.as_deref(),
+        },
+        limit,
+    )
+    .await?;
     let read_up_to = if (rows.len() as i64) < limit && more_after {
         last
     } else {
@@ -182,24 +193,32 @@ async fn within_window(
     Ok(Found { rows, read_up_to })
 }
 
-/// Up to `limit` rows of `org` after `cursor` (and up to `up_to`, if given)
-/// in name order that pass the `LIKE` test.
+/// How [`walk`] reads the rows.
+enum Read<'a> {
+    /// As the database plans it: PostgreSQL may use its trigram indexes.
+    Planned,
+    /// In name order, up to `up_to` if given, never through a trigram
+    /// index (which on PostgreSQL, taken for a text the planner thinks
+    /// rare, would recheck every row of every org: the cost the window
+    /// exists to bound). The test is on `LOWER(..) || ''`, an expression
+    /// no index serves.
+    ByName { up_to: Option<&'a str> },
+}
+
+/// Up to `limit` rows of `org` after `cursor` in name order that pass the
+/// `LIKE` test, read as `read` says.
 async fn walk<'e>(
     on: impl sqlx::Executor<'e, Database = sqlx::Any>,
     org: &str,
     pattern: &str,
     cursor: &str,
-    up_to: Option<&str>,
+    read: Read<'_>,
     limit: i64,
 ) -> Result<Vec<Row>, sqlx::Error> {
-    // Within a window the rows are read by name, never through PostgreSQL's
-    // trigram indexes (on `LOWER(..)`; `LOWER(..) || ''` is another
-    // expression): the planner would take them for a text it thinks rare
-    // and recheck every row of the org, the cost the window exists to bound.
-    let (bound, tested) = if up_to.is_some() {
-        ("AND name <= $5", " || ''")
-    } else {
-        ("", "")
+    let (bound, tested, up_to) = match read {
+        Read::Planned => ("", "", None),
+        Read::ByName { up_to: None } => ("", " || ''", None),
+        Read::ByName { up_to: Some(up_to) } => ("AND name <= $5", " || ''", Some(up_to)),
     };
     let sql = format!(
         "SELECT name, description, updated_at FROM plugins
@@ -208,7 +227,7 @@ async fn walk<'e>(
                 OR LOWER(description){tested} LIKE $3 ESCAPE '\\')
          ORDER BY name LIMIT $4"
     );
-    // One of two fixed texts, no user text.
+    // One of three fixed texts, no user text.
     let query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(org)
         .bind(cursor)
