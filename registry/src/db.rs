@@ -283,6 +283,12 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }))
 }
 
+/// Whether `error` is PostgreSQL stopping a statement at its
+/// `statement_timeout` (SQLSTATE 57014, query canceled).
+pub fn is_timed_out(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("57014"))
+}
+
 /// Whether `error` is a unique-constraint violation (a duplicate).
 pub fn is_duplicate(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())

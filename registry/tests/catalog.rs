@@ -3,11 +3,38 @@
 
 mod common;
 
-use common::{Backend, Org, org, start};
+use common::{Backend, Harness, Org, org, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 use warden_registry::SHORT_TEXT_WINDOW;
 use warden_test_programs::{HELLO, read};
+
+/// One page of acme's catalog for `query` (`q=...&limit=...&cursor=...`).
+async fn catalog_page(h: &Harness, query: &str) -> Value {
+    h.get(&h.admin, &format!("/v1/orgs/acme/plugins?{query}"))
+        .await
+        .expect(200)
+}
+
+/// The names (without `acme/`) of every plugin of acme that the search for
+/// `q` (URL-encoded) finds, following the cursors to the last page.
+async fn search_all(h: &Harness, q: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = catalog_page(h, &format!("q={q}&limit=50{cursor}")).await;
+        names.extend(page["items"].as_array().unwrap().iter().map(|p| {
+            let name = p["name"].as_str().unwrap();
+            name.strip_prefix("acme/")
+                .unwrap_or_else(|| panic!("{name} is not acme's"))
+                .to_owned()
+        }));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return names,
+        }
+    }
+}
 
 async fn catalog_pages_and_searches(backend: Backend) {
     let Org {
@@ -183,33 +210,7 @@ async fn catalog_search_finds_exactly_the_matches(backend: Backend) {
         .execute(h.db.pool())
         .await
         .unwrap();
-    let search = |q: &'static str| {
-        let h = &h;
-        async move {
-            let mut names = Vec::new();
-            let mut cursor = String::new();
-            loop {
-                let page = h
-                    .get(
-                        &h.admin,
-                        &format!("/v1/orgs/acme/plugins?q={q}&limit=50{cursor}"),
-                    )
-                    .await
-                    .expect(200);
-                names.extend(page["items"].as_array().unwrap().iter().map(|p| {
-                    p["name"]
-                        .as_str()
-                        .unwrap()
-                        .trim_start_matches("acme/")
-                        .to_owned()
-                }));
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = format!("&cursor={next}"),
-                    None => break names,
-                }
-            }
-        }
-    };
+    let search = |q: &'static str| search_all(&h, q);
     let expected = |keep: &dyn Fn(usize) -> bool| -> Vec<String> {
         (0..6000)
             .filter(|i| keep(*i))
@@ -239,29 +240,17 @@ async fn catalog_search_finds_exactly_the_matches(backend: Backend) {
     // ends at the window's last name with nothing found, the next one
     // reads the rest and ends the search.
     let window_end = format!("tool-{:04}", SHORT_TEXT_WINDOW - 1);
-    let first = h
-        .get(&h.admin, "/v1/orgs/acme/plugins?q=-9&limit=50")
-        .await
-        .expect(200);
+    let first = catalog_page(&h, "q=-9&limit=50").await;
     assert_eq!(first["items"], json!([]));
     assert_eq!(first["next_cursor"], json!(window_end));
-    let second = h
-        .get(
-            &h.admin,
-            &format!("/v1/orgs/acme/plugins?q=-9&limit=50&cursor={window_end}"),
-        )
-        .await
-        .expect(200);
+    let second = catalog_page(&h, &format!("q=-9&limit=50&cursor={window_end}")).await;
     assert_eq!(second["items"], json!([]));
     assert_eq!(second["next_cursor"], Value::Null);
     // Only common trigrams, and no match: the walk is windowed on SQLite
     // (more candidates than the index hands over); the same answer on both.
     assert_eq!(search("tool-common%20words").await, Vec::<String>::new());
     if sqlite {
-        let first = h
-            .get(&h.admin, "/v1/orgs/acme/plugins?q=tool-common%20words")
-            .await
-            .expect(200);
+        let first = catalog_page(&h, "q=tool-common%20words").await;
         assert_eq!(first["items"], json!([]));
         assert_eq!(first["next_cursor"], json!(window_end));
     }
@@ -273,10 +262,7 @@ async fn catalog_search_finds_exactly_the_matches(backend: Backend) {
     .execute(h.db.pool())
     .await
     .unwrap();
-    let first = h
-        .get(&h.admin, "/v1/orgs/acme/plugins?q=%C2%A7&limit=50")
-        .await
-        .expect(200);
+    let first = catalog_page(&h, "q=%C2%A7&limit=50").await;
     assert_eq!(
         first["items"][0]["name"],
         json!(format!("acme/{window_end}"))
@@ -314,23 +300,15 @@ async fn a_slow_search_plan_on_postgres_gives_way_to_the_window() {
         .execute(h.db.pool())
         .await
         .unwrap();
-    let page = |q: String| {
-        let h = &h;
-        async move {
-            h.get(&h.admin, &format!("/v1/orgs/acme/plugins?limit=20&q={q}"))
-                .await
-                .expect(200)
-        }
-    };
     let window_end = format!("tool-{:06}", SHORT_TEXT_WINDOW - 1);
-    let first = page("plugin%20text".into()).await;
+    let first = catalog_page(&h, "limit=20&q=plugin%20text").await;
     assert_eq!(first["items"], json!([]));
     assert_eq!(
         first["next_cursor"],
         json!(window_end),
         "the planner's search ran to the end instead of giving way"
     );
-    let second = page(format!("plugin%20text&cursor={window_end}")).await;
+    let second = catalog_page(&h, &format!("limit=20&q=plugin%20text&cursor={window_end}")).await;
     assert_eq!(second["items"], json!([]));
     assert_eq!(
         second["next_cursor"],
@@ -338,16 +316,5 @@ async fn a_slow_search_plan_on_postgres_gives_way_to_the_window() {
     );
     // A rare text: the trigram indexes find it well within the time, and
     // whichever way it is answered, following the cursors finds it alone.
-    let mut found = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = page(format!("tool-099999{cursor}")).await;
-        found.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0]["name"], "acme/tool-099999");
+    assert_eq!(search_all(&h, "tool-099999").await, ["tool-099999"]);
 }

@@ -31,7 +31,7 @@
 //! Either way the answer is exactly the rows the `LIKE` test accepts, so both
 //! databases give the same results (the catalog tests run on both).
 
-use crate::db::{Backend, Db};
+use crate::db::{Backend, Db, is_timed_out};
 
 /// Candidates the SQLite index may return before the search walks the name
 /// order instead.
@@ -140,16 +140,13 @@ async fn planned_within(
             tx.commit().await?;
             Ok(rows.into())
         }
-        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(QUERY_CANCELED) => {
+        Err(error) if is_timed_out(&error) => {
             drop(tx);
             within_window(db, org, pattern, cursor, limit).await
         }
         Err(error) => Err(error),
     }
 }
-
-/// PostgreSQL's SQLSTATE for a statement stopped by `statement_timeout`.
-const QUERY_CANCELED: &str = "57014";
 
 /// The windowed walk of the name order: the rows after
 /// `cursor` up to the [`SHORT_TEXT_WINDOW`]th (an index range), tested with
