@@ -19,9 +19,7 @@ use serde_json::json;
 use std::hint::black_box;
 use warden_host::{EngineConfig, Plugin, PluginSettings};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
@@ -74,20 +72,7 @@ fn raw_engine() -> Engine {
         .max_wasm_stack(defaults.max_wasm_stack)
         .async_stack_size(defaults.max_wasm_stack + (1 << 20))
         .wasm_component_model(true);
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(slots)
-        .total_core_instances(slots * 32)
-        .total_memories(slots * 2)
-        .total_tables(slots * 8)
-        .total_stacks(slots)
-        .max_core_instances_per_component(64)
-        .max_memories_per_component(8)
-        .max_tables_per_component(64)
-        .max_memory_size(defaults.max_memory_bytes as usize)
-        .table_elements(100_000)
-        .max_unused_warm_slots(slots.min(32))
-        .linear_memory_keep_resident(warden_host::KEEP_RESIDENT_MEMORY_BYTES)
-        .table_keep_resident(warden_host::KEEP_RESIDENT_TABLE_BYTES);
+    let pool = warden_host::pool_config(slots, defaults.max_memory_bytes);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config).unwrap();
     let ticker = engine.clone();

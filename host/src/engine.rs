@@ -55,8 +55,9 @@ pub const KEEP_RESIDENT_MEMORY_BYTES: usize = 128 << 10;
 pub const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 
 /// The pooling allocator's configuration for `slots` instances of memories
-/// up to `max_memory_bytes`.
-fn pool_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationConfig {
+/// up to `max_memory_bytes`: what [`Engine::new`] uses, public so that a
+/// benchmark of raw wasmtime can run on the same pool.
+pub fn pool_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots.saturating_mul(32))

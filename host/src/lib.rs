@@ -50,9 +50,7 @@ mod verify;
 pub use cache::CacheOutcome;
 pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
 pub use digest::Digest;
-pub use engine::{
-    CompiledComponent, Engine, EngineConfig, KEEP_RESIDENT_MEMORY_BYTES, KEEP_RESIDENT_TABLE_BYTES,
-};
+pub use engine::{CompiledComponent, Engine, EngineConfig, pool_config};
 pub use error::{Error, Result};
 pub use exports::{
     FLAGS_READ_DIVISOR, FunctionInfo, MAX_EXPORTED_FUNCTIONS, MAX_TYPE_DEPTH, MAX_TYPE_PARTS,
