@@ -136,8 +136,8 @@ pub async fn org(command: OrgCommand, output: Format, remote: &RemoteArgs) -> Re
         .send(Method::POST, "/v1/orgs", &CreateOrg { name })
         .await?;
     output.show(&created, |c| {
-        println!("created organization {}", c.name);
-        println!(
+        outln!("created organization {}", c.name);
+        outln!(
             "its first admin token (shown once): {}",
             c.admin_token.secret.as_deref().unwrap_or("?")
         );
@@ -202,7 +202,7 @@ pub async fn token(
                     printable(&t.id),
                     printable(&t.name)
                 );
-                println!("{}", t.secret.as_deref().unwrap_or("?"));
+                outln!("{}", t.secret.as_deref().unwrap_or("?"));
             });
         }
         TokenCommand::List => {
@@ -216,7 +216,7 @@ pub async fn token(
                     } else {
                         "active".to_owned()
                     };
-                    println!(
+                    outln!(
                         "{:<22} {:<10} {:<20} {state}",
                         printable(&t.id),
                         t.role,
@@ -229,7 +229,7 @@ pub async fn token(
             remote
                 .call_empty(remote.request(Method::DELETE, &format!("/v1/orgs/{org}/tokens/{id}")))
                 .await?;
-            println!("revoked token {id}");
+            outln!("revoked token {id}");
         }
     }
     Ok(exit::OK)
@@ -263,7 +263,7 @@ pub async fn key(command: KeyCommand, output: Format, remote: &RemoteArgs) -> Re
                 )
                 .await?;
             output.show(&added, |k| {
-                println!(
+                outln!(
                     "registered {} key {} for {}",
                     k.kind.as_str(),
                     printable(&k.key_id),
@@ -275,7 +275,7 @@ pub async fn key(command: KeyCommand, output: Format, remote: &RemoteArgs) -> Re
             let keys: Vec<SigningKey> = remote.get(&format!("/v1/orgs/{org}/keys")).await?;
             output.show(&keys, |keys| {
                 for k in keys {
-                    println!(
+                    outln!(
                         "{}  {:<9} {:<20} {}",
                         printable(&k.key_id),
                         k.kind.as_str(),
@@ -296,7 +296,7 @@ pub async fn key(command: KeyCommand, output: Format, remote: &RemoteArgs) -> Re
                     &format!("/v1/orgs/{org}/keys/{key_id}/revoke"),
                 ))
                 .await?;
-            println!("revoked key {key_id}");
+            outln!("revoked key {key_id}");
         }
     }
     Ok(exit::OK)
@@ -336,7 +336,7 @@ pub async fn config(
     };
     output.show(&result, |r: &PluginConfig| {
         for (key, value) in &r.values {
-            println!("{}={}", printable(key), printable(value));
+            outln!("{}={}", printable(key), printable(value));
         }
     });
     Ok(exit::OK)
@@ -360,7 +360,7 @@ pub async fn catalog(
                 .await?;
             output.show(&items, |items| {
                 for p in items {
-                    println!(
+                    outln!(
                         "{:<32} {:<12} {}",
                         printable(&p.name),
                         printable(p.latest_approved.as_deref().unwrap_or("(none approved)")),
@@ -373,15 +373,15 @@ pub async fn catalog(
             let (org, name) = parse_plugin(&plugin)?;
             let detail: PluginDetail = remote.get(&format!("/v1/plugins/{org}/{name}")).await?;
             output.show(&detail, |d| {
-                println!("{}  {}", printable(&d.name), printable(&d.description));
-                println!("versions");
+                outln!("{}  {}", printable(&d.name), printable(&d.description));
+                outln!("versions");
                 for v in &d.versions {
-                    println!("  {:<12} {}", printable(&v.version), v.status.as_str());
+                    outln!("  {:<12} {}", printable(&v.version), v.status.as_str());
                 }
                 if let Some(of) = &d.functions_of {
-                    println!("functions of {of}");
+                    outln!("functions of {of}");
                     for f in &d.functions {
-                        println!("  {}: {}", printable(&f.name), printable(&f.signature));
+                        outln!("  {}: {}", printable(&f.name), printable(&f.signature));
                     }
                 }
             });

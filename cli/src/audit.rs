@@ -56,7 +56,7 @@ pub async fn audit(args: AuditArgs, output: Format, remote: &RemoteArgs) -> Resu
     match args.command {
         Some(AuditCommand::Verify) => match verify_chain(&entries, &head) {
             Ok(count) => {
-                println!(
+                outln!(
                     "audit chain of {org} verified: {count} entries, head {}",
                     head.hash
                 );
@@ -73,7 +73,7 @@ pub async fn audit(args: AuditArgs, output: Format, remote: &RemoteArgs) -> Resu
                 print_json(&shown);
             } else {
                 for e in shown {
-                    println!(
+                    outln!(
                         "{:>6}  {}  {:<16} {:<28} {}  {}",
                         e.seq,
                         format_time(e.at),

@@ -240,32 +240,32 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         if status == Status::Pending {
             approve_release(&admin, &reference, &admin_key, None, &[]).await?;
         }
-        println!("  {reference:<28} approved");
+        outln!("  {reference:<28} approved");
     }
 
-    println!();
-    println!("Warden is running at {url} with the example plugins approved.");
-    println!(
+    outln!();
+    outln!("Warden is running at {url} with the example plugins approved.");
+    outln!(
         "Invoke one as the portal does (an invoker token; also in {}):",
         token_file.display()
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "  curl -s -X POST {url}/v1/plugins/{org}/hello/invoke/greet -H 'Authorization: Bearer {portal_token}' -H 'Content-Type: application/json' -d '{{\"args\": \"world\"}}'"
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "A plugin that calls another (word-report uses text-tools, linked at run time; see \"dependencies\" in the answer):"
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "  curl -s -X POST {url}/v1/plugins/{org}/word-report/invoke/summarize -H 'Authorization: Bearer {portal_token}' -H 'Content-Type: application/json' -d '{{\"args\": \"the quick brown fox\"}}'"
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "The catalog: curl -s {url}/v1/orgs/{org}/plugins -H 'Authorization: Bearer {portal_token}'"
     );
-    println!(
+    outln!(
         "Admin token: {} (ctrl-c stops the server)",
         plane.admin_token_path.display()
     );

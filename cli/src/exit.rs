@@ -25,6 +25,24 @@ pub const TAMPERED: u8 = 8;
 pub const UNAVAILABLE: u8 = 69;
 /// Warden itself failed.
 pub const HOST_FAILURE: u8 = 70;
+/// Standard output was closed before everything was written: what a shell
+/// shows for a process that SIGPIPE ended (128 + 13), without the signal.
+pub const BROKEN_PIPE: u8 = 141;
+
+/// Writes one line to standard output (see `outln!`). A closed pipe ends
+/// the process at once with [`BROKEN_PIPE`] and nothing on standard error;
+/// any other write failure is reported as Warden's own.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(BROKEN_PIPE.into());
+        }
+        eprintln!("error: writing to standard output: {error}");
+        std::process::exit(HOST_FAILURE.into());
+    }
+}
 
 /// What went wrong, already worded for the user, and the exit code.
 #[derive(Debug)]

@@ -42,53 +42,53 @@ pub fn inspect(args: InspectArgs, output: Format) -> Result<u8, Failure> {
             "capabilities": capabilities,
             "unsupported_imports": requested.unsupported,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
         return Ok(crate::exit::OK);
     }
 
-    println!("{}", args.component.display());
-    println!("  digest  {}", component.digest());
-    println!("  size    {}", format_bytes(component.size()));
-    println!();
-    println!("functions");
+    outln!("{}", args.component.display());
+    outln!("  digest  {}", component.digest());
+    outln!("  size    {}", format_bytes(component.size()));
+    outln!();
+    outln!("functions");
     let width = component
         .functions()
         .map(|f| f.name.len())
         .max()
         .unwrap_or(0);
     for function in component.functions() {
-        println!("  {:width$}  {}", function.name, function.signature);
+        outln!("  {:width$}  {}", function.name, function.signature);
         if let Some(reason) = &function.not_invocable {
-            println!("  {:width$}  (not invocable over JSON: {reason})", "");
+            outln!("  {:width$}  (not invocable over JSON: {reason})", "");
         }
     }
-    println!();
-    println!("capabilities");
+    outln!();
+    outln!("capabilities");
     for (capability, imports) in &requested.capabilities {
         let grant = if capability.needs_grant() {
             "needs a grant"
         } else {
             "always linked"
         };
-        println!(
+        outln!(
             "  {:<10}  {grant}: {}",
             capability.to_string(),
             capability.description()
         );
         for import in imports {
-            println!("  {:<10}    {import}", "");
+            outln!("  {:<10}    {import}", "");
         }
     }
     if !requested.unsupported.is_empty() {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "imports no host provides (a declared dependency must export each: [dependencies] in warden.toml)"
         );
         for import in &requested.unsupported {
-            println!("  {import}");
+            outln!("  {import}");
         }
     }
     Ok(crate::exit::OK)

@@ -31,12 +31,12 @@ pub fn keygen(args: KeygenArgs, output: Format) -> Result<u8, Failure> {
     })?;
     let public = key.public_key();
     if output.json {
-        println!(
+        outln!(
             "{}",
             json!({"public_key": public.to_string(), "key_id": public.key_id(), "private_key_file": args.out})
         );
     } else {
-        println!("{public}");
+        outln!("{public}");
         eprintln!(
             "private key written to {} (keep it secret); key id {}",
             args.out.display(),

@@ -1,5 +1,17 @@
 //! `warden`: the one binary of Warden.
 
+/// `println!` for what the CLI prints on standard output, except that a
+/// reader who went away (`warden release list | head -1`) ends the process
+/// quietly, as Unix tools do, instead of a panic with a backtrace.
+macro_rules! outln {
+    () => {
+        $crate::exit::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::exit::print_line(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 mod audit;
 mod demo;

@@ -140,17 +140,22 @@ pub async fn publish(
     });
     let release = publish_manifest(&remote, external.as_ref(), &manifest, &key).await?;
     output.show(&release, |release| {
-        println!(
+        outln!(
             "published {}@{} ({}, {} bytes), pending approval",
-            manifest.name, manifest.version, release.component_digest, release.component_size
+            manifest.name,
+            manifest.version,
+            release.component_digest,
+            release.component_size
         );
-        println!(
+        outln!(
             "  review:  warden release show {}@{}",
-            manifest.name, manifest.version
+            manifest.name,
+            manifest.version
         );
-        println!(
+        outln!(
             "  approve: warden approve {}@{} --key <admin key>",
-            manifest.name, manifest.version
+            manifest.name,
+            manifest.version
         );
     });
     Ok(exit::OK)

@@ -80,7 +80,7 @@ async fn list(remote: &Remote, args: ListArgs, output: Format) -> Result<u8, Fai
         .await?;
     output.show(&items, |items| {
         if items.is_empty() {
-            println!(
+            outln!(
                 "no releases{}",
                 status
                     .map(|s| format!(" ({})", s.as_str()))
@@ -88,7 +88,7 @@ async fn list(remote: &Remote, args: ListArgs, output: Format) -> Result<u8, Fai
             );
         }
         for item in items {
-            println!(
+            outln!(
                 "{:<40} {:<9} {}  {}",
                 format!("{}@{}", item.name, item.version),
                 item.status.as_str(),
@@ -145,7 +145,7 @@ fn listed(items: &[String], none: &str) -> String {
 /// The requested limits, each marked where it differs from the default
 /// and from what the last approved version was granted.
 fn print_limits(release: &Release) {
-    println!("limits requested");
+    outln!("limits requested");
     let previous = release.previous_limits.as_ref().map(|l| l.entries());
     let against = release.diff.against.as_deref().unwrap_or("");
     for (index, ((name, value), (_, default))) in release
@@ -170,72 +170,72 @@ fn print_limits(release: &Release) {
         } else {
             format!("  ({})", notes.join("; "))
         };
-        println!("  {marker} {name:<16} {value}{notes}");
+        outln!("  {marker} {name:<16} {value}{notes}");
     }
 }
 
 /// What an admin reads before approving.
 fn print_review(release: &Release, resolved_now: &std::collections::BTreeMap<String, String>) {
-    println!(
+    outln!(
         "{}@{}  [{}]",
         release.name,
         release.version,
         release.status.as_str()
     );
     if !release.description.is_empty() {
-        println!("  {}", printable(&release.description));
+        outln!("  {}", printable(&release.description));
     }
-    println!();
+    outln!();
     let signer = &release.signer;
-    println!(
+    outln!(
         "signer      {} ({}){}",
         signer.key_id,
         printable(signer.owner.as_deref().unwrap_or("unregistered")),
         if signer.revoked { "  REVOKED" } else { "" }
     );
-    println!(
+    outln!(
         "published   {} by {}",
         format_time(release.created_at),
         release.published_by
     );
-    println!("component   {}", release.component_digest);
-    println!(
+    outln!("component   {}", release.component_digest);
+    outln!(
         "size        {}",
         warden_host::format_bytes(u64::try_from(release.component_size).unwrap_or(0))
     );
-    println!("manifest    {}", release.manifest_digest);
-    println!();
-    println!("functions");
+    outln!("manifest    {}", release.manifest_digest);
+    outln!();
+    outln!("functions");
     for function in &release.functions {
-        println!(
+        outln!(
             "  {}: {}",
             printable(&function.name),
             printable(&function.signature)
         );
         if let Some(reason) = &function.not_invocable {
-            println!("    (not invocable over JSON: {})", printable(reason));
+            outln!("    (not invocable over JSON: {})", printable(reason));
         }
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "capabilities requested: {}",
         listed(&release.requested_capabilities, "none")
     );
     let diff = &release.diff;
     match &diff.against {
-        Some(version) => println!(
+        Some(version) => outln!(
             "  against {version} (last approved): added [{}], removed [{}]",
             diff.added.join(", "),
             diff.removed.join(", ")
         ),
-        None => println!("  no approved version before: everything is new"),
+        None => outln!("  no approved version before: everything is new"),
     }
     print_limits(release);
     if !release.dependencies.is_empty() {
-        println!("dependencies");
+        outln!("dependencies");
         for (name, requirement) in &release.dependencies {
             let now = resolved_now.get(name).map(String::as_str).unwrap_or("");
-            println!(
+            outln!(
                 "  {} {} -> {}",
                 printable(name),
                 printable(requirement),
@@ -243,14 +243,14 @@ fn print_review(release: &Release, resolved_now: &std::collections::BTreeMap<Str
             );
         }
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "approvals   {} of {} required",
         release.approvals.len(),
         release.approvals_required
     );
     for approval in &release.approvals {
-        println!(
+        outln!(
             "  {} ({}) at {}",
             approval.key_id,
             printable(&approval.owner),
@@ -258,10 +258,10 @@ fn print_review(release: &Release, resolved_now: &std::collections::BTreeMap<Str
         );
     }
     if let Some(granted) = &release.granted_capabilities {
-        println!("granted     {}", listed(granted, "no capabilities"));
+        outln!("granted     {}", listed(granted, "no capabilities"));
     }
     if let Some(reason) = &release.reason {
-        println!("reason      {}", printable(reason));
+        outln!("reason      {}", printable(reason));
     }
 }
 
@@ -300,7 +300,7 @@ pub async fn approve(
     let (result, approval) =
         approve_release(&remote, &args.release, &key, grants, &args.limits).await?;
     output.show(&result, |result| {
-        println!(
+        outln!(
             "approved {} with key {} ({} of {} approvals): {}",
             approval.release,
             key.public_key().key_id(),
@@ -308,7 +308,7 @@ pub async fn approve(
             result.approvals_required,
             result.status.as_str(),
         );
-        println!(
+        outln!(
             "  granted: {}",
             listed(&approval.capabilities, "no capabilities")
         );
@@ -406,7 +406,7 @@ pub async fn decide(
         )
         .await?;
     output.show(&result, |result| {
-        println!("{}: {}", args.release, result.status.as_str());
+        outln!("{}: {}", args.release, result.status.as_str());
     });
     Ok(exit::OK)
 }

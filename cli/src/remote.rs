@@ -295,7 +295,7 @@ pub fn parse_plugin(text: &str) -> Result<(String, String), Failure> {
 
 /// Prints `value` as pretty JSON.
 pub fn print_json(value: &impl Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );

@@ -63,20 +63,20 @@ pub async fn resolve(
 
 fn print_resolution(resolution: &Resolution) {
     for release in &resolution.releases {
-        println!(
+        outln!(
             "{} {}",
             printable(&release.name),
             printable(&release.version)
         );
-        println!("  manifest  {}", printable(&release.manifest_digest));
-        println!("  component {}", printable(&release.component_digest));
+        outln!("  manifest  {}", printable(&release.manifest_digest));
+        outln!("  component {}", printable(&release.component_digest));
         if !release.dependencies.is_empty() {
             let uses: Vec<String> = release
                 .dependencies
                 .iter()
                 .map(|(name, version)| format!("{} {}", printable(name), printable(version)))
                 .collect();
-            println!("  uses      {}", uses.join(", "));
+            outln!("  uses      {}", uses.join(", "));
         }
     }
 }

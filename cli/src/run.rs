@@ -228,7 +228,7 @@ pub async fn run(args: RunArgs, output: Format) -> Result<u8, Failure> {
                     "metering": failure.metering,
                     "logs": failure.logs,
                 });
-                println!("{outcome}");
+                outln!("{outcome}");
             } else {
                 print_logs(&failure.logs);
                 if let (true, Some(metering)) = (args.stats, failure.metering) {
@@ -249,7 +249,7 @@ fn report_success(args: &RunArgs, output: Format, call: &Invocation) -> u8 {
             Output::Value(value) => ("result", value, exit::OK),
             Output::PluginError(error) => ("plugin_error", error, exit::PLUGIN_ERROR),
         };
-        println!(
+        outln!(
             "{}",
             json!({key: value, "metering": call.metering, "logs": call.logs})
         );
@@ -264,14 +264,14 @@ fn report_success(args: &RunArgs, output: Format, call: &Invocation) -> u8 {
     }
     match &call.output {
         Output::Value(value) => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(value).unwrap_or_default()
             );
             exit::OK
         }
         Output::PluginError(error) => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(error).unwrap_or_default()
             );

@@ -38,7 +38,13 @@ pub struct ServeArgs {
     /// Longest pause between two parts of a request's body, e.g. 60s.
     #[arg(long, default_value = "60s", value_parser = warden_host::parse_duration)]
     body_timeout: std::time::Duration,
-    /// Connections served at once; more wait to be accepted.
+    /// Time to send a whole request body, however steadily, e.g. 120s (a
+    /// large blob is pushed in chunks, each a request of its own).
+    #[arg(long, default_value = "120s", value_parser = warden_host::parse_duration)]
+    body_deadline: std::time::Duration,
+    /// Connections served at once; more wait to be accepted. One client
+    /// (one token; all anonymous clients together) may be sending bodies on
+    /// at most a quarter of them at once (more: 429 `too_many_bodies`).
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
     #[command(flatten)]
@@ -75,14 +81,25 @@ pub struct RuntimeArgs {
     /// maxima, listed in the README).
     #[arg(long = "max-limit", value_name = "NAME=VALUE")]
     pub max_limits: Vec<String>,
-    /// Instance slots of the pool: invocations running at once, all
-    /// organizations together.
+    /// Instance slots of the pool: plugins running at once, all
+    /// organizations together. Each slot brings 2 linear memories and 8
+    /// tables to the pool.
     #[arg(long, env = "WARDEN_POOL_INSTANCES", default_value_t = 128)]
     pub pool_instances: u32,
-    /// Invocations one organization may have running at once, its share of
-    /// the pool (more are refused with 429 `capacity`).
+    /// One organization's share of the pool, in slots: its running
+    /// invocations together may take this many plugin instances (a call
+    /// tree takes one per plugin) and 2 memories and 8 tables per slot
+    /// (a component may define up to 8 memories and 64 tables; each is
+    /// counted). Past its share a call is refused with 429 `capacity`;
+    /// shares never exhaust the pool while fewer than pool/share
+    /// organizations are at theirs (defaults: 4).
     #[arg(long, env = "WARDEN_ORG_SHARE", default_value_t = 32)]
     pub org_share: u32,
+    /// Bytes of kv keys and values all the plugins of one organization may
+    /// hold together, e.g. 1GiB (each plugin also has its own `kv_bytes`
+    /// limit); past it, writes that grow the store get `quota-exceeded`.
+    #[arg(long, env = "WARDEN_ORG_KV_BYTES", default_value = "1GiB", value_parser = warden_host::parse_bytes)]
+    pub org_kv_bytes: u64,
     /// Published components compiled at once to check them (more publishes
     /// wait their turn; `/metrics` shows how many run and wait).
     #[arg(long, env = "WARDEN_CONCURRENT_COMPILES", default_value_t = 2)]
@@ -125,6 +142,7 @@ impl RuntimeArgs {
         });
         config.pool_instances = self.pool_instances;
         config.org_share = self.org_share;
+        config.org_kv_bytes = self.org_kv_bytes;
         config.concurrent_compiles = self.concurrent_compiles;
         config.compile_queue_per_org = self.compile_queue;
         config.max_component_bytes = self.max_component_size;
@@ -153,23 +171,23 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let (plane, listener, address) = open_and_listen(&config, args.listen).await?;
     let url = format!("http://{address}");
     if plane.bootstrap_token.is_some() {
-        println!(
+        outln!(
             "First start: created organization {:?} and its first admin token.",
             args.org
         );
-        println!(
+        outln!(
             "The token is in {} (mode 0600). Use it with:",
             plane.admin_token_path.display()
         );
-        println!();
-        println!("  export WARDEN_URL={url}");
-        println!(
+        outln!();
+        outln!("  export WARDEN_URL={url}");
+        outln!(
             "  export WARDEN_TOKEN=$(cat {})",
             plane.admin_token_path.display()
         );
-        println!();
+        outln!();
     }
-    println!(
+    outln!(
         "warden listening on {url} (data in {})",
         args.data_dir.display()
     );
@@ -180,7 +198,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 format!("--metrics-listen {address}: {e}"),
             )
         })?;
-        println!("metrics on http://{address}/metrics");
+        outln!("metrics on http://{address}/metrics");
         tokio::spawn(serve_http(metrics, plane.metrics_router()));
     }
     use std::io::Write;
@@ -188,6 +206,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let limits = ConnectionLimits {
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
+        body_deadline: args.body_deadline,
         max_connections: args.max_connections,
     };
     serve_with(listener, plane.router(), limits)

@@ -341,3 +341,22 @@ fn plugin_output_cannot_draw_on_the_terminal() {
     // The second line keeps its source: it cannot pass for the host's.
     assert!(err.contains("[stderr] [warden] all good"), "{err}");
 }
+
+#[test]
+fn a_closed_standard_output_ends_the_cli_quietly() {
+    // `warden inspect ... | head -0`: the reader is gone before the first line.
+    let cache = std::env::temp_dir().join("warden-cli-test-cache");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["inspect", guests::TEXT_TOOLS])
+        .env("WARDEN_CACHE_DIR", cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running warden");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "nothing on standard error: {err}");
+    assert_eq!(output.status.code(), Some(141));
+}

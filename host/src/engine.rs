@@ -54,19 +54,108 @@ pub const KEEP_RESIDENT_MEMORY_BYTES: usize = 128 << 10;
 /// Bytes of each pooled table kept resident between instances.
 pub const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 
+/// Linear memories the pool holds per instance slot.
+pub const MEMORIES_PER_SLOT: u32 = 2;
+/// Tables the pool holds per instance slot.
+pub const TABLES_PER_SLOT: u32 = 8;
+/// The most linear memories one component may define (all its core
+/// instances together).
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 8;
+/// The most tables one component may define.
+pub const MAX_TABLES_PER_COMPONENT: u32 = 64;
+/// The most core instances one component may create. The pool holds this
+/// many per instance slot (a count, not reserved memory), so core instances
+/// run out only after instance slots do.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
+/// What running instances take from the engine's pool: component instances,
+/// linear memories and tables. A component may define up to
+/// [`MAX_MEMORIES_PER_COMPONENT`] memories while the pool holds only
+/// [`MEMORIES_PER_SLOT`] per slot (tables likewise), so a share of the pool
+/// that counts instances alone does not bound the rest: an embedder that
+/// shares the pool out counts all three ([`PoolUse::of_slots`] is a share's
+/// worth of each, [`crate::Plugin::pool_use`] what one invocation takes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Component instances (plugins of a call tree).
+    pub instances: u32,
+    /// Linear memories defined by their core instances.
+    pub memories: u32,
+    /// Tables defined by their core instances.
+    pub tables: u32,
+}
+
+impl PoolUse {
+    /// What `slots` instance slots of the pool hold: the whole pool for its
+    /// size, or a share of it. Shares that add up to at most the pool's
+    /// slots add up to at most its memories and tables too.
+    pub fn of_slots(slots: u32) -> PoolUse {
+        PoolUse {
+            instances: slots,
+            memories: slots.saturating_mul(MEMORIES_PER_SLOT),
+            tables: slots.saturating_mul(TABLES_PER_SLOT),
+        }
+    }
+
+    /// Both together.
+    pub fn plus(self, other: PoolUse) -> PoolUse {
+        PoolUse {
+            instances: self.instances.saturating_add(other.instances),
+            memories: self.memories.saturating_add(other.memories),
+            tables: self.tables.saturating_add(other.tables),
+        }
+    }
+
+    /// Whether this fits within `capacity` in every kind.
+    pub fn fits(&self, capacity: &PoolUse) -> bool {
+        self.instances <= capacity.instances
+            && self.memories <= capacity.memories
+            && self.tables <= capacity.tables
+    }
+
+    /// What one instance of `component` takes: its memories and tables as
+    /// its core modules define them, or the most a component may have when
+    /// that cannot be told before instantiation (imported core modules).
+    fn of_component(component: &Component) -> PoolUse {
+        match component.resources_required() {
+            Some(required) => PoolUse {
+                instances: 1,
+                memories: required.num_memories,
+                tables: required.num_tables,
+            },
+            None => PoolUse {
+                instances: 1,
+                memories: MAX_MEMORIES_PER_COMPONENT,
+                tables: MAX_TABLES_PER_COMPONENT,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for PoolUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} instances, {} memories, {} tables",
+            self.instances, self.memories, self.tables
+        )
+    }
+}
+
 /// The pooling allocator's configuration for `slots` instances of memories
 /// up to `max_memory_bytes`: what [`Engine::new`] uses, public so that a
 /// benchmark of raw wasmtime can run on the same pool.
 pub fn pool_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationConfig {
+    let capacity = PoolUse::of_slots(slots);
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(slots)
-        .total_core_instances(slots.saturating_mul(32))
-        .total_memories(slots.saturating_mul(2))
-        .total_tables(slots.saturating_mul(8))
+    pool.total_component_instances(capacity.instances)
+        .total_core_instances(slots.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(capacity.memories)
+        .total_tables(capacity.tables)
         .total_stacks(slots)
-        .max_core_instances_per_component(64)
-        .max_memories_per_component(8)
-        .max_tables_per_component(64)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
         .table_elements(100_000)
         .max_unused_warm_slots(slots.min(32))
@@ -217,6 +306,7 @@ impl Engine {
             (self.compile_fresh(bytes)?, CacheOutcome::Disabled)
         };
         let exports = exports(&component)?;
+        let pool_use = PoolUse::of_component(&component);
         let engine = self.wasmtime();
         let requested = Requested::classify(
             component
@@ -232,6 +322,7 @@ impl Engine {
                 exports,
                 requested,
                 cache,
+                pool_use,
             }),
         })
     }
@@ -320,6 +411,7 @@ pub(crate) struct CompiledInner {
     pub(crate) exports: Vec<Export>,
     pub(crate) requested: Requested,
     pub(crate) cache: CacheOutcome,
+    pub(crate) pool_use: PoolUse,
 }
 
 impl CompiledComponent {
@@ -341,6 +433,11 @@ impl CompiledComponent {
     /// The capabilities the component's imports request.
     pub fn requested(&self) -> &Requested {
         &self.inner.requested
+    }
+
+    /// What one instance of it takes from the engine's pool.
+    pub fn pool_use(&self) -> PoolUse {
+        self.inner.pool_use
     }
 
     /// Whether this came from the compiled-code cache.

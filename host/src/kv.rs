@@ -19,6 +19,31 @@ pub enum KvError {
     Unavailable(String),
 }
 
+/// What one namespace may hold: keys, and bytes of keys and values
+/// together (a key's bytes plus its value's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvQuota {
+    /// Keys.
+    pub keys: u64,
+    /// Bytes of keys and values together.
+    pub bytes: u64,
+}
+
+impl KvQuota {
+    /// The quota of a plugin approved with `limits`.
+    pub fn of(limits: &crate::Limits) -> KvQuota {
+        KvQuota {
+            keys: limits.kv_keys,
+            bytes: limits.kv_bytes,
+        }
+    }
+}
+
+/// The bytes `key` holding `value` counts against a [`KvQuota`].
+pub fn kv_entry_bytes(key: &str, value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
 /// Durable key-value storage, partitioned into one namespace per plugin.
 ///
 /// Implementations must be safe to call from many invocations at once.
@@ -27,14 +52,16 @@ pub trait KvStore: Send + Sync + 'static {
     /// The value under `key`.
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
 
-    /// Stores `value` under `key`. Adding a new key to a namespace that already
-    /// holds `max_keys` keys fails with [`KvError::QuotaExceeded`].
+    /// Stores `value` under `key`. Adding a new key to a namespace that
+    /// already holds `quota.keys` keys, or growing it past `quota.bytes`
+    /// ([`kv_entry_bytes`] of every entry), fails with
+    /// [`KvError::QuotaExceeded`] and changes nothing.
     async fn set(
         &self,
         namespace: &str,
         key: &str,
         value: &[u8],
-        max_keys: u64,
+        quota: KvQuota,
     ) -> Result<(), KvError>;
 
     /// Removes `key`; returns whether it was present.
@@ -83,14 +110,21 @@ impl KvStore for MemoryKvStore {
         namespace: &str,
         key: &str,
         value: &[u8],
-        max_keys: u64,
+        quota: KvQuota,
     ) -> Result<(), KvError> {
         let mut namespaces = self.lock();
         let ns = namespaces.entry(namespace.to_owned()).or_default();
-        if !ns.contains_key(key) && ns.len() as u64 >= max_keys {
+        let old = ns.get(key).map(|old| kv_entry_bytes(key, old));
+        if old.is_none() && ns.len() as u64 >= quota.keys {
             return Err(KvError::QuotaExceeded(format!(
-                "the namespace already holds {max_keys} keys"
+                "the namespace already holds {} keys",
+                quota.keys
             )));
+        }
+        let held: u64 = ns.iter().map(|(k, v)| kv_entry_bytes(k, v)).sum();
+        let after = held - old.unwrap_or(0) + kv_entry_bytes(key, value);
+        if after > quota.bytes && after > held {
+            return Err(KvError::QuotaExceeded(bytes_over(held, quota.bytes)));
         }
         ns.insert(key.to_owned(), value.to_vec());
         Ok(())
@@ -123,21 +157,37 @@ impl KvStore for MemoryKvStore {
     }
 }
 
+/// The message of a write refused for the byte quota.
+pub fn bytes_over(held: u64, quota: u64) -> String {
+    format!(
+        "the namespace holds {} of its {} (keys and values)",
+        crate::format_bytes(held),
+        crate::format_bytes(quota)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn keys(keys: u64) -> KvQuota {
+        KvQuota {
+            keys,
+            bytes: u64::MAX,
+        }
+    }
+
     #[tokio::test]
     async fn namespaces_are_isolated_and_quota_counts_new_keys_only() {
         let store = MemoryKvStore::new();
-        store.set("a", "k1", b"1", 2).await.unwrap();
-        store.set("a", "k2", b"2", 2).await.unwrap();
-        store.set("a", "k2", b"22", 2).await.unwrap();
+        store.set("a", "k1", b"1", keys(2)).await.unwrap();
+        store.set("a", "k2", b"2", keys(2)).await.unwrap();
+        store.set("a", "k2", b"22", keys(2)).await.unwrap();
         assert!(matches!(
-            store.set("a", "k3", b"3", 2).await,
+            store.set("a", "k3", b"3", keys(2)).await,
             Err(KvError::QuotaExceeded(_))
         ));
-        store.set("b", "k1", b"other", 2).await.unwrap();
+        store.set("b", "k1", b"other", keys(2)).await.unwrap();
         assert_eq!(store.get("a", "k1").await.unwrap(), Some(b"1".to_vec()));
         assert_eq!(store.get("b", "k1").await.unwrap(), Some(b"other".to_vec()));
         assert_eq!(
@@ -147,5 +197,31 @@ mod tests {
         assert_eq!(store.list_keys("a", "k", 1).await.unwrap(), vec!["k1"]);
         assert!(store.delete("a", "k1").await.unwrap());
         assert!(!store.delete("a", "k1").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_byte_quota_counts_keys_and_values_and_lets_a_namespace_shrink() {
+        let store = MemoryKvStore::new();
+        let quota = KvQuota {
+            keys: 100,
+            bytes: 20,
+        };
+        // "k1" + 8 bytes, "k2" + 8 bytes: exactly 20.
+        store.set("a", "k1", &[1; 8], quota).await.unwrap();
+        store.set("a", "k2", &[2; 8], quota).await.unwrap();
+        let over = store.set("a", "k3", b"", quota).await.unwrap_err();
+        assert!(
+            matches!(&over, KvError::QuotaExceeded(m) if m.contains("20 bytes")),
+            "{over}"
+        );
+        assert!(matches!(
+            store.set("a", "k2", &[2; 9], quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        assert_eq!(store.get("a", "k2").await.unwrap(), Some(vec![2; 8]));
+        // Replacing with a smaller value makes room; another namespace has its own.
+        store.set("a", "k2", &[2; 4], quota).await.unwrap();
+        store.set("a", "k3", &[3; 2], quota).await.unwrap();
+        store.set("b", "k1", &[1; 18], quota).await.unwrap();
     }
 }

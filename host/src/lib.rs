@@ -50,14 +50,19 @@ mod verify;
 pub use cache::CacheOutcome;
 pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
 pub use digest::Digest;
-pub use engine::{CompiledComponent, Engine, EngineConfig, pool_config};
+pub use engine::{
+    CompiledComponent, Engine, EngineConfig, MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT,
+    MEMORIES_PER_SLOT, PoolUse, TABLES_PER_SLOT, pool_config,
+};
 pub use error::{Error, Result};
 pub use exports::{
     FLAGS_READ_DIVISOR, FunctionInfo, MAX_EXPORTED_FUNCTIONS, MAX_TYPE_DEPTH, MAX_TYPE_PARTS,
     ParamInfo,
 };
 pub use files::write_private;
-pub use kv::{KvError, KvStore, MemoryKvStore};
+pub use kv::{
+    KvError, KvQuota, KvStore, MemoryKvStore, bytes_over as kv_bytes_over, kv_entry_bytes,
+};
 pub use limits::{
     LimitKind, Limits, MAX_READ_BUDGET, READ_SLACK_BYTES, RESULT_READ_FACTOR, format_bytes,
     format_duration, parse_bytes, parse_duration,

@@ -38,6 +38,8 @@ pub struct Limits {
     pub kv_keys: u64,
     /// Size of one value in the key-value namespace.
     pub kv_value_bytes: u64,
+    /// Bytes the key-value namespace holds, keys and values together.
+    pub kv_bytes: u64,
 }
 
 impl Default for Limits {
@@ -57,6 +59,7 @@ impl Default for Limits {
             concurrency: 16,
             kv_keys: 10_000,
             kv_value_bytes: 256 << 10,
+            kv_bytes: 64 << 20,
         }
     }
 }
@@ -102,7 +105,7 @@ impl Limits {
     }
 
     /// The names [`Limits::set`] accepts.
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "fuel",
         "memory",
         "timeout",
@@ -116,6 +119,7 @@ impl Limits {
         "concurrency",
         "kv_keys",
         "kv_value_bytes",
+        "kv_bytes",
     ];
 
     /// The server's default maxima of what an admin may approve: generous
@@ -136,11 +140,12 @@ impl Limits {
             concurrency: 256,
             kv_keys: 1_000_000,
             kv_value_bytes: 4 << 20,
+            kv_bytes: 1 << 30,
         }
     }
 
     /// Each limit by its name, as people read it (`64 MiB`, `5s`).
-    pub fn entries(&self) -> [(&'static str, String); 13] {
+    pub fn entries(&self) -> [(&'static str, String); 14] {
         let count = |n: u64| n.to_string();
         [
             ("fuel", count(self.fuel)),
@@ -156,6 +161,7 @@ impl Limits {
             ("concurrency", count(self.concurrency.into())),
             ("kv_keys", count(self.kv_keys)),
             ("kv_value_bytes", format_bytes(self.kv_value_bytes)),
+            ("kv_bytes", format_bytes(self.kv_bytes)),
         ]
     }
 
@@ -176,6 +182,7 @@ impl Limits {
             self.concurrency > maxima.concurrency,
             self.kv_keys > maxima.kv_keys,
             self.kv_value_bytes > maxima.kv_value_bytes,
+            self.kv_bytes > maxima.kv_bytes,
         ];
         self.entries()
             .into_iter()
@@ -225,6 +232,7 @@ impl Limits {
             "concurrency" => self.concurrency = small()?,
             "kv_keys" => self.kv_keys = count()?,
             "kv_value_bytes" => self.kv_value_bytes = bytes()?,
+            "kv_bytes" => self.kv_bytes = bytes()?,
             _ => {
                 return Err(format!(
                     "unknown limit {name:?} (expected one of {})",

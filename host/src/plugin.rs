@@ -3,7 +3,7 @@
 
 use crate::capability::{Capability, Grants};
 use crate::engine::EPOCH_TICK;
-use crate::engine::{CompiledComponent, Engine};
+use crate::engine::{CompiledComponent, Engine, PoolUse};
 use crate::error::{Error, Result};
 use crate::exports::FLAGS_READ_DIVISOR;
 use crate::exports::{Export, FunctionInfo};
@@ -57,8 +57,9 @@ struct PluginInner {
     running: Arc<Semaphore>,
     /// The imports its dependencies provide.
     links: Vec<Link>,
-    /// Plugins in its call tree, itself included, each counted once.
-    tree_size: usize,
+    /// What one invocation takes from the pool: each plugin of its call
+    /// tree, itself included, counted once.
+    pool_use: PoolUse,
     /// What its read budget is divided by at least: [`FLAGS_READ_DIVISOR`]
     /// when it passes `flags` to a dependency, else 1.
     link_read_divisor: u64,
@@ -183,10 +184,13 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(&component.inner.component)
             .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
-        let mut tree = std::collections::BTreeSet::new();
+        let mut tree = BTreeMap::new();
         for link in &links {
             link.dependency.collect_tree(&mut tree);
         }
+        let pool_use = tree
+            .values()
+            .fold(component.pool_use(), |total, each| total.plus(*each));
         if tree.len() + 1 > MAX_CALL_TREE {
             return Err(Error::Config(format!(
                 "its call tree would hold {} plugins; at most {MAX_CALL_TREE} are linked into one",
@@ -207,14 +211,17 @@ impl Plugin {
                 running: Arc::new(Semaphore::new(limits.concurrency as usize)),
                 settings,
                 links,
-                tree_size: 1 + tree.len(),
+                pool_use,
                 link_read_divisor,
             }),
         })
     }
 
-    fn collect_tree(&self, tree: &mut std::collections::BTreeSet<usize>) {
-        if tree.insert(self.key()) {
+    fn collect_tree(&self, tree: &mut BTreeMap<usize, PoolUse>) {
+        if tree
+            .insert(self.key(), self.inner.component.pool_use())
+            .is_none()
+        {
             for link in &self.inner.links {
                 link.dependency.collect_tree(tree);
             }
@@ -260,7 +267,14 @@ impl Plugin {
     /// How many plugins one invocation may instantiate: itself and each
     /// plugin it depends on, directly or not, once.
     pub fn tree_size(&self) -> usize {
-        self.inner.tree_size
+        self.inner.pool_use.instances as usize
+    }
+
+    /// What one invocation may take from the engine's pool: the instances,
+    /// memories and tables of itself and each plugin it depends on,
+    /// directly or not, once.
+    pub fn pool_use(&self) -> PoolUse {
+        self.inner.pool_use
     }
 
     /// The compiled component.

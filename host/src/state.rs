@@ -174,9 +174,9 @@ impl kv::Host for HostState {
             ))));
         }
         let (store, namespace) = self.kv()?;
-        let max_keys = self.limits.kv_keys;
+        let quota = crate::kv::KvQuota::of(&self.limits);
         Ok(store
-            .set(&namespace, &key, &value, max_keys)
+            .set(&namespace, &key, &value, quota)
             .await
             .map_err(to_wit))
     }

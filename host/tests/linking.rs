@@ -387,7 +387,13 @@ impl KvStore for StalledKv {
     async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, warden_host::KvError> {
         std::future::pending().await
     }
-    async fn set(&self, _: &str, _: &str, _: &[u8], _: u64) -> Result<(), warden_host::KvError> {
+    async fn set(
+        &self,
+        _: &str,
+        _: &str,
+        _: &[u8],
+        _: warden_host::KvQuota,
+    ) -> Result<(), warden_host::KvError> {
         Ok(())
     }
     async fn delete(&self, _: &str, _: &str) -> Result<bool, warden_host::KvError> {
@@ -664,4 +670,21 @@ async fn what_one_component_links_is_bounded_before_anything_is_compared() {
         error.to_string().contains("more than 1000 functions"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn an_invocation_takes_from_the_pool_what_every_plugin_of_its_tree_defines() {
+    let kv = Arc::new(MemoryKvStore::new());
+    let vault = vault(&kv, Limits::default());
+    let dependent = dependent(&vault, Limits::default()).unwrap();
+    let (own, theirs) = (compiled(DEPENDENT).pool_use(), compiled(VAULT).pool_use());
+    // What each component defines, as wasmtime counts it: a Rust component
+    // has one memory of its own and at least one table.
+    for each in [own, theirs] {
+        assert_eq!(each.instances, 1);
+        assert!(each.memories >= 1 && each.tables >= 1, "{each}");
+    }
+    assert_eq!(vault.pool_use(), theirs);
+    assert_eq!(dependent.pool_use(), own.plus(theirs));
+    assert_eq!(dependent.tree_size(), 2);
 }

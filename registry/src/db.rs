@@ -51,6 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0004_catalog_search.sqlite.sql"),
         postgres: include_str!("../migrations/0004_catalog_search.postgres.sql"),
     },
+    Migration::portable(
+        5,
+        "kv_bytes",
+        include_str!("../migrations/0005_kv_bytes.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.
@@ -238,7 +243,7 @@ impl Db {
 
 /// The statements of a migration file: split on `;` at the end of a line,
 /// comments dropped. (Our migrations have no `;` inside strings.)
-fn statements(sql: &str) -> Vec<String> {
+pub(crate) fn statements(sql: &str) -> Vec<String> {
     let without_comments: String = sql
         .lines()
         .filter(|line| !line.trim_start().starts_with("--"))
@@ -287,6 +292,23 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 /// `statement_timeout` (SQLSTATE 57014, query canceled).
 pub fn is_timed_out(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("57014"))
+}
+
+/// Whether `error` means the database's disk is full: SQLite's
+/// `SQLITE_FULL` (13, "database or disk is full", also extended codes), or
+/// PostgreSQL's disk full (SQLSTATE 53100) and out of memory (53200), or
+/// the OS's ENOSPC under an I/O error.
+pub fn is_storage_full(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            e.code().is_some_and(|code| {
+                let code = code.as_ref();
+                code == "53100" || code.parse::<i32>().is_ok_and(|sqlite| sqlite & 0xff == 13)
+            }) || e.message().contains("database or disk is full")
+        }
+        sqlx::Error::Io(io) => crate::oci::is_storage_full(io),
+        _ => false,
+    }
 }
 
 /// Whether `error` is a unique-constraint violation (a duplicate).

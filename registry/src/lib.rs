@@ -59,6 +59,7 @@ pub mod resolver {
     pub use crate::domain::dependencies::{Candidate, Catalog, Offer, Unresolvable, solve};
 }
 pub use domain::dependencies::PROVIDER_RELEASES_READ;
+pub use domain::names::reorders_or_hides;
 pub use domain::releases::{ImportProblem, check_imports};
 pub use domain::search::{PLANNED_SEARCH_MS, SHORT_TEXT_WINDOW};
 pub use oci::{Digest, RepositoryName};

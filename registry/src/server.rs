@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub compile_queue_per_org: usize,
     /// Kv keys all the plugins of one organization may hold together.
     pub org_kv_keys: u64,
+    /// Bytes of kv keys and values all the plugins of one organization may
+    /// hold together.
+    pub org_kv_bytes: u64,
     /// Instance slots of the engine's pool: invocations running at once,
     /// all organizations together.
     pub pool_instances: u32,
@@ -71,6 +74,7 @@ impl ServerConfig {
             concurrent_compiles: 2,
             compile_queue_per_org: 4,
             org_kv_keys: crate::runtime::ORG_KV_KEYS,
+            org_kv_bytes: crate::runtime::ORG_KV_BYTES,
             pool_instances: 128,
             org_share: 32,
             bootstrap_org: "acme".to_owned(),
@@ -163,7 +167,9 @@ impl ControlPlane {
                 admin_keys: config.admin_keys.clone(),
                 approvals_required: config.approvals_required as usize,
             },
-            SqlKvStore::new(db.pool().clone()).with_org_max_keys(config.org_kv_keys),
+            SqlKvStore::new(db.pool().clone())
+                .with_org_max_keys(config.org_kv_keys)
+                .with_org_max_bytes(config.org_kv_bytes),
             artifacts.clone(),
             config.org_share,
         )
@@ -236,7 +242,10 @@ fn app(state: AppState) -> Router {
 
 /// How long a client may take, and how many may be served at once. A
 /// connection that sends nothing, or sends its headers one byte a minute,
-/// is closed; a body whose bytes stop arriving gets 408.
+/// is closed; a body whose bytes stop arriving, or that is still arriving
+/// at its deadline, gets 408; one client (one token; all anonymous clients
+/// together) may be sending at most [`ConnectionLimits::bodies_per_client`]
+/// bodies at once, so it never holds every connection.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
     /// Time to send a request's headers, and to start the next request on
@@ -244,8 +253,20 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Longest pause between two parts of a request's body.
     pub body_timeout: Duration,
+    /// Time to send a whole request body, however steadily (a large blob
+    /// goes in chunks, each a request of its own).
+    pub body_deadline: Duration,
     /// Connections served at once; further ones wait to be accepted.
     pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    /// Request bodies one client may be sending at once: a quarter of
+    /// [`ConnectionLimits::max_connections`] (at least 1); more are refused
+    /// with 429 `too_many_bodies` before they are read.
+    pub fn bodies_per_client(&self) -> usize {
+        (self.max_connections / 4).max(1)
+    }
 }
 
 impl Default for ConnectionLimits {
@@ -253,6 +274,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
+            body_deadline: Duration::from_secs(120),
             max_connections: 1024,
         }
     }
@@ -272,9 +294,15 @@ pub async fn serve_with(
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        limits.body_timeout,
-    ));
+    let bodies = api::BodyGuard::new(limits.body_deadline, limits.bodies_per_client());
+    let router = router
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            bodies,
+            api::guard_bodies,
+        ));
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     // HTTP/1.1 only: its header-read timer runs from the moment the server
     // waits for a request, so a connection that sends nothing (or half a
@@ -374,6 +402,19 @@ impl OciAccess for TokenAccess {
         caller
             .require(permission, repository.org())
             .map_err(|_| OciError::Denied)
+    }
+
+    /// A version tag names a release: only its publish sets it (in the same
+    /// change as the release's row), so a manifest pushed under a version
+    /// before it is published cannot take the version from it.
+    fn may_tag(&self, _repository: &RepositoryName, tag: &str) -> Result<(), OciError> {
+        if semver::Version::parse(tag).is_ok() {
+            return Err(OciError::TagReserved(
+                tag.to_owned(),
+                "a release's version tag is set by its publish (POST /v1/plugins/{org}/{name}/releases), never pushed",
+            ));
+        }
+        Ok(())
     }
 
     async fn record_manifest(

@@ -119,6 +119,14 @@ async fn catalog_pages_and_searches(backend: Backend) {
     h.get(&publisher, "/v1/orgs/acme/plugins?sort=name")
         .await
         .expect_error(400, "invalid_query");
+    // A NUL (or any control character) is no text a plugin holds: refused,
+    // not passed to the full-text query (where it was a 500), also in a
+    // text long enough for the trigram index and in the cursor.
+    for query in ["q=%00", "q=hel%00lo", "q=hel%0alo", "cursor=acme%00"] {
+        h.get(&publisher, &format!("/v1/orgs/acme/plugins?{query}"))
+            .await
+            .expect_error(400, "invalid_query");
+    }
     h.get(&publisher, "/v1/plugins/acme/nothing")
         .await
         .expect_error(404, "not_found");

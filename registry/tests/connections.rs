@@ -1,6 +1,8 @@
 //! Slow and greedy clients: a connection that never finishes its headers is
-//! closed, a body that never arrives gets 408, and connections past the
-//! limit wait to be accepted instead of piling up.
+//! closed, a body that never arrives (or trickles past its deadline) gets
+//! 408, a body is read only once its caller is authorized, one client may
+//! be sending only its share of bodies, and connections past the limit
+//! wait to be accepted instead of piling up.
 
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -128,4 +130,145 @@ async fn connections_past_the_limit_wait_to_be_accepted() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let answer = client.get(&health).send().await.unwrap();
     assert_eq!(answer.status(), 200);
+}
+
+/// Sends the head of a POST with a 1,000-byte body and `first` of it.
+async fn start_body(
+    address: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    first: &str,
+) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{first}"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_keeps_trickling_meets_its_deadline() {
+    // A byte every 200 ms never pauses for the 1 s body timeout; the
+    // deadline still ends it.
+    let limits = ConnectionLimits {
+        body_timeout: Duration::from_secs(1),
+        body_deadline: Duration::from_millis(1500),
+        ..ConnectionLimits::default()
+    };
+    let (address, _dir, admin) = server(limits).await;
+    let mut stream = start_body(address, "/v1/orgs", &admin, "{\"name\": \"").await;
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(8) {
+        if stream.write_all(b"a").await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buffer[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "{answer:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_the_right_is_refused_before_its_body_is_read() {
+    let limits = ConnectionLimits {
+        body_timeout: Duration::from_secs(30),
+        ..ConnectionLimits::default()
+    };
+    let (address, _dir, admin) = server(limits).await;
+    let http = reqwest::Client::new();
+    let viewer: serde_json::Value = http
+        .post(format!("http://{address}/v1/orgs/acme/tokens"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "name": "viewer", "role": "viewer" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let viewer = viewer["secret"].as_str().unwrap();
+    // Half a body that would take 30 s to time out: the role decides first.
+    for path in [
+        "/v1/orgs/acme/tokens",
+        "/v1/plugins/acme/hello/invoke/greet",
+        "/v1/orgs",
+    ] {
+        let mut stream = start_body(address, path, viewer, "{\"na").await;
+        let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer:?}");
+    }
+    // And no token at all: 401 at once.
+    let mut stream = start_body(address, "/v1/orgs/acme/tokens", "not-a-token", "{").await;
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_every_connection_with_slow_bodies() {
+    // 8 connections: one token may be sending 2 bodies at once.
+    let limits = ConnectionLimits {
+        max_connections: 8,
+        body_timeout: Duration::from_secs(30),
+        body_deadline: Duration::from_secs(30),
+        ..ConnectionLimits::default()
+    };
+    assert_eq!(limits.bodies_per_client(), 2);
+    let (address, _dir, admin) = server(limits).await;
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        slow.push(start_body(address, "/v1/orgs", &admin, "{\"name\": \"").await);
+    }
+    let mut held = 0;
+    for stream in &mut slow {
+        let (answer, closed) = read_until_closed(stream, Duration::from_millis(700)).await;
+        if answer.is_empty() && !closed {
+            held += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 429"), "{answer:?}");
+            assert!(answer.contains("too_many_bodies"), "{answer}");
+            assert!(closed, "a refused body's connection is closed");
+        }
+    }
+    assert_eq!(held, 2, "the token holds exactly its share");
+    // Everyone else is still served.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let health = client
+        .get(format!("http://{address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // Once a held body arrives, the token may send another.
+    let body = format!("{:<width$}", "x\"}", width = 1000 - "{\"name\": \"".len());
+    let mut first = slow.remove(0);
+    first.write_all(body.as_bytes()).await.unwrap();
+    let (answer, _) = read_until_closed(&mut first, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer:?}");
+    let mut again = start_body(address, "/v1/orgs", &admin, "{").await;
+    let (answer, closed) = read_until_closed(&mut again, Duration::from_millis(700)).await;
+    assert!(answer.is_empty() && !closed, "{answer:?}");
 }

@@ -103,7 +103,7 @@ async fn publish_review_approve(backend: Backend) {
         .push_artifact(&publisher, "acme/hello", &read(COUNTER))
         .await;
     let (_, other_bytes) = (
-        other,
+        &other,
         h.http
             .get(format!("{}/v2/acme/hello/manifests/{}", h.url, "1.0.0"))
             .bearer_auth(&publisher)
@@ -128,6 +128,53 @@ async fn publish_review_approve(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(moved.status(), 403, "{:?}", moved.text().await);
+
+    // A version not yet published: its tag is publish's alone. A manifest
+    // pushed under it first would have taken the version for good (the
+    // publish below was 409 `tag_conflict`).
+    let pushed = h
+        .http
+        .get(format!("{}/v2/acme/hello/manifests/{other}", h.url))
+        .bearer_auth(&publisher)
+        .header("accept", warden_registry::oci::MANIFEST_V1)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    for tag in ["1.1.0", "2.0.0-rc.1"] {
+        let squatted = h
+            .http
+            .put(format!("{}/v2/acme/hello/manifests/{tag}", h.url))
+            .bearer_auth(&publisher)
+            .header("content-type", warden_registry::oci::MANIFEST_V1)
+            .body(pushed.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(squatted.status(), 403);
+        let body: Value = squatted.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("set by its publish"),
+            "{body}"
+        );
+    }
+    // Other tags are the pusher's to use.
+    let latest = h
+        .http
+        .put(format!("{}/v2/acme/hello/manifests/latest", h.url))
+        .bearer_auth(&publisher)
+        .header("content-type", warden_registry::oci::MANIFEST_V1)
+        .body(pushed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(latest.status(), 201, "{:?}", latest.text().await);
 
     // The next version asks for kv: the review shows it as added.
     let counter = read(COUNTER);
@@ -597,6 +644,37 @@ async fn text_that_could_repaint_a_terminal_is_refused(backend: Backend) {
     )
     .await
     .expect_error(400, "invalid_name");
+    // Bidirectional overrides and isolates reorder what a reviewer reads
+    // ("Greets \u{202e}nimda\u{202c}" shows "admin"); zero-width characters
+    // hide a difference between two texts that look alike.
+    for trick in [
+        "\u{202e}", "\u{2066}", "\u{2069}", "\u{200f}", "\u{200b}", "\u{feff}",
+    ] {
+        let mut statement = common::statement(&alice, repo, "1.0.0", &hello, &[]);
+        statement.description = format!("Greets {trick}nimda\u{202c} by name");
+        let envelope = alice.sign(RELEASE_PAYLOAD_TYPE, &statement).unwrap();
+        h.publish_envelope(&publisher, repo, &hello, &envelope)
+            .await
+            .expect_error(400, "invalid_description");
+        h.post(
+            &h.admin,
+            "/v1/orgs/acme/tokens",
+            json!({ "name": format!("portal{trick}-ci"), "role": "viewer" }),
+        )
+        .await
+        .expect_error(400, "invalid_name");
+        h.post(
+            &h.admin,
+            "/v1/orgs/acme/keys",
+            json!({
+                "public_key": PrivateKey::generate().public_key().to_string(),
+                "kind": "publisher",
+                "owner": format!("mallory{trick}"),
+            }),
+        )
+        .await
+        .expect_error(400, "invalid_owner");
+    }
     assert_eq!(h.audit_len("acme").await, before, "nothing was stored");
     // Within the rules: unicode is fine, and the release goes through.
     let mut statement = common::statement(&alice, repo, "1.0.0", &hello, &[]);

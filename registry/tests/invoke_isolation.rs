@@ -175,26 +175,50 @@ on_both_databases!(an_approval_by_a_revoked_admin_key_stops_counting);
 /// Publishes HOSTILE as `org/slow@1.0.0` and approves it with pinned key
 /// `pinned`; returns an invoker token of `org`.
 async fn slow_plugin_of(h: &common::Harness, admin: &str, org: &str, pinned: usize) -> String {
+    plugin_of(
+        h,
+        admin,
+        org,
+        pinned,
+        "slow",
+        &read(HOSTILE),
+        Limits::default(),
+    )
+    .await
+}
+
+/// Publishes `component` as `org/name@1.0.0` and approves it with pinned
+/// key `pinned`; returns an invoker token of `org`.
+async fn plugin_of(
+    h: &common::Harness,
+    admin: &str,
+    org: &str,
+    pinned: usize,
+    name: &str,
+    component: &[u8],
+    limits: Limits,
+) -> String {
     let publisher = h.token(admin, org, "publisher").await;
     let invoker = h.token(admin, org, "invoker").await;
     let key = h.key(admin, org, "publisher", &format!("{org}-dev")).await;
     let approver = PrivateKey::from_pem(&h.pinned[pinned].to_pem()).unwrap();
-    h.post(
+    let added = h.post(
         admin,
         &format!("/v1/orgs/{org}/keys"),
         json!({ "public_key": approver.public_key().to_string(), "kind": "admin", "owner": format!("{org}-admin") }),
     )
-    .await
-    .expect(201);
-    let repo = format!("{org}/slow");
+    .await;
+    // 409: added for an earlier plugin of the org.
+    assert!(matches!(added.status.as_u16(), 201 | 409), "{}", added.body);
+    let repo = format!("{org}/{name}");
     let release = h
-        .publish(&publisher, &key, &repo, "1.0.0", &read(HOSTILE), &[])
+        .publish(&publisher, &key, &repo, "1.0.0", component, &[])
         .await
         .expect(201);
     h.post(
         admin,
         &format!("/v1/plugins/{repo}/releases/1.0.0/approve"),
-        approval_body(&approver, &release, &[], Limits::default()),
+        approval_body(&approver, &release, &[], limits),
     )
     .await
     .expect(200);
@@ -235,6 +259,76 @@ async fn one_tenant_cannot_take_the_pool_from_another(backend: Backend) {
     }
 }
 on_both_databases!(one_tenant_cannot_take_the_pool_from_another);
+
+/// A component whose `spin` loops until its deadline, with `memories`
+/// linear memories and `tables` tables across its core instances.
+fn wide_spinner(memories: usize, tables: usize) -> Vec<u8> {
+    let mut wat = String::from("(component\n (core module $table (table 1 funcref))\n");
+    wat.push_str(" (core module $memory (memory 1))\n");
+    for _ in 1..memories {
+        wat.push_str(" (core instance (instantiate $memory))\n");
+    }
+    for _ in 0..tables {
+        wat.push_str(" (core instance (instantiate $table))\n");
+    }
+    wat.push_str(
+        " (core module $main (memory 1) (func (export \"spin\") (loop br 0)))\n\
+         (core instance $main (instantiate $main))\n\
+         (func (export \"spin\") (canon lift (core func $main \"spin\")))\n)",
+    );
+    wat::parse_str(&wat).unwrap()
+}
+
+async fn memories_and_tables_count_against_the_orgs_share(backend: Backend) {
+    // 8 slots: 16 memories and 64 tables in the pool; a share of 4 slots
+    // is 8 memories and 32 tables.
+    let h = common::start_tweaked(backend, |config| {
+        config.pool_instances = 8;
+        config.org_share = 4;
+    })
+    .await;
+    let globex_admin = h.create_org("globex").await;
+    let globex = slow_plugin_of(&h, &globex_admin, "globex", 1).await;
+    for (name, memories, tables) in [("memories", 8, 0), ("tables", 1, 32)] {
+        let limits = Limits {
+            timeout: std::time::Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let spinner = wide_spinner(memories, tables);
+        let acme = plugin_of(&h, &h.admin, "acme", 0, name, &spinner, limits).await;
+        // Each call of acme's takes its whole share of memories or tables:
+        // counted by instances alone, its 4 calls would take all 16
+        // memories (or 4 x 32 tables, past the 64 the pool holds).
+        let path = format!("/v1/plugins/acme/{name}/invoke/spin");
+        let flood = futures_util::future::join_all((0..4).map(|_| h.post(&acme, &path, json!({}))));
+        let other = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            h.post(&globex, "/v1/plugins/globex/slow/invoke/ping", json!({}))
+                .await
+        };
+        let (flood, other) = tokio::join!(flood, other);
+        assert_eq!(other.status, 200, "{name}: {}", other.body);
+        let mut ran = 0;
+        for answer in &flood {
+            if answer.status == 429 {
+                answer.expect_error(429, "capacity");
+                let message = answer.body["error"]["message"].as_str().unwrap();
+                assert!(message.contains("share"), "{message}");
+            } else {
+                // It spins until its fuel or its time runs out.
+                let code = answer.body["error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    matches!(code, "deadline_exceeded" | "out_of_fuel"),
+                    "{}",
+                    answer.body
+                );
+                ran += 1;
+            }
+        }
+        assert_eq!(ran, 1, "{name}: acme ran exactly what its share holds");
+    }
+}
+on_both_databases!(memories_and_tables_count_against_the_orgs_share);
 
 async fn a_refused_release_is_remembered_and_audited_once(backend: Backend) {
     let w = world(backend).await;

@@ -1,11 +1,12 @@
-//! The plugins' kv quotas hold exactly under concurrent writers, on SQLite
-//! and on PostgreSQL (where two transactions counting keys at once would
-//! both see room without the org's lock row).
+//! The plugins' kv quotas (keys and bytes, per namespace and per
+//! organization) hold exactly under concurrent writers, on SQLite and on
+//! PostgreSQL (where two transactions counting at once would both see room
+//! without the org's lock row).
 
 mod common;
 
 use common::Backend;
-use warden_host::{KvError, KvStore};
+use warden_host::{KvError, KvQuota, KvStore};
 use warden_registry::{Db, SqlKvStore};
 
 async fn store(backend: &Backend, dir: &std::path::Path) -> SqlKvStore {
@@ -16,13 +17,20 @@ async fn store(backend: &Backend, dir: &std::path::Path) -> SqlKvStore {
     SqlKvStore::new(db.pool().clone()).with_org_max_keys(8)
 }
 
+fn keys(keys: u64) -> KvQuota {
+    KvQuota {
+        keys,
+        bytes: u64::MAX,
+    }
+}
+
 async fn quotas_hold_under_concurrent_writers(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let kv = store(&backend, dir.path()).await;
     // 40 new keys at once into one namespace whose quota is 5.
     let writes = (0..40).map(|i| {
         let kv = kv.clone();
-        tokio::spawn(async move { kv.set("acme/one", &format!("k{i}"), b"v", 5).await })
+        tokio::spawn(async move { kv.set("acme/one", &format!("k{i}"), b"v", keys(5)).await })
     });
     let results = futures_util::future::join_all(writes).await;
     let stored = results
@@ -40,7 +48,7 @@ async fn quotas_hold_under_concurrent_writers(backend: Backend) {
     let writes = (0..20).map(|i| {
         let kv = kv.clone();
         let namespace = if i % 2 == 0 { "acme/two" } else { "acme/three" };
-        tokio::spawn(async move { kv.set(namespace, &format!("k{i}"), b"v", 100).await })
+        tokio::spawn(async move { kv.set(namespace, &format!("k{i}"), b"v", keys(100)).await })
     });
     let results = futures_util::future::join_all(writes).await;
     let stored = results
@@ -49,6 +57,74 @@ async fn quotas_hold_under_concurrent_writers(backend: Backend) {
         .count();
     assert_eq!(stored, 3, "exactly the org's quota of 8 in all");
     // Another org is not affected.
-    kv.set("globex/one", "k", b"v", 5).await.unwrap();
+    kv.set("globex/one", "k", b"v", keys(5)).await.unwrap();
 }
 on_both_databases!(quotas_hold_under_concurrent_writers);
+
+async fn byte_quotas_hold_under_concurrent_writers(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = match &backend {
+        Backend::Sqlite => Db::open_sqlite(dir.path()).await.unwrap(),
+        Backend::Postgres(url) => Db::connect(url).await.unwrap(),
+    };
+    // Each entry is "kNN" (3 bytes) + 97 bytes = 100 bytes.
+    let kv = SqlKvStore::new(db.pool().clone()).with_org_max_bytes(1_000);
+    let value = [7u8; 97];
+    let quota = KvQuota {
+        keys: 1_000,
+        bytes: 500,
+    };
+    let writes = (10..50).map(|i| {
+        let kv = kv.clone();
+        tokio::spawn(async move { kv.set("acme/one", &format!("k{i}"), &value, quota).await })
+    });
+    let results = futures_util::future::join_all(writes).await;
+    let stored = results
+        .iter()
+        .filter(|r| r.as_ref().unwrap().is_ok())
+        .count();
+    assert_eq!(stored, 5, "exactly the namespace's 500 bytes");
+    for result in &results {
+        if let Err(error) = result.as_ref().unwrap() {
+            assert!(
+                matches!(error, KvError::QuotaExceeded(m) if m.contains("500 bytes")),
+                "{error:?}"
+            );
+        }
+    }
+    // A rewrite that grows an entry past the quota is refused and changes
+    // nothing; one that shrinks it makes room.
+    let first = kv.list_keys("acme/one", "", 100).await.unwrap()[0].clone();
+    assert!(matches!(
+        kv.set("acme/one", &first, &[1u8; 98], quota).await,
+        Err(KvError::QuotaExceeded(_))
+    ));
+    assert_eq!(
+        kv.get("acme/one", &first).await.unwrap(),
+        Some(value.to_vec())
+    );
+    kv.set("acme/one", &first, &[1u8; 47], quota).await.unwrap();
+    kv.set("acme/one", "k99", &[2u8; 47], quota).await.unwrap();
+    // Two more plugins race for the org's remaining 500 bytes.
+    let writes = (10..50).map(|i| {
+        let kv = kv.clone();
+        let namespace = if i % 2 == 0 { "acme/two" } else { "acme/three" };
+        tokio::spawn(async move { kv.set(namespace, &format!("k{i}"), &value, quota).await })
+    });
+    let results = futures_util::future::join_all(writes).await;
+    let stored = results
+        .iter()
+        .filter(|r| r.as_ref().unwrap().is_ok())
+        .count();
+    assert_eq!(stored, 5, "exactly the org's 1,000 bytes in all");
+    // A deleted entry gives its bytes back, to the namespace and the org.
+    assert!(kv.delete("acme/one", "k99").await.unwrap());
+    kv.set("acme/four", "k98", &[3u8; 47], quota).await.unwrap();
+    assert!(matches!(
+        kv.set("acme/four", "k97", &[3u8; 1], quota).await,
+        Err(KvError::QuotaExceeded(m)) if m.contains("plugins of acme")
+    ));
+    // Another org is not affected.
+    kv.set("globex/one", "k", &value, quota).await.unwrap();
+}
+on_both_databases!(byte_quotas_hold_under_concurrent_writers);

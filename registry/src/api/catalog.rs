@@ -2,7 +2,8 @@
 //! catalog listed and searched, one plugin's detail, its configuration.
 
 use super::{
-    ApiJson, ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, ErrorBody, MAX_PAGE, page_size,
+    ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, ErrorBody, MAX_PAGE, UnreadJson,
+    page_size,
 };
 use crate::domain::catalog::{self, PluginConfig, PluginDetail, PluginPage};
 use crate::domain::tokens::{Caller, Permission};
@@ -93,9 +94,10 @@ async fn put_config(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((org, name)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<PluginConfig>,
+    body: UnreadJson<PluginConfig>,
 ) -> ApiResult<Json<PluginConfig>> {
     caller.require(Permission::Administer, &org)?;
+    let body = body.read().await?;
     catalog::set_config(&state.db, &org, &name, &caller.actor(), &body).await?;
     Ok(Json(body))
 }

@@ -209,6 +209,8 @@ error_codes! {
     TooManyConcurrent = ("too_many_concurrent", TOO_MANY_REQUESTS),
     /// No instance slot is free.
     Capacity = ("capacity", TOO_MANY_REQUESTS),
+    /// The client is already sending its share of request bodies.
+    TooManyBodies = ("too_many_bodies", TOO_MANY_REQUESTS),
     /// Something failed inside the server (the log has the cause).
     Internal = ("internal", INTERNAL_SERVER_ERROR),
     /// The external registry could not be reached.
@@ -447,7 +449,9 @@ impl From<CatalogError> for ApiError {
         let code = match error {
             CatalogError::Db(e) => return e.into(),
             CatalogError::Corrupt(_) => return ApiError::internal(error),
-            CatalogError::SearchTooLong => ErrorCode::InvalidQuery,
+            CatalogError::SearchTooLong | CatalogError::ControlCharacter(_) => {
+                ErrorCode::InvalidQuery
+            }
             CatalogError::NoPlugin { .. } => ErrorCode::NotFound,
             CatalogError::ConfigTooLarge(_) => ErrorCode::ConfigTooLarge,
             CatalogError::InvalidConfigKey(_) => ErrorCode::InvalidConfigKey,

@@ -2,7 +2,7 @@
 //! approved plugin's function with JSON and gets JSON back, with the release
 //! that ran and what it used, or a precise error.
 
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, ErrorBody, ErrorCode};
+use super::{ApiError, ApiPath, ApiResult, AppState, ErrorBody, ErrorCode, UnreadJson};
 use crate::domain::names;
 use crate::domain::resolution::Resolved;
 use crate::domain::tokens::{Caller, Permission};
@@ -128,9 +128,10 @@ async fn invoke(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((org, name, function)): ApiPath<(String, String, String)>,
-    ApiJson(body): ApiJson<InvokeRequest>,
+    body: UnreadJson<InvokeRequest>,
 ) -> ApiResult<Json<InvokeResponse>> {
     caller.require(Permission::Invoke, &org)?;
+    let body = body.read().await?;
     names::check_name("plugin", &name)?;
     let resolved = resolve(&state, &org, &name, body.version.as_deref()).await?;
     let record = &resolved.record;

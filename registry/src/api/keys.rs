@@ -1,7 +1,7 @@
 //! `/v1/orgs/{org}/keys`: signing keys registered, listed and revoked by the
 //! org's admins.
 
-use super::{ApiJson, ApiPath, ApiResult, AppState, ErrorBody};
+use super::{ApiPath, ApiResult, AppState, ErrorBody, UnreadJson};
 use crate::domain::keys::{self, KeyKind, SigningKey};
 use crate::domain::tokens::{Caller, Permission};
 use axum::Json;
@@ -39,9 +39,10 @@ async fn add_key(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(org): ApiPath<String>,
-    ApiJson(body): ApiJson<AddKey>,
+    body: UnreadJson<AddKey>,
 ) -> ApiResult<(StatusCode, Json<SigningKey>)> {
     caller.require(Permission::Administer, &org)?;
+    let body = body.read().await?;
     let key = keys::add(
         &state.db,
         &org,

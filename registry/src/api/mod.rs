@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod bodies;
 mod catalog;
 mod dependencies;
 mod error;
@@ -12,6 +13,7 @@ mod orgs;
 mod releases;
 mod tokens;
 
+pub use bodies::{BodyDeadline, BodyGuard, UnreadJson, guard as guard_bodies};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
 pub use invoke::{InvocationFailure, InvokeRequest, InvokeResponse, MeteringReport, ReleaseRan};
 pub use keys::AddKey;
@@ -196,7 +198,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
-        if error.is::<tower_http::timeout::TimeoutError>() {
+        if error.is::<tower_http::timeout::TimeoutError>() || error.is::<BodyDeadline>() {
             return true;
         }
         cause = error.source();

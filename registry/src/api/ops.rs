@@ -344,7 +344,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The answers every operation can give besides its own, documented on each
 /// (a client must expect them): 401 and 403 (tokens and roles), 400 (a path,
 /// query or body that does not parse), 404 where the path names an object,
-/// 408, 413 and 415 where a body is sent, 500 and 503 (the database is down).
+/// 408, 413, 415 and 429 where a body is sent, 500 and 503 (the database is
+/// down).
 pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let error = |description: &str| {
@@ -384,6 +385,10 @@ pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
                 common.push(("408", "The body did not arrive in time."));
                 common.push(("413", "The body is too large."));
                 common.push(("415", "The body is not sent as JSON."));
+                common.push((
+                    "429",
+                    "This client is already sending its share of request bodies (`too_many_bodies`), or the operation's own limit.",
+                ));
             }
             for (status, description) in common {
                 operation

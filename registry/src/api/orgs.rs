@@ -1,7 +1,7 @@
 //! `/v1/whoami` and `/v1/orgs`: who the caller is, creating organizations
 //! (operator admins only), reading one.
 
-use super::{ApiJson, ApiPath, ApiResult, AppState, ErrorBody};
+use super::{ApiPath, ApiResult, AppState, ErrorBody, UnreadJson};
 use crate::domain::orgs::{self, CreatedOrg, Org};
 use crate::domain::tokens::{Caller, Permission, Role};
 use axum::Json;
@@ -58,9 +58,10 @@ pub struct CreateOrg {
 async fn create_org(
     caller: Caller,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateOrg>,
+    body: UnreadJson<CreateOrg>,
 ) -> ApiResult<(StatusCode, Json<CreatedOrg>)> {
     caller.require_operator()?;
+    let body = body.read().await?;
     let created = orgs::create(&state.db, &body.name, &caller.actor()).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -2,7 +2,8 @@
 //! The rules live in the domain's releases module; this is their HTTP face.
 
 use super::{
-    ApiJson, ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, ErrorBody, MAX_PAGE, page_size,
+    ApiPath, ApiQuery, ApiResult, AppState, DEFAULT_PAGE, ErrorBody, MAX_PAGE, UnreadJson,
+    page_size,
 };
 use crate::domain::releases::{self, Release, ReleasePage};
 use crate::domain::status::Status;
@@ -50,9 +51,10 @@ async fn publish(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((org, name)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<Publish>,
+    body: UnreadJson<Publish>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
     caller.require(Permission::Publish, &org)?;
+    let body = body.read().await?;
     let release = releases::publish(
         &state.releases(),
         &caller,
@@ -138,9 +140,10 @@ async fn approve(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((org, name, version)): ApiPath<(String, String, String)>,
-    ApiJson(body): ApiJson<Approve>,
+    body: UnreadJson<Approve>,
 ) -> ApiResult<Json<Release>> {
     caller.require(Permission::Administer, &org)?;
+    let body = body.read().await?;
     let release = releases::approve(
         &state.releases(),
         &caller,
@@ -171,9 +174,10 @@ async fn reject(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((org, name, version)): ApiPath<(String, String, String)>,
-    ApiJson(body): ApiJson<Reason>,
+    body: UnreadJson<Reason>,
 ) -> ApiResult<Json<Release>> {
     caller.require(Permission::Administer, &org)?;
+    let body = body.read().await?;
     let release = releases::reject(
         &state.releases(),
         &caller,
@@ -196,9 +200,10 @@ async fn yank(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((org, name, version)): ApiPath<(String, String, String)>,
-    ApiJson(body): ApiJson<Reason>,
+    body: UnreadJson<Reason>,
 ) -> ApiResult<Json<Release>> {
     caller.require(Permission::Administer, &org)?;
+    let body = body.read().await?;
     let release = releases::yank(
         &state.releases(),
         &caller,

@@ -1,7 +1,7 @@
 //! `/v1/orgs/{org}/tokens`: API tokens created, listed and revoked by the
 //! org's admins.
 
-use super::{ApiJson, ApiPath, ApiResult, AppState, ErrorBody};
+use super::{ApiPath, ApiResult, AppState, ErrorBody, UnreadJson};
 use crate::domain::tokens::{self, Caller, NewToken, Permission, Role};
 use axum::Json;
 use axum::extract::State;
@@ -37,9 +37,10 @@ async fn create_token(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(org): ApiPath<String>,
-    ApiJson(body): ApiJson<CreateToken>,
+    body: UnreadJson<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<NewToken>)> {
     caller.require(Permission::Administer, &org)?;
+    let body = body.read().await?;
     let token = tokens::create(
         &state.db,
         &org,

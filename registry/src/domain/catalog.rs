@@ -91,6 +91,10 @@ pub enum CatalogError {
     /// The search text is too long.
     #[error("search text has at most {MAX_SEARCH_CHARS} characters")]
     SearchTooLong,
+    /// The search text or cursor holds a control character (a NUL, say),
+    /// which no name or description holds.
+    #[error("the {0} holds a control character")]
+    ControlCharacter(&'static str),
     /// No such plugin.
     #[error("no plugin {org}/{name}")]
     NoPlugin {
@@ -133,6 +137,12 @@ pub async fn list(
         return Err(CatalogError::SearchTooLong);
     }
     let cursor = cursor.unwrap_or("");
+    if search.chars().any(char::is_control) {
+        return Err(CatalogError::ControlCharacter("search text"));
+    }
+    if cursor.chars().any(char::is_control) {
+        return Err(CatalogError::ControlCharacter("cursor"));
+    }
     let found: Found = if search.is_empty() {
         sqlx::query_as::<_, Row>(
             "SELECT name, description, updated_at FROM plugins

@@ -28,9 +28,30 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), InvalidName> {
 
 /// Whether `text` is fit to be shown: no control characters (newlines,
 /// escape sequences, carriage returns), which could repaint a terminal that
-/// prints it. Every free text a user supplies is checked with this.
+/// prints it, and nothing that reorders or hides what a reader sees
+/// ([`reorders_or_hides`]). Every free text a user supplies is checked with
+/// this.
 pub fn is_plain_text(text: &str) -> bool {
-    !text.chars().any(char::is_control)
+    !text.chars().any(|c| c.is_control() || reorders_or_hides(c))
+}
+
+/// Whether `c` changes how the text around it reads without showing
+/// itself: the bidirectional embeddings, overrides, isolates and marks
+/// (U+202A-202E, U+2066-2069, U+200E, U+200F, U+061C), which reorder
+/// what follows them (Trojan Source, CVE-2021-42574), and the zero-width
+/// and invisible characters (U+200B-200D, U+2060-2064, U+FEFF, U+180E),
+/// which make two different texts look alike.
+pub fn reorders_or_hides(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 /// Whether `name` is a valid organization or plugin name.
@@ -52,7 +73,19 @@ mod tests {
     #[test]
     fn plain_text_has_no_control_characters() {
         assert!(is_plain_text("Greets by name — ünïcode is fine"));
-        for bad in ["a\nb", "\u{1b}[8m", "cr\r", "tab\t", "\u{9b}", "del\u{7f}"] {
+        for bad in [
+            "a\nb",
+            "\u{1b}[8m",
+            "cr\r",
+            "tab\t",
+            "\u{9b}",
+            "del\u{7f}",
+            "rtl\u{202e}nimda",
+            "isolate\u{2067}x\u{2069}",
+            "zero\u{200b}width",
+            "bom\u{feff}",
+            "arabic mark\u{61c}",
+        ] {
             assert!(!is_plain_text(bad), "{bad:?}");
         }
     }

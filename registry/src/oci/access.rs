@@ -50,6 +50,13 @@ pub trait OciAccess: Send + Sync + 'static {
         action: Action,
     ) -> Result<(), OciError>;
 
+    /// Whether a manifest may be pushed under `tag` in `repository` through
+    /// the `/v2/` API, once [`OciAccess::check`] allowed the push. By default
+    /// any tag may.
+    fn may_tag(&self, _repository: &RepositoryName, _tag: &str) -> Result<(), OciError> {
+        Ok(())
+    }
+
     /// Records a manifest (and the tag it was pushed under, if any) that was
     /// stored for the holder of `token`. The control plane appends it to the
     /// repository's organization's audit log; by default nothing is kept.

@@ -45,6 +45,10 @@ pub enum OciError {
     /// A tag already points to another manifest; tags never move here.
     #[error("tag {0} already points to another manifest; tags are immutable in this registry")]
     TagImmutable(String),
+    /// The tag is reserved for another writer (a Warden release's version
+    /// tag, which only its publish sets).
+    #[error("tag {0} is reserved: {1}")]
+    TagReserved(String, &'static str),
     /// A request the registry does not serve.
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
@@ -78,7 +82,7 @@ impl OciError {
             OciError::SizeInvalid(_) => "SIZE_INVALID",
             OciError::RangeInvalid(_) => "BLOB_UPLOAD_INVALID",
             OciError::Unauthorized => "UNAUTHORIZED",
-            OciError::Denied | OciError::TagImmutable(_) => "DENIED",
+            OciError::Denied | OciError::TagImmutable(_) | OciError::TagReserved(..) => "DENIED",
             OciError::Unsupported(_) => "UNSUPPORTED",
             OciError::TooManyUploads(_) => "TOOMANYREQUESTS",
             OciError::Internal(_) | OciError::Unavailable | OciError::StorageFull => "UNKNOWN",
@@ -99,7 +103,9 @@ impl OciError {
             OciError::SizeInvalid(_) => StatusCode::PAYLOAD_TOO_LARGE,
             OciError::RangeInvalid(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             OciError::Unauthorized => StatusCode::UNAUTHORIZED,
-            OciError::Denied | OciError::TagImmutable(_) => StatusCode::FORBIDDEN,
+            OciError::Denied | OciError::TagImmutable(_) | OciError::TagReserved(..) => {
+                StatusCode::FORBIDDEN
+            }
             OciError::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             OciError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             OciError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

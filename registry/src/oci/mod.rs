@@ -10,6 +10,7 @@ mod types;
 pub use access::{Action, Anonymous, OciAccess, StaticTokens, TokenGrant, token};
 pub use error::OciError;
 pub use server::{OciState, router};
+pub(crate) use store::is_storage_full;
 pub use store::{
     MAX_MANIFEST_BYTES, MAX_UPLOADS_PER_CLIENT, MAX_UPLOADS_PER_ORG, OciStore, UPLOAD_IDLE,
 };

@@ -246,6 +246,9 @@ async fn dispatch(
         }
         (Route::Manifest(_, reference), Method::PUT) => {
             let reference: Reference = reference.parse().map_err(OciError::ManifestInvalid)?;
+            if let Reference::Tag(tag) = &reference {
+                state.access.may_tag(&repo, tag)?;
+            }
             let media_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())

@@ -7,19 +7,31 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sqlx::AnyPool;
 use std::path::Path;
-use warden_host::{KvError, KvStore};
+use warden_host::{KvError, KvQuota, KvStore, kv_bytes_over as bytes_over, kv_entry_bytes};
 
-/// A [`KvStore`] over a sqlx pool with the `kv` table. Namespaces are
-/// `org/plugin`; besides each namespace's quota (the plugin's `kv_keys`),
-/// all the namespaces of one organization hold at most `org_max_keys`.
+/// A [`KvStore`] over a sqlx pool with the `kv` tables. Namespaces are
+/// `org/plugin`; besides each namespace's quota (the plugin's `kv_keys` and
+/// `kv_bytes`), all the namespaces of one organization hold at most
+/// `org_max_keys` keys and `org_max_bytes` bytes of keys and values.
+///
+/// Every write of an org takes the org's row of `kv_org_locks` first, so
+/// the writes of one org go one at a time and the counts (`kv_namespaces`,
+/// `kv_org_locks`, kept in the same transaction as the entries) are exact
+/// under concurrent writers on PostgreSQL as on SQLite; other orgs' writes
+/// do not wait for them.
 #[derive(Clone, Debug)]
 pub struct SqlKvStore {
     pool: AnyPool,
     org_max_keys: u64,
+    org_max_bytes: u64,
 }
 
 /// Keys all the plugins of one organization may hold together, by default.
 pub const ORG_KV_KEYS: u64 = 1_000_000;
+
+/// Bytes of keys and values all the plugins of one organization may hold
+/// together, by default.
+pub const ORG_KV_BYTES: u64 = 1 << 30;
 
 /// The organization of a namespace (`org/plugin`; a bare name is its own).
 fn org_of(namespace: &str) -> &str {
@@ -28,6 +40,9 @@ fn org_of(namespace: &str) -> &str {
 
 fn unavailable(error: sqlx::Error) -> KvError {
     tracing::warn!("kv store: {error}");
+    if crate::db::is_storage_full(&error) {
+        return KvError::Unavailable("the key-value store's disk is full".into());
+    }
     KvError::Unavailable("the key-value store is unavailable".into())
 }
 
@@ -37,6 +52,7 @@ impl SqlKvStore {
         SqlKvStore {
             pool,
             org_max_keys: ORG_KV_KEYS,
+            org_max_bytes: ORG_KV_BYTES,
         }
     }
 
@@ -46,7 +62,14 @@ impl SqlKvStore {
         self
     }
 
-    /// A standalone SQLite file, created if missing.
+    /// With `max` bytes per organization instead of [`ORG_KV_BYTES`].
+    pub fn with_org_max_bytes(mut self, max: u64) -> SqlKvStore {
+        self.org_max_bytes = max;
+        self
+    }
+
+    /// A standalone SQLite file, created if missing (or brought up to the
+    /// current tables if an older `warden run` made it).
     pub async fn open_file(path: &Path) -> Result<SqlKvStore, sqlx::Error> {
         sqlx::any::install_default_drivers();
         let pool = sqlx::any::AnyPoolOptions::new()
@@ -63,21 +86,101 @@ impl SqlKvStore {
             })
             .connect(&format!("sqlite://{}?mode=rwc", path.display()))
             .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS kv (namespace TEXT NOT NULL, key TEXT NOT NULL,
-             value TEXT NOT NULL, PRIMARY KEY (namespace, key))",
+        let mut tx = pool.begin().await?;
+        let (existing,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'kv'",
         )
-        .execute(&pool)
+        .fetch_one(&mut *tx)
         .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS kv_org_locks (org TEXT PRIMARY KEY, keys BIGINT NOT NULL DEFAULT 0)",
+        let (sized,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'kv_namespaces'",
         )
-            .execute(&pool)
-            .await?;
+        .fetch_one(&mut *tx)
+        .await?;
+        if existing == 0 {
+            let tables = [
+                include_str!("../../migrations/0002_kv.sql"),
+                include_str!("../../migrations/0003_kv_org_locks.sql"),
+            ];
+            for statement in tables.into_iter().flat_map(crate::db::statements) {
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        if sized == 0 {
+            let sizes = include_str!("../../migrations/0005_kv_bytes.sql");
+            for statement in crate::db::statements(sizes) {
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
         Ok(SqlKvStore {
             pool,
             org_max_keys: u64::MAX,
+            org_max_bytes: u64::MAX,
         })
+    }
+}
+
+/// What a write changes in a namespace's and its org's counts.
+struct Change {
+    keys: i64,
+    bytes: i64,
+}
+
+impl SqlKvStore {
+    /// Takes the org's lock row (the writes of one org go one at a time
+    /// from here to the commit).
+    async fn lock_org(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        org: &str,
+    ) -> Result<(), KvError> {
+        sqlx::query(
+            "INSERT INTO kv_org_locks (org, keys, bytes) VALUES ($1, 0, 0)
+             ON CONFLICT (org) DO UPDATE SET org = $1",
+        )
+        .bind(org)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Applies `change` to the counts of `namespace` and its org; returns
+    /// the namespace's and the org's counts after it, as (keys, bytes).
+    async fn count(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        namespace: &str,
+        change: &Change,
+    ) -> Result<((i64, i64), (i64, i64)), KvError> {
+        let held: (i64, i64) = sqlx::query_as(
+            "INSERT INTO kv_namespaces (namespace, keys, bytes) VALUES ($1, $2, $3)
+             ON CONFLICT (namespace) DO UPDATE
+             SET keys = kv_namespaces.keys + $2, bytes = kv_namespaces.bytes + $3
+             RETURNING keys, bytes",
+        )
+        .bind(namespace)
+        .bind(change.keys)
+        .bind(change.bytes)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+        let org_held: (i64, i64) = sqlx::query_as(
+            "UPDATE kv_org_locks SET keys = keys + $2, bytes = bytes + $3 WHERE org = $1
+             RETURNING keys, bytes",
+        )
+        .bind(org_of(namespace))
+        .bind(change.keys)
+        .bind(change.bytes)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+        Ok((held, org_held))
     }
 }
 
@@ -105,85 +208,90 @@ impl KvStore for SqlKvStore {
         namespace: &str,
         key: &str,
         value: &[u8],
-        max_keys: u64,
+        quota: KvQuota,
     ) -> Result<(), KvError> {
         let encoded = BASE64.encode(value);
+        let size = i64::try_from(kv_entry_bytes(key, value)).unwrap_or(i64::MAX);
+        let org = org_of(namespace);
+        // Nothing of this transaction is committed unless every quota holds:
+        // dropped, it rolls back.
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Write first: SQLite takes its write lock at once, and a key that
-        // exists never counts against the quota.
-        let updated = sqlx::query("UPDATE kv SET value = $1 WHERE namespace = $2 AND key = $3")
-            .bind(&encoded)
-            .bind(namespace)
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if updated.rows_affected() == 0 {
-            // A new key: the org's writers of new keys go one at a time from
-            // here (the lock row), so the counts below are exact.
-            let org = org_of(namespace);
-            sqlx::query(
-                "INSERT INTO kv_org_locks (org, keys) VALUES ($1, 0) ON CONFLICT (org) DO UPDATE SET org = $1",
-            )
-            .bind(org)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            sqlx::query(
-                "INSERT INTO kv (namespace, key, value) VALUES ($1, $2, $3)
-                 ON CONFLICT (namespace, key) DO UPDATE SET value = $3",
-            )
-            .bind(namespace)
-            .bind(key)
-            .bind(&encoded)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM kv WHERE namespace = $1")
+        self.lock_org(&mut tx, org).await?;
+        let old: Option<(i64,)> =
+            sqlx::query_as("SELECT size FROM kv WHERE namespace = $1 AND key = $2")
                 .bind(namespace)
-                .fetch_one(&mut *tx)
+                .bind(key)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            if count as u64 > max_keys {
-                return Err(KvError::QuotaExceeded(format!(
-                    "the namespace already holds {max_keys} keys"
-                )));
-            }
-            let (org_keys,): (i64,) = sqlx::query_as(
-                "UPDATE kv_org_locks SET keys = keys + 1 WHERE org = $1 RETURNING keys",
-            )
-            .bind(org)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if org_keys as u64 > self.org_max_keys {
-                return Err(KvError::QuotaExceeded(format!(
-                    "the plugins of {org} already hold {} keys",
-                    self.org_max_keys
-                )));
-            }
+        let change = Change {
+            keys: if old.is_some() { 0 } else { 1 },
+            bytes: size - old.map_or(0, |(size,)| size),
+        };
+        let ((keys, bytes), (org_keys, org_bytes)) =
+            self.count(&mut tx, namespace, &change).await?;
+        let held = |n: i64| u64::try_from(n).unwrap_or(0);
+        if change.keys > 0 && held(keys) > quota.keys {
+            return Err(KvError::QuotaExceeded(format!(
+                "the namespace already holds {} keys",
+                quota.keys
+            )));
         }
+        if change.keys > 0 && held(org_keys) > self.org_max_keys {
+            return Err(KvError::QuotaExceeded(format!(
+                "the plugins of {org} already hold {} keys",
+                self.org_max_keys
+            )));
+        }
+        // A write that shrinks what is held always goes through (a quota
+        // lowered below what a namespace holds must not stop it shrinking).
+        if change.bytes > 0 && held(bytes) > quota.bytes {
+            return Err(KvError::QuotaExceeded(bytes_over(
+                held(bytes - change.bytes),
+                quota.bytes,
+            )));
+        }
+        if change.bytes > 0 && held(org_bytes) > self.org_max_bytes {
+            return Err(KvError::QuotaExceeded(format!(
+                "the plugins of {org} hold {} of their {} (keys and values)",
+                warden_host::format_bytes(held(org_bytes - change.bytes)),
+                warden_host::format_bytes(self.org_max_bytes)
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO kv (namespace, key, value, size) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (namespace, key) DO UPDATE SET value = $3, size = $4",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(&encoded)
+        .bind(size)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let done = sqlx::query("DELETE FROM kv WHERE namespace = $1 AND key = $2")
-            .bind(namespace)
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let deleted = done.rows_affected() > 0;
-        if deleted {
-            sqlx::query("UPDATE kv_org_locks SET keys = keys - 1 WHERE org = $1 AND keys > 0")
-                .bind(org_of(namespace))
-                .execute(&mut *tx)
+        self.lock_org(&mut tx, org_of(namespace)).await?;
+        let deleted: Option<(i64,)> =
+            sqlx::query_as("DELETE FROM kv WHERE namespace = $1 AND key = $2 RETURNING size")
+                .bind(namespace)
+                .bind(key)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-        }
+        let Some((size,)) = deleted else {
+            return Ok(false);
+        };
+        let change = Change {
+            keys: -1,
+            bytes: -size,
+        };
+        self.count(&mut tx, namespace, &change).await?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(deleted)
+        Ok(true)
     }
 
     async fn list_keys(
@@ -210,16 +318,23 @@ impl KvStore for SqlKvStore {
 mod tests {
     use super::*;
 
+    fn keys(keys: u64) -> KvQuota {
+        KvQuota {
+            keys,
+            bytes: u64::MAX,
+        }
+    }
+
     #[tokio::test]
     async fn data_survives_reopening_and_namespaces_are_isolated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.db");
         {
             let store = SqlKvStore::open_file(&path).await.unwrap();
-            store.set("a", "k1", b"one", 10).await.unwrap();
-            store.set("a", "k2", b"two", 10).await.unwrap();
-            store.set("a", "k1", b"uno", 10).await.unwrap();
-            store.set("b", "k1", &[0, 255, 7], 10).await.unwrap();
+            store.set("a", "k1", b"one", keys(10)).await.unwrap();
+            store.set("a", "k2", b"two", keys(10)).await.unwrap();
+            store.set("a", "k1", b"uno", keys(10)).await.unwrap();
+            store.set("b", "k1", &[0, 255, 7], keys(10)).await.unwrap();
         }
         let store = SqlKvStore::open_file(&path).await.unwrap();
         assert_eq!(store.get("a", "k1").await.unwrap(), Some(b"uno".to_vec()));
@@ -242,25 +357,25 @@ mod tests {
             .await
             .unwrap()
             .with_org_max_keys(3);
-        store.set("acme/a", "k1", b"1", 10).await.unwrap();
-        store.set("acme/b", "k1", b"1", 10).await.unwrap();
-        store.set("acme/b", "k2", b"1", 10).await.unwrap();
+        store.set("acme/a", "k1", b"1", keys(10)).await.unwrap();
+        store.set("acme/b", "k1", b"1", keys(10)).await.unwrap();
+        store.set("acme/b", "k2", b"1", keys(10)).await.unwrap();
         // The org's fourth key is refused, whichever plugin writes it ...
         assert!(matches!(
-            store.set("acme/a", "k2", b"1", 10).await,
+            store.set("acme/a", "k2", b"1", keys(10)).await,
             Err(KvError::QuotaExceeded(_))
         ));
         // ... while another org (even one whose name starts alike) is not
         // affected, and existing keys can still be rewritten.
-        store.set("acme0/a", "k1", b"1", 10).await.unwrap();
-        store.set("acmex/a", "k1", b"1", 10).await.unwrap();
-        store.set("acme/a", "k1", b"2", 10).await.unwrap();
+        store.set("acme0/a", "k1", b"1", keys(10)).await.unwrap();
+        store.set("acmex/a", "k1", b"1", keys(10)).await.unwrap();
+        store.set("acme/a", "k1", b"2", keys(10)).await.unwrap();
         assert_eq!(store.get("acme/a", "k2").await.unwrap(), None);
         // A deleted key makes room for one.
         assert!(store.delete("acme/b", "k2").await.unwrap());
-        store.set("acme/a", "k2", b"1", 10).await.unwrap();
+        store.set("acme/a", "k2", b"1", keys(10)).await.unwrap();
         assert!(matches!(
-            store.set("acme/a", "k3", b"1", 10).await,
+            store.set("acme/a", "k3", b"1", keys(10)).await,
             Err(KvError::QuotaExceeded(_))
         ));
     }
@@ -271,10 +386,10 @@ mod tests {
         let store = SqlKvStore::open_file(&dir.path().join("kv.db"))
             .await
             .unwrap();
-        store.set("a", "k1", b"1", 1).await.unwrap();
-        store.set("a", "k1", b"2", 1).await.unwrap();
+        store.set("a", "k1", b"1", keys(1)).await.unwrap();
+        store.set("a", "k1", b"2", keys(1)).await.unwrap();
         assert!(matches!(
-            store.set("a", "k2", b"3", 1).await,
+            store.set("a", "k2", b"3", keys(1)).await,
             Err(KvError::QuotaExceeded(_))
         ));
         assert_eq!(store.get("a", "k2").await.unwrap(), None);

@@ -11,7 +11,7 @@ mod per_org;
 
 use per_org::PerOrg;
 
-pub use kv::{ORG_KV_KEYS, SqlKvStore};
+pub use kv::{ORG_KV_BYTES, ORG_KV_KEYS, SqlKvStore};
 
 use crate::artifact::{ArtifactSource, FetchError};
 use crate::domain::dependencies::DependencySet;
@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use warden_host::{
-    CompiledComponent, Engine, Envelope, Plugin, PluginSettings, PublicKey, TrustPolicy,
+    CompiledComponent, Engine, Envelope, Plugin, PluginSettings, PoolUse, PublicKey, TrustPolicy,
     VerifiedRelease, verify_release,
 };
 
@@ -194,11 +194,56 @@ pub struct Runtime {
     /// Releases that failed verification, by what was verified, and when:
     /// refused again without pulling for [`REFUSAL_MEMORY`].
     refused: Mutex<PerOrg<(std::time::Instant, String)>>,
-    /// Invocations each organization may have running at once: its share of
-    /// the engine's instance pool, so that one tenant's load never takes
-    /// the slots another's calls need.
-    org_share: usize,
-    org_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// What each organization's running invocations may take from the
+    /// engine's pool at once: `org_share` slots' worth of instances,
+    /// memories and tables, so that one tenant's load never takes what
+    /// another's calls need.
+    org_share: PoolUse,
+    org_slots: Mutex<HashMap<String, Arc<OrgSlots>>>,
+}
+
+/// One organization's share of the pool, in each kind the pool runs out of.
+struct OrgSlots {
+    instances: Arc<tokio::sync::Semaphore>,
+    memories: Arc<tokio::sync::Semaphore>,
+    tables: Arc<tokio::sync::Semaphore>,
+}
+
+/// What an admitted invocation holds of its organization's share.
+struct OrgPermit {
+    _instances: tokio::sync::OwnedSemaphorePermit,
+    _memories: Option<tokio::sync::OwnedSemaphorePermit>,
+    _tables: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl OrgSlots {
+    fn new(share: PoolUse) -> OrgSlots {
+        let semaphore = |n: u32| Arc::new(tokio::sync::Semaphore::new(n as usize));
+        OrgSlots {
+            instances: semaphore(share.instances),
+            memories: semaphore(share.memories),
+            tables: semaphore(share.tables),
+        }
+    }
+
+    /// Takes `used` of the share at once, or nothing.
+    fn try_take(&self, used: PoolUse) -> Option<OrgPermit> {
+        let take = |semaphore: &Arc<tokio::sync::Semaphore>, n: u32| {
+            if n == 0 {
+                return Ok(None);
+            }
+            semaphore.clone().try_acquire_many_owned(n).map(Some)
+        };
+        Some(OrgPermit {
+            _instances: self
+                .instances
+                .clone()
+                .try_acquire_many_owned(used.instances)
+                .ok()?,
+            _memories: take(&self.memories, used.memories).ok()?,
+            _tables: take(&self.tables, used.tables).ok()?,
+        })
+    }
 }
 
 /// Binds the plugins of one call tree, dependencies first.
@@ -300,38 +345,36 @@ impl Runtime {
             kv: Arc::new(kv),
             loading: Mutex::new(HashMap::new()),
             refused: Mutex::new(PerOrg::new(MAX_LOADED_PER_ORG)),
-            org_share: org_share.max(1) as usize,
+            org_share: PoolUse::of_slots(org_share.max(1)),
             org_slots: Mutex::new(HashMap::new()),
         })
     }
 
     /// What admits one more running invocation of `org`, whose call tree
-    /// instantiates `instances` plugins, within the org's share, or says
-    /// with the `capacity` error that the org is at its share.
+    /// takes `used` from the pool, within the org's share, or says with the
+    /// `capacity` error that the org is at its share.
     fn org_admission(
         &self,
         org: &str,
-        instances: usize,
-    ) -> impl FnOnce() -> Result<tokio::sync::OwnedSemaphorePermit, warden_host::Error> + Send + 'static
-    {
-        let semaphore = self
+        used: PoolUse,
+    ) -> impl FnOnce() -> Result<OrgPermit, warden_host::Error> + Send + 'static {
+        let slots = self
             .org_slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(org.to_owned())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.org_share)))
+            .or_insert_with(|| Arc::new(OrgSlots::new(self.org_share)))
             .clone();
         let (org, share) = (org.to_owned(), self.org_share);
-        let instances = u32::try_from(instances).unwrap_or(u32::MAX);
         move || {
-            if instances as usize > share {
+            if !used.fits(&share) {
                 return Err(warden_host::Error::Capacity(format!(
-                    "an invocation of this plugin instantiates {instances} plugins (itself and its dependencies); organization {org:?} may run {share} at once"
+                    "an invocation of this plugin takes {used} (itself and its dependencies); organization {org:?} may run {share} at once"
                 )));
             }
-            semaphore.try_acquire_many_owned(instances).map_err(|_| {
+            slots.try_take(used).ok_or_else(|| {
                 warden_host::Error::Capacity(format!(
-                    "organization {org:?} has its share of the instance pool ({share} instances) in use; try again shortly"
+                    "organization {org:?} has its share of the instance pool ({share}) in use; try again shortly"
                 ))
             })
         }
@@ -349,7 +392,7 @@ impl Runtime {
         let Some(executor) = &self.executor.0 else {
             return Err(warden_host::Error::Host("the plugin runtime is shut down".into()).into());
         };
-        let admit = self.org_admission(org, plugin.tree_size());
+        let admit = self.org_admission(org, plugin.pool_use());
         executor
             .spawn(async move { plugin.invoke_admitted(&function, &args, admit).await })
             .await
@@ -529,10 +572,10 @@ impl Runtime {
                 warden_host::MAX_CALL_TREE
             ))));
         }
-        if plugins > self.org_share {
+        if plugins > self.org_share.instances as usize {
             return Err(LinkError::Host(warden_host::Error::Config(format!(
                 "an invocation of it instantiates {plugins} plugins (itself and its dependencies); an organization may run {} at once",
-                self.org_share
+                self.org_share.instances
             ))));
         }
         let mut dependencies = BTreeMap::new();
@@ -554,6 +597,14 @@ impl Runtime {
             path: Vec::new(),
         };
         let plugin = tree.bind(loaded, config)?;
+        // Counted once bound: what each plugin's component defines.
+        let used = plugin.pool_use();
+        if !used.fits(&self.org_share) {
+            return Err(LinkError::Host(warden_host::Error::Config(format!(
+                "an invocation of it takes {used} from the pool (itself and its dependencies); an organization may run {} at once",
+                self.org_share
+            ))));
+        }
         let order = tree.order;
         Ok(Linked {
             plugin,

@@ -1,0 +1,24 @@
+-- Byte quotas of the plugins' kv namespaces: each entry's size (its key's
+-- bytes plus its value's), and the keys and bytes each namespace and each
+-- organization holds, kept in the same transaction as the entries (under
+-- the org's lock row, see 0003), so a quota is checked without scanning
+-- `kv`. Entries written before this migration are counted from their text
+-- (a base64 value of n characters holds about 3n/4 bytes).
+
+ALTER TABLE kv ADD COLUMN size BIGINT NOT NULL DEFAULT 0;
+
+UPDATE kv SET size = length(key) + (length(value) / 4) * 3;
+
+CREATE TABLE kv_namespaces (
+    namespace TEXT PRIMARY KEY,
+    keys BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0
+);
+
+INSERT INTO kv_namespaces (namespace, keys, bytes)
+    SELECT namespace, COUNT(*), SUM(size) FROM kv GROUP BY namespace;
+
+ALTER TABLE kv_org_locks ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
+
+UPDATE kv_org_locks SET bytes = COALESCE((SELECT SUM(size) FROM kv
+    WHERE substr(kv.namespace, 1, length(kv_org_locks.org) + 1) = kv_org_locks.org || '/'), 0);
