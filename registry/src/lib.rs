@@ -56,7 +56,10 @@ pub use db::Db;
 /// Dependency resolution over a catalog in memory (what `/resolve` runs after
 /// reading the org's approved releases), for benchmarks and tools.
 pub mod resolver {
-    pub use crate::domain::dependencies::{Candidate, Catalog, Offer, Unresolvable, solve};
+    pub use crate::domain::dependencies::{
+        Candidate, Catalog, MAX_RESOLVE_TIME, ORG_SOLVER_BURST, ORG_SOLVER_REFILL,
+        ORG_SOLVES_QUEUED, Offer, Unresolvable, solve, solve_within,
+    };
 }
 pub use domain::dependencies::PROVIDER_RELEASES_READ;
 pub use domain::names::reorders_or_hides;

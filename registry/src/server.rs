@@ -188,6 +188,7 @@ impl ControlPlane {
                 config.concurrent_compiles,
                 config.compile_queue_per_org,
             ),
+            solver: crate::domain::dependencies::SolverGate::default(),
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
             artifacts,

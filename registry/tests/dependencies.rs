@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, Org, name_versions, org};
+use common::{Backend, Org, approval_body, name_versions, org};
 use serde_json::{Value, json};
 use warden_host::Limits;
 use warden_test_programs::{HELLO, read};
@@ -204,3 +204,116 @@ async fn a_cycle_is_refused_at_publish_with_the_cycle(backend: Backend) {
     }
 }
 on_both_databases!(a_cycle_is_refused_at_publish_with_the_cycle);
+
+/// A pigeonhole catalog of `2n(n+1) + 1` releases, each an ordinary
+/// release declaring exact versions: `acme/root` needs `n + 1` pigeons;
+/// version `1.0.j` of each pigeon `i` needs hole `j` at exactly `i.0.0`; a
+/// hole has one version chosen, so no two pigeons can share one. Nothing
+/// resolves, and PubGrub must try every way to see it.
+async fn pigeonhole(o: &Org, n: usize) {
+    for hole in 1..=n {
+        for pigeon in 1..=n + 1 {
+            let repo = format!("acme/hole{hole}");
+            o.release_with(&repo, &format!("{pigeon}.0.0"), &[], true)
+                .await;
+        }
+    }
+    for pigeon in 1..=n + 1 {
+        for hole in 1..=n {
+            let repo = format!("acme/pigeon{pigeon}");
+            let needs = [(format!("acme/hole{hole}"), format!("={pigeon}.0.0"))];
+            let needs: Vec<(&str, &str)> = needs
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            o.release_with(&repo, &format!("1.0.{hole}"), &needs, true)
+                .await;
+        }
+    }
+    let pigeons: Vec<(String, String)> = (1..=n + 1)
+        .map(|pigeon| (format!("acme/pigeon{pigeon}"), "^1".to_owned()))
+        .collect();
+    let pigeons: Vec<(&str, &str)> = pigeons
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    o.release_with("acme/root", "1.0.0", &pigeons, true).await;
+}
+
+// The resolver's gate is the server's memory, the same on both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tangled_catalog_costs_only_its_own_org_resolver_time() {
+    let o = org(Backend::Sqlite, 1).await;
+    pigeonhole(&o, 9).await;
+    let viewer = o.h.token(&o.h.admin, "acme", "viewer").await;
+    let globex_admin = o.h.create_org("globex").await;
+    let globex = o.h.token(&globex_admin, "globex", "viewer").await;
+    let globex_publisher = o.h.token(&globex_admin, "globex", "publisher").await;
+    let carol = o.h.key(&globex_admin, "globex", "publisher", "carol").await;
+    let dave = warden_host::PrivateKey::from_pem(&o.h.pinned[1].to_pem()).unwrap();
+    o.h.post(
+        &globex_admin,
+        "/v1/orgs/globex/keys",
+        json!({ "public_key": dave.public_key().to_string(), "kind": "admin", "owner": "dave" }),
+    )
+    .await
+    .expect(201);
+    let base =
+        o.h.publish(
+            &globex_publisher,
+            &carol,
+            "globex/base",
+            "1.0.0",
+            &read(HELLO),
+            &[],
+        )
+        .await
+        .expect(201);
+    o.h.post(
+        &globex_admin,
+        "/v1/plugins/globex/base/releases/1.0.0/approve",
+        approval_body(&dave, &base, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
+
+    // The first ask runs the solver to its time limit (2 s of the org's 4).
+    let first = o.h.get(&viewer, "/v1/plugins/acme/root/resolve").await;
+    first.expect_error(409, "unresolvable");
+    let explanation = first.body["error"]["details"]["explanation"].to_string();
+    assert!(explanation.contains("too tangled"), "{explanation}");
+    // Another requirement is another question: it spends the rest.
+    o.h.get(&viewer, "/v1/plugins/acme/root/resolve?version=%5E1")
+        .await
+        .expect_error(409, "unresolvable");
+    // Out of time: a third question is refused at once ...
+    let refused =
+        o.h.get(&viewer, "/v1/plugins/acme/root/resolve?version=1.0.0")
+            .await;
+    refused.expect_error(429, "capacity");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resolver time"),
+        "{}",
+        refused.body
+    );
+    // ... while the first answer is remembered (no solver runs for it: the
+    // org has no time left), and so is the invocation's.
+    let again = o.h.get(&viewer, "/v1/plugins/acme/root/resolve").await;
+    again.expect_error(409, "unresolvable");
+    assert_eq!(again.body, first.body);
+    // Another organization resolves as usual.
+    let resolved =
+        o.h.get(&globex, "/v1/plugins/globex/base/resolve")
+            .await
+            .expect(200);
+    assert_eq!(versions(&resolved), ["globex/base@1.0.0"]);
+    // A change of the org forgets what was remembered: asked again, it
+    // would need the solver, which the org has no time for yet.
+    o.release_with("acme/unrelated", "1.0.0", &[], true).await;
+    o.h.get(&viewer, "/v1/plugins/acme/root/resolve")
+        .await
+        .expect_error(429, "capacity");
+}

@@ -39,8 +39,13 @@ async fn resolve(
     ApiQuery(query): ApiQuery<ResolveQuery>,
 ) -> ApiResult<Json<Resolution>> {
     caller.require(Permission::Read, &org)?;
-    let resolution =
-        dependencies::resolve_dependencies(&state.db, &org, &name, query.version.as_deref())
-            .await?;
+    let resolution = dependencies::resolve_dependencies(
+        &state.db,
+        &state.solver,
+        &org,
+        &name,
+        query.version.as_deref(),
+    )
+    .await?;
     Ok(Json(resolution))
 }

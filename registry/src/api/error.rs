@@ -466,6 +466,7 @@ impl From<DependencyError> for ApiError {
             DependencyError::Db(e) => return e.into(),
             DependencyError::Release(e) => return e.into(),
             DependencyError::TreeTooLarge(_) => ErrorCode::InvalidConfig,
+            DependencyError::Busy(_) => ErrorCode::Capacity,
             DependencyError::Corrupt(_) => return ApiError::internal(error),
             DependencyError::NoPlugin(_) => ErrorCode::NotFound,
             DependencyError::Invalid(_) => ErrorCode::InvalidQuery,

@@ -277,6 +277,7 @@ async fn link(
         .snapshot
         .dependency_set(
             &state.db,
+            &state.solver,
             org,
             name,
             &record.version,

@@ -82,6 +82,8 @@ pub struct Shared {
     pub max_component_bytes: u64,
     /// Compiles of published components that may run at once.
     pub compiles: Arc<crate::domain::releases::CompileGate>,
+    /// Who may run the dependency resolver, when, for how long.
+    pub solver: crate::domain::dependencies::SolverGate,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Loads and runs approved releases.

@@ -111,6 +111,7 @@ impl Snapshot {
     pub async fn dependency_set(
         &self,
         db: &Db,
+        gate: &dependencies::SolverGate,
         org: &str,
         name: &str,
         version: &str,
@@ -118,7 +119,7 @@ impl Snapshot {
     ) -> Result<Arc<DependencySet>, DependencyError> {
         let key = format!("{org}\n{name}\n{version}");
         self.through(db, &self.dependencies, org, key, || {
-            dependencies::dependency_set(db, org, name, version, approvals_required)
+            dependencies::dependency_set(db, gate, org, name, version, approvals_required)
         })
         .await
     }

@@ -2,9 +2,11 @@
 //! dependencies resolve to, transitively, among the approved and non-yanked
 //! releases its organization may use (today: its own), or why none do.
 
+mod gate;
 mod solver;
 
-pub use solver::{Candidate, Catalog, Offer, Unresolvable, solve};
+pub use gate::{ORG_SOLVER_BURST, ORG_SOLVER_REFILL, ORG_SOLVES_QUEUED, SolverBusy, SolverGate};
+pub use solver::{Candidate, Catalog, MAX_RESOLVE_TIME, Offer, Unresolvable, solve, solve_within};
 
 use super::names::check_name;
 use super::resolution::{self, ResolveError, Resolved};
@@ -37,6 +39,10 @@ pub enum DependencyError {
     /// was yanked a moment ago...).
     #[error(transparent)]
     Release(#[from] ResolveError),
+    /// The resolver is busy for this organization (its queue is full, or
+    /// it spent its solver time).
+    #[error(transparent)]
+    Busy(#[from] SolverBusy),
     /// The dependencies resolve to more plugins than one invocation links.
     #[error(
         "its dependencies resolve to a call tree of {0} plugins; at most {max} are linked into one",
@@ -74,9 +80,12 @@ pub struct Resolution {
 
 /// Resolves `org/name` at `requirement` (any version without one): the
 /// newest approved, non-yanked releases satisfying every declared
-/// requirement transitively, one version per plugin.
+/// requirement transitively, one version per plugin. The solver runs when
+/// `gate` gives `org` a turn; an answer that nothing resolves is
+/// remembered there until the organization changes.
 pub async fn resolve_dependencies(
     db: &Db,
+    gate: &SolverGate,
     org: &str,
     name: &str,
     requirement: Option<&str>,
@@ -99,14 +108,51 @@ pub async fn resolve_dependencies(
     if exists.is_none() {
         return Err(DependencyError::NoPlugin(root));
     }
+    let key = match &requirement {
+        Some(requirement) => format!("{root}\n{requirement}"),
+        None => root.clone(),
+    };
+    let remembered = || {
+        db.changes()
+            .is_following()
+            .then(|| gate.remembered(org, &key))
+            .flatten()
+    };
+    if let Some(answer) = remembered() {
+        return Err(DependencyError::Unresolvable(answer));
+    }
+    // Taken before the catalog is read: a change during the read makes
+    // what is remembered stale at once.
+    let stamp = db.changes().stamp(org);
     let catalog = load_catalog(db, org, &root).await?;
-    // Seconds of CPU at worst (bounded by the solver): off the async workers.
-    let chosen = {
+    let turn = gate.turn(org).await?;
+    // Another request may have found it while this one waited.
+    if let Some(answer) = remembered() {
+        return Err(DependencyError::Unresolvable(answer));
+    }
+    // Seconds of CPU at worst (bounded by the turn): off the async workers.
+    let limit = turn.limit;
+    let started = std::time::Instant::now();
+    let solved = {
         let (root, requirement) = (root.clone(), requirement.clone());
-        tokio::task::spawn_blocking(move || solve(&catalog, &root, requirement.as_ref()))
-            .await
-            .map_err(|e| DependencyError::Corrupt(format!("the resolver stopped: {e}")))?
-            .map_err(DependencyError::Unresolvable)?
+        tokio::task::spawn_blocking(move || {
+            solve_within(&catalog, &root, requirement.as_ref(), limit)
+        })
+        .await
+        .map_err(|e| DependencyError::Corrupt(format!("the resolver stopped: {e}")))?
+    };
+    let took = started.elapsed();
+    turn.spent(took);
+    let chosen = match solved {
+        Ok(chosen) => chosen,
+        Err(answer) => {
+            // Not when it gave up early for a budget running low: with its
+            // full time it might have found an answer.
+            if limit >= MAX_RESOLVE_TIME || took < limit {
+                gate.remember(org, key, stamp, answer.clone());
+            }
+            return Err(DependencyError::Unresolvable(answer));
+        }
     };
     Ok(Resolution {
         plugin: root,
@@ -143,12 +189,14 @@ pub struct DependencySet {
 /// again by the runtime before anything runs.
 pub async fn dependency_set(
     db: &Db,
+    gate: &SolverGate,
     org: &str,
     name: &str,
     version: &str,
     approvals_required: u32,
 ) -> Result<DependencySet, DependencyError> {
-    let resolution = resolve_dependencies(db, org, name, Some(&format!("={version}"))).await?;
+    let resolution =
+        resolve_dependencies(db, gate, org, name, Some(&format!("={version}"))).await?;
     // Refused before each dependency's release is read.
     if resolution.releases.len() > warden_host::MAX_CALL_TREE {
         return Err(DependencyError::TreeTooLarge(resolution.releases.len()));

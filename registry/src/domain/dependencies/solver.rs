@@ -95,22 +95,29 @@ pub const MAX_FACTS: usize = 40;
 /// built to make PubGrub work hard).
 pub const MAX_RESOLVE_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Why the solver stopped without an answer.
+/// Why the solver stopped without an answer: it ran for this long.
 #[derive(Debug, thiserror::Error)]
-#[error("the resolution was stopped after {} s without an answer", MAX_RESOLVE_TIME.as_secs())]
-pub struct GaveUp;
+#[error("the resolution was stopped after {} ms without an answer", .0.as_millis())]
+pub struct GaveUp(std::time::Duration);
 
 struct Provider<'a> {
     catalog: &'a Catalog,
     /// Each plugin's releases, oldest first.
     sorted: HashMap<&'a str, Vec<&'a Candidate>>,
     started: std::time::Instant,
+    /// How long it may run.
+    limit: std::time::Duration,
     /// The request: the plugin and its requirement (any version without one).
     root: (String, Option<VersionReq>),
 }
 
 impl<'a> Provider<'a> {
-    fn new(catalog: &'a Catalog, name: &str, requirement: Option<&VersionReq>) -> Provider<'a> {
+    fn new(
+        catalog: &'a Catalog,
+        name: &str,
+        requirement: Option<&VersionReq>,
+        limit: std::time::Duration,
+    ) -> Provider<'a> {
         let sorted = catalog
             .iter()
             .map(|(name, offer)| {
@@ -127,6 +134,7 @@ impl<'a> Provider<'a> {
             catalog,
             sorted,
             started: std::time::Instant::now(),
+            limit,
             root: (name.to_owned(), requirement.cloned()),
         }
     }
@@ -192,8 +200,8 @@ impl DependencyProvider for Provider<'_> {
     type Priority = std::cmp::Reverse<usize>;
 
     fn should_cancel(&self) -> Result<(), GaveUp> {
-        if self.started.elapsed() > MAX_RESOLVE_TIME {
-            Err(GaveUp)
+        if self.started.elapsed() > self.limit {
+            Err(GaveUp(self.limit))
         } else {
             Ok(())
         }
@@ -284,11 +292,22 @@ pub fn solve(
     name: &str,
     requirement: Option<&VersionReq>,
 ) -> Result<Vec<Chosen>, Unresolvable> {
+    solve_within(catalog, name, requirement, MAX_RESOLVE_TIME)
+}
+
+/// [`solve`], giving up after `limit` (at most [`MAX_RESOLVE_TIME`]).
+pub fn solve_within(
+    catalog: &Catalog,
+    name: &str,
+    requirement: Option<&VersionReq>,
+    limit: std::time::Duration,
+) -> Result<Vec<Chosen>, Unresolvable> {
+    let limit = limit.min(MAX_RESOLVE_TIME);
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("warden-resolve".into())
             .stack_size(SOLVER_STACK_BYTES)
-            .spawn_scoped(scope, || solve_here(catalog, name, requirement))
+            .spawn_scoped(scope, || solve_here(catalog, name, requirement, limit))
             .map_err(|e| Unresolvable {
                 lines: vec![format!("The resolver could not start: {e}.")],
             })?
@@ -309,8 +328,9 @@ fn solve_here(
     catalog: &Catalog,
     name: &str,
     requirement: Option<&VersionReq>,
+    limit: std::time::Duration,
 ) -> Result<Vec<Chosen>, Unresolvable> {
-    let provider = Provider::new(catalog, name, requirement);
+    let provider = Provider::new(catalog, name, requirement, limit);
     let selected = match pubgrub::resolve(&provider, Node::Request, Version::new(0, 0, 0)) {
         Ok(selected) => selected,
         Err(PubGrubError::NoSolution(tree)) => {
