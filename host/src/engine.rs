@@ -34,6 +34,11 @@ pub struct EngineConfig {
     /// Pre-allocated slots for running instances (pooling allocator with
     /// copy-on-write memory images); `None` allocates on demand.
     pub pooled_instances: Option<u32>,
+    /// Compile only to check components that this engine never runs (a
+    /// publish's check): each compile on the calling thread alone, without
+    /// Cranelift's optimizations, and no pool. A compile then takes one
+    /// core, never the threads another compile waits for.
+    pub check_only: bool,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +49,7 @@ impl Default for EngineConfig {
             max_wasm_stack: 512 << 10,
             max_memory_bytes: 1 << 30,
             pooled_instances: Some(128),
+            check_only: false,
         }
     }
 }
@@ -221,7 +227,10 @@ impl Engine {
             .wasm_wide_arithmetic(false)
             .wasm_custom_page_sizes(false)
             .parallel_compilation(true);
-        if let Some(slots) = config.pooled_instances {
+        if config.check_only {
+            wasm.parallel_compilation(false)
+                .cranelift_opt_level(OptLevel::None);
+        } else if let Some(slots) = config.pooled_instances {
             let pool = pool_config(slots, config.max_memory_bytes);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -234,6 +243,7 @@ impl Engine {
             env!("CARGO_PKG_VERSION").hash(&mut hasher);
             wasmtime.precompile_compatibility_hash().hash(&mut hasher);
             config.max_wasm_stack.hash(&mut hasher);
+            config.check_only.hash(&mut hasher);
             hex::encode(&hasher.0.finalize()[..8])
         };
         let cache = match &config.cache_dir {

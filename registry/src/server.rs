@@ -147,8 +147,18 @@ impl ControlPlane {
                 .await
                 .map_err(io)?,
         );
-        // One engine for publish checks (uncached: a pending release's code
-        // is not kept) and the runtime (cached on disk once it runs).
+        // The runtime's engine (compiled code cached on disk once it runs),
+        // and one that only checks published components: uncached (a pending
+        // release's code is not kept), each compile on one thread, so that a
+        // large component takes one core and not another org's compile.
+        let check_engine = Arc::new(
+            warden_host::Engine::new(warden_host::EngineConfig {
+                pooled_instances: None,
+                check_only: true,
+                ..warden_host::EngineConfig::default()
+            })
+            .map_err(|e| StartError::Config(format!("engine: {e}")))?,
+        );
         let engine = Arc::new(
             warden_host::Engine::new(warden_host::EngineConfig {
                 cache_dir: Some(data_dir.join("compiled")),
@@ -180,7 +190,7 @@ impl ControlPlane {
             changes_watcher: api::AbortOnDrop(watcher),
             db,
             oci,
-            engine,
+            engine: check_engine,
             approvals_required: config.approvals_required,
             limit_maxima: config.limit_maxima.clone(),
             max_component_bytes: config.max_component_bytes,

@@ -71,8 +71,9 @@ pub struct Shared {
     pub changes_watcher: AbortOnDrop,
     /// The embedded OCI store.
     pub oci: Arc<OciStore>,
-    /// The engine: checks published components (without caching their
-    /// compiled code) and, in the runtime, runs approved ones.
+    /// The engine that checks published components (one thread a compile,
+    /// never caching; see `EngineConfig::check_only`). The runtime has its
+    /// own, which runs approved ones.
     pub engine: Arc<warden_host::Engine>,
     /// Approvals from distinct admin keys a release needs.
     pub approvals_required: u32,

@@ -1,9 +1,12 @@
 //! How many published components the server compiles at once. Checking a
 //! publish compiles its component, which takes a core for up to seconds; the
 //! gate keeps publishing from taking every core, and counts what runs and
-//! what waits for `/metrics`. Each organization may have a few publishes
-//! waiting; past that its next publish is refused at once, so one tenant's
-//! flood of publishes refuses its own, not another's.
+//! what waits for `/metrics`. Each organization compiles one component at a
+//! time, so its publishes wait behind its own compile and never hold more
+//! than one slot: another organization's publish takes a free slot at once,
+//! whatever the first has queued. Each organization may have a few
+//! publishes waiting; past that its next publish is refused at once, so one
+//! tenant's flood of publishes refuses its own, not another's.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
@@ -17,6 +20,9 @@ pub struct CompileGate {
     running: AtomicI64,
     /// Publishes waiting, by organization (only those with some).
     waiting_by_org: Mutex<HashMap<String, usize>>,
+    /// Each organization's one compile at a time (organizations that
+    /// compiled lately; see [`CompileGate::turn`]).
+    one_per_org: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// The most publishes one organization may have waiting.
     max_waiting_per_org: usize,
 }
@@ -39,6 +45,7 @@ pub struct QueueFull {
 pub struct CompileTurn {
     gate: Arc<CompileGate>,
     _slot: OwnedSemaphorePermit,
+    _org: OwnedSemaphorePermit,
 }
 
 impl CompileGate {
@@ -50,6 +57,7 @@ impl CompileGate {
             slots: Arc::new(Semaphore::new(slots.max(1))),
             running: AtomicI64::new(0),
             waiting_by_org: Mutex::new(HashMap::new()),
+            one_per_org: Mutex::new(HashMap::new()),
             max_waiting_per_org: max_waiting_per_org.max(1),
         })
     }
@@ -70,6 +78,20 @@ impl CompileGate {
         }
         // Counted down even if the waiting request is dropped (its client left).
         let waited = Countdown { gate: self, org };
+        let own = {
+            let mut orgs = self.one_per_org.lock().expect("never poisoned");
+            // Organizations with nothing running or waiting are forgotten.
+            if orgs.len() > 1024 {
+                orgs.retain(|_, one| one.available_permits() == 0);
+            }
+            orgs.entry(org.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(1)))
+                .clone()
+        };
+        let own = own
+            .acquire_owned()
+            .await
+            .expect("the compile gate is never closed");
         let slot = self
             .slots
             .clone()
@@ -81,6 +103,7 @@ impl CompileGate {
         Ok(CompileTurn {
             gate: self.clone(),
             _slot: slot,
+            _org: own,
         })
     }
 
@@ -172,6 +195,27 @@ mod tests {
         waiting.pop();
         assert!(futures_poll(&mut Box::pin(gate.turn("acme"))).is_none());
         drop(running);
+    }
+
+    #[tokio::test]
+    async fn an_org_waits_behind_its_own_compile_not_another_orgs() {
+        let gate = CompileGate::new(2, 4);
+        let bomb = gate.turn("acme").await.unwrap();
+        // A slot is free, but acme's next compile waits for acme's first ...
+        let mut queued: Vec<_> = (0..3).map(|_| Box::pin(gate.turn("acme"))).collect();
+        for turn in &mut queued {
+            assert!(futures_poll(turn).is_none());
+        }
+        // ... and globex takes the free slot at once.
+        let globex = futures_poll(&mut Box::pin(gate.turn("globex")))
+            .expect("a free slot is taken at once")
+            .unwrap();
+        assert_eq!((gate.running(), gate.waiting()), (2, 3));
+        drop(globex);
+        drop(bomb);
+        let next = futures_poll(&mut queued[0]).expect("acme's next").unwrap();
+        assert!(futures_poll(&mut queued[1]).is_none(), "one at a time");
+        drop(next);
     }
 
     /// Polls once, without waiting.
