@@ -153,6 +153,20 @@ impl Db {
                     Ok(())
                 })
             })
+            // A SQLite connection whose COMMIT failed (a full disk) keeps its
+            // transaction, and with it the write lock, until someone rolls it
+            // back; returned to the pool so, it would keep every other writer
+            // at "database is locked" even after space returns. Every
+            // connection is rolled back as it is released (on a connection
+            // with no transaction, a no-op that SQLite refuses).
+            .after_release(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        let _ = connection.execute("ROLLBACK").await;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(sqlx_error(format!("connecting to {}", redact(url))))?;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use warden_registry::oci::{
     Anonymous, Digest, MANIFEST_V1, OciState, OciStore, StaticTokens, TokenGrant, router,
 };
+use warden_test_programs::disk::SmallDisk;
 
 /// A PATCH that announces more bytes than it sends, then hangs up.
 async fn aborted_patch(address: SocketAddr, path: &str, token: &str, sent: &[u8]) {
@@ -168,43 +169,6 @@ async fn concurrent_creates_of_one_tag_have_one_winner() {
     assert_eq!(tag.trim(), winner);
 }
 
-/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        // Mounting needs root, as CI has; elsewhere the test says it did not run.
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout.starts_with(b"0\n"))
-            .unwrap_or(false);
-        if !root {
-            eprintln!("not run: mounting a small tmpfs needs root");
-            return None;
-        }
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(mounted.success(), "mount -t tmpfs failed as root");
-        Some(SmallDisk { dir })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_is_reported_and_leaves_nothing_behind() {
     let Some(disk) = SmallDisk::mount("1m") else {
@@ -250,9 +214,38 @@ async fn a_full_disk_is_reported_and_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // A chunked upload whose chunk found the disk full is closed at once:
+    // it holds none of the client's sessions (16 such failures used to
+    // leave the publisher refused for 15 minutes).
+    let started = http
+        .post(format!("{base}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    let session = format!("http://{address}{location}");
+    let chunk = http
+        .patch(&session)
+        .header("Content-Range", format!("0-{}", component.len() - 1))
+        .body(component.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunk.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let gone = http.get(&session).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_eq!(std::fs::read_dir(root.join("uploads")).unwrap().count(), 0);
+    // Still full: a readiness check says so.
+    assert!(!store.space_is_back().await);
+    assert!(store.is_full());
 
-    // Space returns: the same push succeeds, byte for byte.
+    // Space returns: a readiness check sees it without any write of a
+    // client's (behind a balancer that routes by /readyz, none may come) ...
     std::fs::remove_file(&filler).unwrap();
+    assert!(store.space_is_back().await);
+    assert!(!store.is_full());
+    // ... and the same push succeeds, byte for byte.
     let stored = http
         .post(format!("{base}/blobs/uploads/?digest={digest}"))
         .body(component.clone())

@@ -472,3 +472,65 @@ async fn one_org_cannot_fill_the_compile_queue_for_another() {
         answer.expect_error(429, "capacity");
     }
 }
+
+/// The data directory's disk fills up (SQLite and the OCI store share it):
+/// a write is 507 `storage_full`, not an opaque 500, and `/readyz` says so
+/// at once; when space returns, `/readyz` sees it by itself and writes go
+/// through again.
+// SQLite only: the database is the one in the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_disk_is_507_and_readiness_follows_the_space() {
+    let Some(disk) = warden_test_programs::disk::SmallDisk::mount("16m") else {
+        return;
+    };
+    let data = disk.path().join("data");
+    let h = start_tweaked(Backend::Sqlite, |config| config.data_dir = data.clone()).await;
+    let ready = |h: &common::Harness| h.http.get(format!("{}/readyz", h.url)).send();
+    assert_eq!(ready(&h).await.unwrap().status(), 200);
+    // Something else takes the rest of the disk.
+    let filler = disk.path().join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while file.write_all(&[7u8; 64 << 10]).is_ok() {}
+        let _ = file.sync_all();
+    }
+    // Writes that need new pages fail: a clear 507, never a 500. (A write
+    // that waits for a connection whose failed commit SQLite has not rolled
+    // back yet may be 503 `database_unavailable`, try again.)
+    let mut refused = 0;
+    for i in 0..40 {
+        let created = h
+            .post(
+                &h.admin,
+                "/v1/orgs/acme/tokens",
+                json!({ "name": format!("ci-{i}-{}", "x".repeat(90)), "role": "viewer" }),
+            )
+            .await;
+        match created.status.as_u16() {
+            201 => {}
+            507 => {
+                created.expect_error(507, "storage_full");
+                refused += 1;
+            }
+            _ => created.expect_error(503, "database_unavailable"),
+        }
+    }
+    assert!(refused > 0, "the disk never filled");
+    let full = ready(&h).await.unwrap();
+    assert_eq!(full.status(), 507);
+    assert_eq!(
+        full.json::<Value>().await.unwrap()["error"]["code"],
+        "storage_full"
+    );
+    // Space returns: ready again without any client write first.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(ready(&h).await.unwrap().status(), 200);
+    h.post(
+        &h.admin,
+        "/v1/orgs/acme/tokens",
+        json!({ "name": "after", "role": "viewer" }),
+    )
+    .await
+    .expect(201);
+}

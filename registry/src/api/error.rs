@@ -334,6 +334,13 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> ApiError {
+        if crate::db::is_storage_full(&error) {
+            tracing::error!("the database's disk is full: {error}");
+            return ApiError::new(
+                ErrorCode::StorageFull,
+                "the database's disk is full; nothing was stored",
+            );
+        }
         if crate::db::is_unavailable(&error) {
             tracing::warn!("database unavailable: {error}");
             ApiError::new(

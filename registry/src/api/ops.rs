@@ -269,10 +269,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
-    if state.oci.is_full() {
+    if !state.oci.space_is_back().await {
         return super::ApiError::new(
             super::ErrorCode::StorageFull,
-            "the last write to the OCI store found the disk full",
+            "the data directory's disk is full",
         )
         .into_response();
     }
@@ -344,6 +344,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The answers every operation can give besides its own, documented on each
 /// (a client must expect them): 401 and 403 (tokens and roles), 400 (a path,
 /// query or body that does not parse), 404 where the path names an object,
+/// 507 (a full disk),
 /// 408, 413, 415 and 429 where a body is sent, 500 and 503 (the database is
 /// down).
 pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
@@ -377,6 +378,10 @@ pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
                 ),
                 ("500", "Internal error (the server log has the cause)."),
                 ("503", "The database is unavailable; try again."),
+                (
+                    "507",
+                    "The disk of the database or the OCI store is full (`storage_full`); nothing was stored.",
+                ),
             ];
             if path.contains('{') {
                 common.push(("404", "No such object."));

@@ -72,6 +72,10 @@ pub struct OciStore {
     full: AtomicBool,
 }
 
+/// What a readiness check writes to see whether space returned: room for
+/// a small blob at least.
+pub const SPACE_PROBE_BYTES: usize = 256 << 10;
+
 /// Whether an I/O error says the disk (or the quota) is full.
 pub fn is_storage_full(error: &std::io::Error) -> bool {
     error.kind() == std::io::ErrorKind::StorageFull
@@ -143,6 +147,38 @@ impl OciStore {
     /// Whether the last write failed because the disk is full.
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store's disk has room: false when the file system has
+    /// less than [`SPACE_PROBE_BYTES`] available (then the flag goes up), or
+    /// while the flag is up and a probe of that size (written, synced,
+    /// removed) still does not fit; a probe that fits lowers the flag. For
+    /// readiness checks, which must see a disk fill up (the database's, in
+    /// the same data directory, too) and see space return without waiting
+    /// for a client's write.
+    pub async fn space_is_back(&self) -> bool {
+        if let Ok(stats) = rustix::fs::statvfs(&self.root) {
+            let available = stats.f_bavail.saturating_mul(stats.f_frsize);
+            if available < SPACE_PROBE_BYTES as u64 {
+                self.full.store(true, Ordering::Relaxed);
+                return false;
+            }
+        }
+        if !self.is_full() {
+            return true;
+        }
+        let probe = self
+            .root
+            .join("tmp")
+            .join(format!("space-probe-{}", rand::random::<u64>()));
+        let written = async {
+            let mut file = fs::File::create(&probe).await?;
+            file.write_all(&[0u8; SPACE_PROBE_BYTES]).await?;
+            file.sync_all().await
+        }
+        .await;
+        let _ = fs::remove_file(&probe).await;
+        self.noted(written).is_ok()
     }
 
     /// Notes whether a write succeeded or ran out of space.
@@ -462,7 +498,10 @@ impl OciStore {
             };
             let too_large =
                 matches!(&error, OciError::SizeInvalid(m) if m.starts_with("blobs may"));
-            if !restored || too_large {
+            // A full disk closes the session too: its client would retry
+            // into the same wall, and each open session counts against it.
+            let full = matches!(&error, OciError::StorageFull);
+            if !restored || too_large || full {
                 drop(upload);
                 self.cancel_upload(repo, id).await;
             }

@@ -7,6 +7,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+pub mod disk;
 pub mod postgres;
 
 /// Reads a guest component.
