@@ -225,8 +225,8 @@ fn print_review(release: &Release, resolved_now: &std::collections::BTreeMap<Str
     match &diff.against {
         Some(version) => outln!(
             "  against {version} (last approved): added [{}], removed [{}]",
-            diff.added.join(", "),
-            diff.removed.join(", ")
+            printable(&diff.added.join(", ")),
+            printable(&diff.removed.join(", "))
         ),
         None => outln!("  no approved version before: everything is new"),
     }

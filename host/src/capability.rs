@@ -212,8 +212,12 @@ impl Grants {
             }
             Some(("http", rule)) => self.http.push(rule.parse().map_err(|e: String| bad(&e))?),
             Some(("env", name)) => {
-                if name.is_empty() || name.contains('=') {
-                    return Err(bad("expected env:NAME"));
+                let portable = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !portable {
+                    return Err(bad(
+                        "expected env:NAME, a name of ASCII letters, digits and _ not starting with a digit",
+                    ));
                 }
                 if is_reserved_env(name) {
                     return Err(bad(
@@ -481,6 +485,18 @@ mod tests {
             let error = Grants::parse([bad]).unwrap_err();
             assert!(error.to_string().contains(bad), "{bad}: {error}");
         }
+        // An environment variable's name is a portable one: nothing that
+        // could draw on the terminal of the admin reviewing it.
+        for bad in [
+            "env:X\u{1b}[1A\u{1b}[2K",
+            "env:1ST",
+            "env:A B",
+            "env:A\u{202e}",
+            "env:a-b",
+        ] {
+            assert!(Grants::parse([bad]).is_err(), "{bad:?}");
+        }
+        Grants::parse(["env:_PRIVATE_1", "env:lower_case"]).unwrap();
     }
 
     #[test]

@@ -127,6 +127,20 @@ async fn catalog_pages_and_searches(backend: Backend) {
             .await
             .expect_error(400, "invalid_query");
     }
+    // Nor in a path or any other query: refused before the database sees
+    // it (PostgreSQL refused the NUL with a 500).
+    for path in [
+        "/v1/plugins/acme/a%00b",
+        "/v1/plugins/acme/hello/releases/1.0.0%00",
+        "/v1/plugins/acme/a%00b/resolve",
+    ] {
+        h.get(&publisher, path)
+            .await
+            .expect_error(400, "invalid_path");
+    }
+    h.get(&publisher, "/v1/orgs/acme/releases?cursor=a%00")
+        .await
+        .expect_error(400, "invalid_query");
     h.get(&publisher, "/v1/plugins/acme/nothing")
         .await
         .expect_error(404, "not_found");

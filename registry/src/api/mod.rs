@@ -232,11 +232,47 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, ApiError> {
+        if parts.uri.query().is_some_and(decodes_to_control) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "the query string holds a control character",
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
             .map_err(|r| ApiError::new(ErrorCode::InvalidQuery, r.body_text()))
     }
+}
+
+/// Whether percent-decoding `text` gives a control character (a NUL, say):
+/// no name, version, id or cursor holds one, and PostgreSQL refuses a NUL
+/// in text outright, so such a path or query is refused before any of it
+/// reaches the database.
+fn decodes_to_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(high), Some(low)) if hex(high).is_some() && hex(low).is_some() => {
+                decoded.push((hex(high).unwrap_or(0) * 16 + hex(low).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded)
+        .chars()
+        .any(char::is_control)
 }
 
 /// Path parameters, refused with our error format.
@@ -249,6 +285,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, ApiError> {
+        if decodes_to_control(parts.uri.path()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPath,
+                "the path holds a control character",
+            ));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))

@@ -285,7 +285,7 @@ pub fn check_config(config: &PluginConfig) -> Result<(), CatalogError> {
         )));
     }
     for (key, value) in &config.values {
-        if key.is_empty() || key.len() > MAX_CONFIG_KEY_CHARS || key.chars().any(char::is_control) {
+        if key.is_empty() || key.len() > MAX_CONFIG_KEY_CHARS || !super::names::is_plain_text(key) {
             return Err(CatalogError::InvalidConfigKey(key.clone()));
         }
         if value.len() > MAX_CONFIG_VALUE_BYTES {

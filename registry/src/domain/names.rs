@@ -37,20 +37,33 @@ pub fn is_plain_text(text: &str) -> bool {
 
 /// Whether `c` changes how the text around it reads without showing
 /// itself: the bidirectional embeddings, overrides, isolates and marks
-/// (U+202A-202E, U+2066-2069, U+200E, U+200F, U+061C), which reorder
-/// what follows them (Trojan Source, CVE-2021-42574), and the zero-width
-/// and invisible characters (U+200B-200D, U+2060-2064, U+FEFF, U+180E),
-/// which make two different texts look alike.
+/// (U+202A-202E, U+2066-2069, U+200E, U+200F, U+061C), which reorder what
+/// follows them (Trojan Source, CVE-2021-42574), and the characters that
+/// show nothing or are meant to be ignored (Unicode's default-ignorable code
+/// points and the format characters among them: zero-width characters,
+/// soft hyphen, fillers, variation selectors, tags, line and paragraph
+/// separators, interlinear annotations), which make two different texts
+/// look alike.
 pub fn reorders_or_hides(c: char) -> bool {
     matches!(
         c,
-        '\u{061c}'
-            | '\u{180e}'
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{061c}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
             | '\u{200b}'..='\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
             | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fffb}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
     )
 }
 
@@ -85,6 +98,11 @@ mod tests {
             "zero\u{200b}width",
             "bom\u{feff}",
             "arabic mark\u{61c}",
+            "soft\u{ad}hyphen",
+            "filler\u{3164}",
+            "tag\u{e0041}",
+            "selector\u{fe0f}",
+            "line\u{2028}separator",
         ] {
             assert!(!is_plain_text(bad), "{bad:?}");
         }
