@@ -51,11 +51,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0004_catalog_search.sqlite.sql"),
         postgres: include_str!("../migrations/0004_catalog_search.postgres.sql"),
     },
-    Migration::portable(
-        5,
-        "kv_bytes",
-        include_str!("../migrations/0005_kv_bytes.sql"),
-    ),
+    Migration {
+        version: 5,
+        name: "kv_bytes",
+        sqlite: include_str!("../migrations/0005_kv_bytes.sqlite.sql"),
+        postgres: include_str!("../migrations/0005_kv_bytes.postgres.sql"),
+    },
 ];
 
 /// Which database is behind the pool.

@@ -128,3 +128,49 @@ async fn byte_quotas_hold_under_concurrent_writers(backend: Backend) {
     kv.set("globex/one", "k", &value, quota).await.unwrap();
 }
 on_both_databases!(byte_quotas_hold_under_concurrent_writers);
+
+/// One org's writers waiting for its lock row hold none of the pool's
+/// connections, which every org shares: PostgreSQL only (on SQLite one
+/// writer holds the whole database anyway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orgs_waiting_writers_leave_the_pool_to_other_orgs() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kv = store(&Backend::Postgres(url.clone()), dir.path()).await;
+    kv.set("acme/one", "warm", b"v", keys(100)).await.unwrap();
+    // Another client holds acme's lock row (a slow writer on another replica).
+    let other = Db::connect(&url).await.unwrap();
+    let mut holder = other.pool().begin().await.unwrap();
+    sqlx::query("UPDATE kv_org_locks SET org = org WHERE org = 'acme'")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    // More acme writers than the pool has connections (16) wait for it ...
+    // (Rewrites of one key: the org's 8-key quota is not the point here.)
+    let waiting: Vec<_> = (0..24)
+        .map(|i| {
+            let kv = kv.clone();
+            let value = format!("v{i}");
+            tokio::spawn(async move {
+                kv.set("acme/one", "warm", value.as_bytes(), keys(100))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // ... while another org's write goes through (it waited for a connection
+    // until the pool's 5 s timeout, then failed, when each acme writer held one).
+    tokio::time::timeout(
+        std::time::Duration::from_secs(4),
+        kv.set("globex/one", "k", b"v", keys(100)),
+    )
+    .await
+    .expect("globex's write waited for acme's")
+    .unwrap();
+    holder.commit().await.unwrap();
+    for write in waiting {
+        write.await.unwrap().unwrap();
+    }
+}

@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sqlx::AnyPool;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warden_host::{KvError, KvQuota, KvStore, kv_bytes_over as bytes_over, kv_entry_bytes};
 
 /// A [`KvStore`] over a sqlx pool with the `kv` tables. Namespaces are
@@ -24,6 +27,11 @@ pub struct SqlKvStore {
     pool: AnyPool,
     org_max_keys: u64,
     org_max_bytes: u64,
+    /// One write of each org at a time in this process, taken before a
+    /// database connection: the org's other writers wait here, holding no
+    /// connection of the pool every org shares (behind the lock row they
+    /// would each hold one).
+    writers: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 /// Keys all the plugins of one organization may hold together, by default.
@@ -53,6 +61,7 @@ impl SqlKvStore {
             pool,
             org_max_keys: ORG_KV_KEYS,
             org_max_bytes: ORG_KV_BYTES,
+            writers: Arc::default(),
         }
     }
 
@@ -109,7 +118,7 @@ impl SqlKvStore {
             }
         }
         if sized == 0 {
-            let sizes = include_str!("../../migrations/0005_kv_bytes.sql");
+            let sizes = include_str!("../../migrations/0005_kv_bytes.sqlite.sql");
             for statement in crate::db::statements(sizes) {
                 sqlx::query(sqlx::AssertSqlSafe(statement))
                     .execute(&mut *tx)
@@ -121,6 +130,7 @@ impl SqlKvStore {
             pool,
             org_max_keys: u64::MAX,
             org_max_bytes: u64::MAX,
+            writers: Arc::default(),
         })
     }
 }
@@ -132,6 +142,21 @@ struct Change {
 }
 
 impl SqlKvStore {
+    /// This process's turn to write for `org` (see `writers`).
+    async fn writer(&self, org: &str) -> OwnedSemaphorePermit {
+        let turn = {
+            let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+            if writers.len() > 1024 {
+                writers.retain(|_, one| one.available_permits() == 0);
+            }
+            writers
+                .entry(org.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(1)))
+                .clone()
+        };
+        turn.acquire_owned().await.expect("never closed")
+    }
+
     /// Takes the org's lock row (the writes of one org go one at a time
     /// from here to the commit).
     async fn lock_org(
@@ -213,6 +238,7 @@ impl KvStore for SqlKvStore {
         let encoded = BASE64.encode(value);
         let size = i64::try_from(kv_entry_bytes(key, value)).unwrap_or(i64::MAX);
         let org = org_of(namespace);
+        let _turn = self.writer(org).await;
         // Nothing of this transaction is committed unless every quota holds:
         // dropped, it rolls back.
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -273,6 +299,7 @@ impl KvStore for SqlKvStore {
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
+        let _turn = self.writer(org_of(namespace)).await;
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         self.lock_org(&mut tx, org_of(namespace)).await?;
         let deleted: Option<(i64,)> =
@@ -394,5 +421,68 @@ mod tests {
         ));
         assert_eq!(store.get("a", "k2").await.unwrap(), None);
         assert_eq!(store.get("a", "k1").await.unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn entries_written_before_byte_quotas_are_counted_when_a_file_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        // A file as an older `warden run` left it: no sizes, and an org
+        // whose keys predate its lock row.
+        {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .connect(&format!("sqlite://{}?mode=rwc", path.display()))
+                .await
+                .unwrap();
+            for sql in [
+                include_str!("../../migrations/0002_kv.sql"),
+                include_str!("../../migrations/0003_kv_org_locks.sql"),
+            ] {
+                for statement in crate::db::statements(sql) {
+                    sqlx::query(sqlx::AssertSqlSafe(statement))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            }
+            // "k1" + 3 bytes ("AQID" in base64), "k\u{e9}" (3 bytes) + 6 bytes.
+            for (namespace, key, value) in [
+                ("acme/a", "k1", BASE64.encode([1, 2, 3])),
+                ("acme/b", "k\u{e9}", BASE64.encode([9; 6])),
+            ] {
+                sqlx::query("INSERT INTO kv (namespace, key, value) VALUES ($1, $2, $3)")
+                    .bind(namespace)
+                    .bind(key)
+                    .bind(value)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+        let store = SqlKvStore::open_file(&path)
+            .await
+            .unwrap()
+            .with_org_max_bytes(5 + 9 + 10);
+        let org: (i64, i64) =
+            sqlx::query_as("SELECT keys, bytes FROM kv_org_locks WHERE org = 'acme'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(org, (2, 14));
+        let quota = KvQuota {
+            keys: 10,
+            bytes: 100,
+        };
+        // The org's 24 bytes hold the old 14 and 10 more, not 11.
+        store.set("acme/c", "k3", &[0; 8], quota).await.unwrap();
+        assert!(matches!(
+            store.set("acme/c", "k4", &[], quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        // Deleting an old entry gives back what it was counted for.
+        assert!(store.delete("acme/b", "k\u{e9}").await.unwrap());
+        store.set("acme/c", "k4", &[0; 7], quota).await.unwrap();
     }
 }

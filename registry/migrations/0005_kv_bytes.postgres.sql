@@ -3,11 +3,13 @@
 -- organization holds, kept in the same transaction as the entries (under
 -- the org's lock row, see 0003), so a quota is checked without scanning
 -- `kv`. Entries written before this migration are counted from their text
--- (a base64 value of n characters holds about 3n/4 bytes).
+-- (a base64 value of n characters holds about 3n/4 bytes), and each
+-- organization's counts are taken anew from them (0003 counted only keys
+-- written after it).
 
 ALTER TABLE kv ADD COLUMN size BIGINT NOT NULL DEFAULT 0;
 
-UPDATE kv SET size = length(key) + (length(value) / 4) * 3;
+UPDATE kv SET size = octet_length(key) + (length(value) / 4) * 3;
 
 CREATE TABLE kv_namespaces (
     namespace TEXT PRIMARY KEY,
@@ -20,5 +22,6 @@ INSERT INTO kv_namespaces (namespace, keys, bytes)
 
 ALTER TABLE kv_org_locks ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
 
-UPDATE kv_org_locks SET bytes = COALESCE((SELECT SUM(size) FROM kv
-    WHERE substr(kv.namespace, 1, length(kv_org_locks.org) + 1) = kv_org_locks.org || '/'), 0);
+INSERT INTO kv_org_locks (org, keys, bytes)
+    SELECT split_part(namespace, '/', 1), COUNT(*), SUM(size) FROM kv GROUP BY 1
+    ON CONFLICT (org) DO UPDATE SET keys = excluded.keys, bytes = excluded.bytes;
