@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// large blob is pushed in chunks, each a request of its own).
     #[arg(long, default_value = "120s", value_parser = warden_host::parse_duration)]
     body_deadline: std::time::Duration,
+    /// Longest wait for a client to take any byte of an answer, e.g. 30s;
+    /// then its connection is closed (a client that never reads).
+    #[arg(long, default_value = "30s", value_parser = warden_host::parse_duration)]
+    write_timeout: std::time::Duration,
     /// Connections served at once; more wait to be accepted. One client
     /// (one token; all anonymous clients together) may be sending bodies on
     /// at most a quarter of them at once (more: 429 `too_many_bodies`).
@@ -207,6 +211,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
         body_deadline: args.body_deadline,
+        write_timeout: args.write_timeout,
         max_connections: args.max_connections,
     };
     serve_with(listener, plane.router(), limits)

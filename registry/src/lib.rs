@@ -45,6 +45,7 @@ mod domain;
 pub mod oci;
 mod runtime;
 mod server;
+mod stalled_writes;
 
 pub use api::{MAX_BODY_BYTES, openapi};
 pub use artifact::{

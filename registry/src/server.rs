@@ -267,6 +267,9 @@ pub struct ConnectionLimits {
     /// Time to send a whole request body, however steadily (a large blob
     /// goes in chunks, each a request of its own).
     pub body_deadline: Duration,
+    /// Longest wait for the client to take any byte of an answer; then the
+    /// connection is closed (a client that never reads its answers).
+    pub write_timeout: Duration,
     /// Connections served at once; further ones wait to be accepted.
     pub max_connections: usize,
 }
@@ -286,6 +289,7 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             body_deadline: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(30),
             max_connections: 1024,
         }
     }
@@ -350,6 +354,7 @@ pub async fn serve_with(
             tracing::debug!("TCP_NODELAY: {error}");
         }
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let stream = crate::stalled_writes::StallLimited::new(stream, limits.write_timeout);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

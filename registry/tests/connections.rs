@@ -272,3 +272,32 @@ async fn one_client_cannot_hold_every_connection_with_slow_bodies() {
     let (answer, closed) = read_until_closed(&mut again, Duration::from_millis(700)).await;
     assert!(answer.is_empty() && !closed, "{answer:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_let_go() {
+    // One connection in all: a client pipelining requests without reading
+    // the answers would hold it forever.
+    let limits = ConnectionLimits {
+        max_connections: 1,
+        write_timeout: Duration::from_millis(800),
+        ..ConnectionLimits::default()
+    };
+    let (address, _dir, _) = server(limits).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut greedy = socket.connect(address).await.unwrap();
+    let request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
+    // Written while the server still reads; what it cannot write back stays.
+    let _ = tokio::time::timeout(Duration::from_secs(3), greedy.write_all(&request)).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let health = client
+        .get(format!("http://{address}/healthz"))
+        .send()
+        .await
+        .expect("the slot was freed once the answers stalled");
+    assert_eq!(health.status(), 200);
+    drop(greedy);
+}
