@@ -28,7 +28,7 @@ pub struct ServeArgs {
     org: String,
     /// Also serve /metrics without a token on this address (for a
     /// Prometheus scraper on a private network). On the API's address,
-    /// /metrics needs a token of the operator organization.
+    /// /metrics needs an admin token of the operator organization.
     #[arg(long, env = "WARDEN_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
     /// Time a client has to send a request's headers (and to start its next

@@ -45,6 +45,14 @@ async fn operations_endpoints(backend: Backend) {
     h.get(&tenant_admin, "/metrics")
         .await
         .expect_error(403, "not_operator");
+    // Nor any role of the operator org but admin: its portal's invoker
+    // token reads no other org's plugin names.
+    for role in ["invoker", "viewer", "publisher"] {
+        let token = h.token(&h.admin, "acme", role).await;
+        h.get(&token, "/metrics")
+            .await
+            .expect_error(403, "not_operator");
+    }
     let metrics = h.metrics(&h.admin).await;
     assert!(!metrics.contains("JUNK"), "a method became a label");
     assert!(metrics.contains(r#"method="other""#), "{metrics}");

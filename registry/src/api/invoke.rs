@@ -181,7 +181,7 @@ async fn invoke(
         .map(|(name, version, digest)| {
             state
                 .metrics
-                .dependency_linked(&plugin_label, &name, &version);
+                .dependency_linked(&plugin_label, &record.version, &name, &version);
             ReleaseRan {
                 name,
                 version,

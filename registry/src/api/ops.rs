@@ -80,6 +80,29 @@ pub struct Metrics {
     dependencies: Family<DependencyLabels, Counter>,
     compiles_running: Gauge,
     compiles_waiting: Gauge,
+    /// The releases with series, and what each has: the series stay
+    /// bounded (the least lately invoked release's are dropped past
+    /// [`MAX_RELEASES_IN_METRICS`]) and a yanked release's go.
+    tracked: std::sync::Mutex<Tracked>,
+}
+
+/// Releases whose series `/metrics` keeps at most; past it, the release
+/// invoked least lately loses its series (its counters start again from 0
+/// if it is invoked again, which Prometheus reads as a reset).
+pub const MAX_RELEASES_IN_METRICS: usize = 256;
+
+#[derive(Default)]
+struct Tracked {
+    tick: u64,
+    releases: std::collections::HashMap<ReleaseLabels, Series>,
+}
+
+/// What one release has series for, and when it was last invoked.
+#[derive(Default)]
+struct Series {
+    last: u64,
+    kinds: std::collections::HashSet<String>,
+    links: std::collections::HashSet<DependencyLabels>,
 }
 
 impl Default for Metrics {
@@ -154,6 +177,7 @@ impl Default for Metrics {
             fuel,
             invocation_seconds,
             dependencies,
+            tracked: std::sync::Mutex::default(),
         }
     }
 }
@@ -172,6 +196,11 @@ impl Metrics {
             plugin: plugin.to_owned(),
             version: version.to_owned(),
         };
+        self.track(&labels, |series| {
+            if let Some(kind) = error {
+                series.kinds.insert(kind.to_owned());
+            }
+        });
         self.invocations.get_or_create(&labels).inc();
         if let Some(kind) = error {
             self.invocation_errors
@@ -190,15 +219,90 @@ impl Metrics {
         }
     }
 
-    /// Counts one invocation of `plugin` linked with `dependency` at `version`.
-    pub fn dependency_linked(&self, plugin: &str, dependency: &str, version: &str) {
-        self.dependencies
-            .get_or_create(&DependencyLabels {
-                plugin: plugin.to_owned(),
-                dependency: dependency.to_owned(),
-                version: version.to_owned(),
-            })
-            .inc();
+    /// Counts one invocation of `plugin@plugin_version` linked with
+    /// `dependency` at `version`.
+    pub fn dependency_linked(
+        &self,
+        plugin: &str,
+        plugin_version: &str,
+        dependency: &str,
+        version: &str,
+    ) {
+        let link = DependencyLabels {
+            plugin: plugin.to_owned(),
+            dependency: dependency.to_owned(),
+            version: version.to_owned(),
+        };
+        let release = ReleaseLabels {
+            plugin: plugin.to_owned(),
+            version: plugin_version.to_owned(),
+        };
+        self.track(&release, |series| {
+            series.links.insert(link.clone());
+        });
+        self.dependencies.get_or_create(&link).inc();
+    }
+
+    /// Notes that `release` is invoked now (and what `note` adds), dropping
+    /// the series of the release invoked least lately when there are too
+    /// many.
+    fn track(&self, release: &ReleaseLabels, note: impl FnOnce(&mut Series)) {
+        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        tracked.tick += 1;
+        let tick = tracked.tick;
+        let series = tracked.releases.entry(release.clone()).or_default();
+        series.last = tick;
+        note(series);
+        if tracked.releases.len() > MAX_RELEASES_IN_METRICS {
+            let oldest = tracked
+                .releases
+                .iter()
+                .min_by_key(|(_, series)| series.last)
+                .map(|(labels, _)| labels.clone());
+            if let Some(oldest) = oldest
+                && let Some(series) = tracked.releases.remove(&oldest)
+            {
+                self.drop_series(&oldest, &series);
+            }
+        }
+    }
+
+    fn drop_series(&self, release: &ReleaseLabels, series: &Series) {
+        self.invocations.remove(release);
+        self.fuel.remove(release);
+        self.invocation_seconds.remove(release);
+        for kind in &series.kinds {
+            self.invocation_errors.remove(&ErrorLabels {
+                plugin: release.plugin.clone(),
+                version: release.version.clone(),
+                kind: kind.clone(),
+            });
+        }
+        for link in &series.links {
+            self.dependencies.remove(link);
+        }
+    }
+
+    /// Drops every series of `plugin@version` (yanked: it never runs
+    /// again), and the links of other releases to it.
+    pub fn forget_release(&self, plugin: &str, version: &str) {
+        let release = ReleaseLabels {
+            plugin: plugin.to_owned(),
+            version: version.to_owned(),
+        };
+        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = tracked.releases.remove(&release) {
+            self.drop_series(&release, &series);
+        }
+        for series in tracked.releases.values_mut() {
+            series.links.retain(|link| {
+                let to_it = link.dependency == plugin && link.version == version;
+                if to_it {
+                    self.dependencies.remove(link);
+                }
+                !to_it
+            });
+        }
     }
 
     /// Sets the gauges of the publish compile gate.
@@ -283,10 +387,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// only (plugin names of every org are in it). `warden serve
 /// --metrics-listen` serves it without a token on an address of its own.
 async fn metrics(caller: Caller, State(state): State<AppState>) -> Response {
-    if !caller.operator {
+    if !caller.operator || caller.role != crate::domain::tokens::Role::Admin {
         return super::ApiError::new(
             super::ErrorCode::NotOperator,
-            "metrics are for tokens of the operator organization",
+            "metrics are for admin tokens of the operator organization",
         )
         .into_response();
     }
@@ -403,5 +507,41 @@ pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
                     .or_insert_with(|| error(description).into());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_kept_for_a_bounded_number_of_releases_and_dropped_when_yanked() {
+        let metrics = Metrics::default();
+        let metering = warden_host::Metering {
+            fuel_used: 7,
+            duration: std::time::Duration::from_millis(1),
+        };
+        metrics.invocation("acme/first", "1.0.0", Some("trap"), Some(&metering));
+        metrics.dependency_linked("acme/first", "1.0.0", "acme/base", "1.0.0");
+        for i in 0..MAX_RELEASES_IN_METRICS {
+            metrics.invocation("acme/many", &format!("0.0.{i}"), None, Some(&metering));
+        }
+        let text = metrics.encode();
+        // The release invoked least lately lost all its series.
+        assert!(!text.contains("acme/first"), "{text}");
+        assert!(text.contains(r#"plugin="acme/many",version="0.0.0""#));
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("warden_plugin_invocations_total"))
+            .count();
+        assert_eq!(series, MAX_RELEASES_IN_METRICS);
+        // A yanked release's series go at once, and links to it.
+        metrics.dependency_linked("acme/many", "0.0.1", "acme/base", "2.0.0");
+        metrics.forget_release("acme/many", "0.0.0");
+        metrics.forget_release("acme/base", "2.0.0");
+        let text = metrics.encode();
+        assert!(!text.contains(r#"version="0.0.0""#), "{text}");
+        assert!(!text.contains("acme/base"), "{text}");
+        assert!(text.contains(r#"plugin="acme/many",version="0.0.1""#));
     }
 }

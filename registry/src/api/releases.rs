@@ -213,5 +213,8 @@ async fn yank(
         &body.reason,
     )
     .await?;
+    state
+        .metrics
+        .forget_release(&format!("{org}/{name}"), &release.version);
     Ok(Json(release))
 }
