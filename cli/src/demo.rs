@@ -180,6 +180,8 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         }
     };
     let token_file = args.data_dir.join("portal-token");
+    // A token a crash left staged is removed, whichever branch runs below.
+    warden_host::remove_stale_staging(&token_file);
     let kept = std::fs::read_to_string(&token_file)
         .ok()
         .map(|text| text.trim().to_owned())

@@ -16,6 +16,7 @@ pub fn write_private(path: &Path, bytes: &[u8], replace: bool) -> std::io::Resul
         _ => Path::new("."),
     };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    remove_stale_staging(path);
     let staging = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
     let written = (|| {
         let mut options = std::fs::OpenOptions::new();
@@ -44,6 +45,54 @@ pub fn write_private(path: &Path, bytes: &[u8], replace: bool) -> std::io::Resul
     written
 }
 
+/// How old a staging file must be before it counts as left by a crash
+/// (younger ones may be another process's write in progress).
+pub const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes what [`write_private`] staged for `path` and a crash (kill -9
+/// between writing and renaming) left behind: such a file may hold a
+/// secret (a token) that nothing else would ever remove. Only files older
+/// than [`STALE_STAGING`] are removed. Returns how many.
+pub fn remove_stale_staging(path: &Path) -> usize {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return 0;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(random) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        if random.len() != 16 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age >= STALE_STAGING);
+        if old && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +116,33 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
         // No staging file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn staging_a_crash_left_is_removed_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portal-token");
+        let left = dir.path().join(".portal-token.00112233aabbccdd.tmp");
+        let young = dir.path().join(".portal-token.ffeeddccbbaa9988.tmp");
+        let other = dir.path().join(".admin-token.00112233aabbccdd.tmp");
+        for file in [&left, &young, &other] {
+            std::fs::write(file, b"wdn_live_secret\n").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - 2 * STALE_STAGING;
+        for file in [&left, &other] {
+            std::fs::File::options()
+                .write(true)
+                .open(file)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        assert_eq!(remove_stale_staging(&path), 1);
+        assert!(!left.exists());
+        assert!(young.exists(), "maybe another process's write in progress");
+        assert!(other.exists(), "another file's staging");
+        // Writing the file cleans up after an earlier crash too.
+        write_private(&dir.path().join("admin-token"), b"t\n", false).unwrap();
+        assert!(!other.exists());
     }
 }

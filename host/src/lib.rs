@@ -59,7 +59,7 @@ pub use exports::{
     FLAGS_READ_DIVISOR, FunctionInfo, MAX_EXPORTED_FUNCTIONS, MAX_TYPE_DEPTH, MAX_TYPE_PARTS,
     ParamInfo,
 };
-pub use files::write_private;
+pub use files::{STALE_STAGING, remove_stale_staging, write_private};
 pub use kv::{
     KvError, KvQuota, KvStore, MemoryKvStore, bytes_over as kv_bytes_over, kv_entry_bytes,
 };

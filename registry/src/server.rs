@@ -209,6 +209,8 @@ impl ControlPlane {
                 StartError::Config(format!("checking version tags left by a crash: {e}"))
             })?;
         let admin_token_path = data_dir.join("admin-token");
+        // What a crash left staged holds a token: gone before anything else.
+        warden_host::remove_stale_staging(&admin_token_path);
         let bootstrap_token = orgs::bootstrap(&state.db, &config.bootstrap_org, |secret| {
             warden_host::write_private(&admin_token_path, format!("{secret}\n").as_bytes(), true)
         })

@@ -542,3 +542,31 @@ async fn a_full_database_disk_is_507_and_readiness_follows_the_space() {
     .await
     .expect(201);
 }
+
+/// A kill between writing a token's staging file and renaming it left a
+/// live secret on disk: the next start removes it.
+#[tokio::test]
+async fn a_start_removes_what_a_crash_left_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let staged = data.join(".admin-token.0123456789abcdef.tmp");
+    std::fs::write(&staged, b"wdn_a_live_token\n").unwrap();
+    let long_ago = std::time::SystemTime::now() - 2 * warden_host::STALE_STAGING;
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    warden_registry::ControlPlane::open(&warden_registry::ServerConfig::new(&data))
+        .await
+        .unwrap();
+    assert!(!staged.exists(), "the staged token is still there");
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
