@@ -653,3 +653,60 @@ async fn python_and_javascript_plugins_are_published_approved_and_invoked(backen
     }
 }
 on_both_databases!(python_and_javascript_plugins_are_published_approved_and_invoked);
+
+async fn a_newer_release_whose_key_is_revoked_gives_way_to_an_older_trusted_one(backend: Backend) {
+    let w = world(backend).await;
+    let hello = read(HELLO);
+    w.release("hello", "1.0.0", &hello, &[], Limits::default())
+        .await;
+    // 1.1.0 is signed by carol, whose key is then revoked.
+    let carol = w.h.key(&w.h.admin, "acme", "publisher", "carol").await;
+    let newer =
+        w.h.publish(&w.publisher, &carol, "acme/hello", "1.1.0", &hello, &[])
+            .await
+            .expect(201);
+    w.h.post(
+        &w.h.admin,
+        "/v1/plugins/acme/hello/releases/1.1.0/approve",
+        approval_body(&w.bob, &newer, &[], Limits::default()),
+    )
+    .await
+    .expect(200);
+    let w = &w;
+    let revoke = |key: &PrivateKey| {
+        let path = format!("/v1/orgs/acme/keys/{}/revoke", key.public_key().key_id());
+        async move {
+            let revoked = w.h.call(&w.h.admin, Method::POST, &path, None).await;
+            assert_eq!(revoked.status, 204);
+        }
+    };
+    revoke(&carol).await;
+    // 1.0.0 runs, and the answer says that 1.1.0 was passed over and why.
+    let ran = w
+        .invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect(200);
+    assert_eq!(ran["release"]["version"], "1.0.0");
+    let skipped = &ran["release"]["skipped"];
+    assert_eq!(skipped[0]["version"], "1.1.0", "{ran}");
+    let reason = skipped[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&carol.public_key().key_id()) && reason.contains("revoked"),
+        "{reason}"
+    );
+    // A requirement only the untrusted release matches is still refused.
+    w.invoke(
+        &w.invoker,
+        "hello",
+        "greet",
+        json!({ "args": ["x"], "version": "=1.1.0" }),
+    )
+    .await
+    .expect_error(409, "release_untrusted");
+    // With every publisher key revoked, nothing runs.
+    revoke(&w.alice).await;
+    w.invoke(&w.invoker, "hello", "greet", json!({ "args": ["x"] }))
+        .await
+        .expect_error(409, "release_untrusted");
+}
+on_both_databases!(a_newer_release_whose_key_is_revoked_gives_way_to_an_older_trusted_one);

@@ -4,7 +4,7 @@
 
 use super::{ApiError, ApiPath, ApiResult, AppState, ErrorBody, ErrorCode, UnreadJson};
 use crate::domain::names;
-use crate::domain::resolution::Resolved;
+use crate::domain::resolution::{Resolved, Skipped};
 use crate::domain::tokens::{Caller, Permission};
 use crate::runtime::{LinkError, Linked, LoadError, LoadedRelease};
 use axum::Json;
@@ -42,6 +42,11 @@ pub struct ReleaseRan {
     pub version: String,
     /// `sha256:` of the component.
     pub digest: String,
+    /// Newer releases matching the request that did not run because the
+    /// database no longer trusts them (a revoked publisher key, revoked
+    /// approvals), newest first, each with why. Absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
 }
 
 /// What an invocation used.
@@ -175,6 +180,7 @@ async fn invoke(
         name: plugin_label.clone(),
         version: record.version.clone(),
         digest: loaded.verified.statement.component.digest.clone(),
+        skipped: resolved.skipped.clone(),
     };
     let dependencies: Vec<ReleaseRan> = dependencies
         .into_iter()
@@ -186,6 +192,7 @@ async fn invoke(
                 name,
                 version,
                 digest,
+                skipped: Vec::new(),
             }
         })
         .collect();

@@ -53,6 +53,18 @@ pub struct Resolved {
     pub record: ReleaseRecord,
     /// The admin-set configuration values of the plugin.
     pub config: BTreeMap<String, String>,
+    /// Newer releases matching the requirement that were passed over
+    /// because the database no longer trusts them, newest first.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A newer release passed over, and why.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Skipped {
+    /// Its version.
+    pub version: String,
+    /// Why it is not trusted (a revoked publisher key, revoked approvals).
+    pub reason: String,
 }
 
 /// The row with the newest semver version among `rows` that `keep` accepts;
@@ -70,7 +82,7 @@ pub fn newest_by_version<T>(
 }
 
 /// The newest approved release of `org/name` matching `requirement` (any
-/// version without one), with its approvals (those by admin keys revoked in
+/// version without one) that the database still trusts, with its approvals (those by admin keys revoked in
 /// the database left out: fewer than `approvals_required` left is refused),
 /// its publisher key (which must be registered and not revoked) and the
 /// plugin's configuration.
@@ -102,27 +114,88 @@ pub async fn resolve(
     .bind(Status::Approved.as_str())
     .fetch_all(db.pool())
     .await?;
-    let chosen = newest_by_version(
-        approved,
-        |row| row.0.as_str(),
-        |version| requirement.is_none_or(|r| r.matches(version)),
-    );
-    let Some((version, manifest_digest, envelope, publisher_key)) = chosen else {
+    // Newest first, among those matching the requirement.
+    let mut candidates: Vec<(Version, (String, String, String, String))> = approved
+        .into_iter()
+        .filter_map(|row| Some((Version::parse(&row.0).ok()?, row)))
+        .filter(|(version, _)| requirement.is_none_or(|r| r.matches(version)))
+        .collect();
+    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    if candidates.is_empty() {
         return Err(ResolveError::NoApprovedRelease {
             plugin: format!("{org}/{name}"),
             requirement: requirement.cloned(),
         });
-    };
-    let reference = format!("{org}/{name}@{version}");
-    let untrusted = |reason: String| ResolveError::Untrusted {
-        reference: reference.clone(),
-        reason,
-    };
+    }
+    // The newest release the database still trusts runs; the newer ones
+    // it does not are skipped, and the answer says which and why. If none
+    // is trusted, the newest one's reason is the refusal.
+    let mut skipped = Vec::new();
+    for (_, (version, manifest_digest, envelope, publisher_key)) in
+        candidates.into_iter().take(MAX_SKIPPED + 1)
+    {
+        let reference = format!("{org}/{name}@{version}");
+        let untrusted = |reason: String| ResolveError::Untrusted {
+            reference: reference.clone(),
+            reason,
+        };
+        let trust = trust_of(db, org, name, &version, &publisher_key, approvals_required).await?;
+        let (publisher, counted) = match trust {
+            Ok(trusted) => trusted,
+            Err(reason) => {
+                skipped.push(Skipped { version, reason });
+                continue;
+            }
+        };
+        let parse = |text: &str| -> Result<Envelope, ResolveError> {
+            serde_json::from_str(text)
+                .map_err(|e| untrusted(format!("a stored envelope is malformed: {e}")))
+        };
+        let record = ReleaseRecord {
+            repository: format!("{org}/{name}"),
+            version: version.clone(),
+            manifest_digest,
+            envelope: parse(&envelope)?,
+            approvals: counted.iter().map(|e| parse(e)).collect::<Result<_, _>>()?,
+            publisher,
+            key: Default::default(),
+        };
+        let config = serde_json::from_str(&config)
+            .map_err(|e| ResolveError::Corrupt(format!("configuration of {org}/{name}: {e}")))?;
+        return Ok(Resolved {
+            record,
+            config,
+            skipped,
+        });
+    }
+    let newest = skipped.swap_remove(0);
+    Err(ResolveError::Untrusted {
+        reference: format!("{org}/{name}@{}", newest.version),
+        reason: newest.reason,
+    })
+}
+
+/// Newer releases one resolution passes over for an older trusted one, at
+/// most; past them, the plugin is refused.
+pub const MAX_SKIPPED: usize = 16;
+
+/// Whether the database still trusts `org/name@version`, signed by
+/// `publisher_key`: the key, registered and not revoked, and the approvals
+/// by admin keys not revoked (fewer than `approvals_required` left is no
+/// trust). `Ok(Err(reason))` when it does not.
+async fn trust_of(
+    db: &Db,
+    org: &str,
+    name: &str,
+    version: &str,
+    publisher_key: &str,
+    approvals_required: u32,
+) -> Result<Result<(warden_host::PublicKey, Vec<String>), String>, ResolveError> {
     let key: Option<(String, Option<i64>)> = sqlx::query_as(
         "SELECT public_key, revoked_at FROM signing_keys WHERE org = $1 AND key_id = $2",
     )
     .bind(org)
-    .bind(&publisher_key)
+    .bind(publisher_key)
     .fetch_optional(db.pool())
     .await?;
     let publisher = match key {
@@ -130,7 +203,7 @@ pub async fn resolve(
             .parse()
             .map_err(|e| ResolveError::Corrupt(format!("signing key {publisher_key}: {e}")))?,
         Some((_, Some(_))) | None => {
-            return Err(untrusted(format!(
+            return Ok(Err(format!(
                 "publisher key {publisher_key} is revoked or unknown"
             )));
         }
@@ -145,7 +218,7 @@ pub async fn resolve(
     )
     .bind(org)
     .bind(name)
-    .bind(&version)
+    .bind(version)
     .fetch_all(db.pool())
     .await?;
     let revoked: Vec<&str> = approvals
@@ -153,34 +226,19 @@ pub async fn resolve(
         .filter(|(_, _, revoked_at)| revoked_at.is_some())
         .map(|(_, key_id, _)| key_id.as_str())
         .collect();
-    let counted: Vec<&str> = approvals
+    let counted: Vec<String> = approvals
         .iter()
         .filter(|(_, _, revoked_at)| revoked_at.is_none())
-        .map(|(envelope, _, _)| envelope.as_str())
+        .map(|(envelope, _, _)| envelope.clone())
         .collect();
     if !revoked.is_empty() && counted.len() < approvals_required as usize {
-        return Err(untrusted(format!(
+        return Ok(Err(format!(
             "it was approved with admin key {} which has been revoked; {} of {approvals_required} approvals remain",
             revoked.join(", "),
             counted.len()
         )));
     }
-    let parse = |text: &str| -> Result<Envelope, ResolveError> {
-        serde_json::from_str(text)
-            .map_err(|e| untrusted(format!("a stored envelope is malformed: {e}")))
-    };
-    let record = ReleaseRecord {
-        repository: format!("{org}/{name}"),
-        version: version.clone(),
-        manifest_digest,
-        envelope: parse(&envelope)?,
-        approvals: counted.into_iter().map(parse).collect::<Result<_, _>>()?,
-        publisher,
-        key: Default::default(),
-    };
-    let config = serde_json::from_str(&config)
-        .map_err(|e| ResolveError::Corrupt(format!("configuration of {org}/{name}: {e}")))?;
-    Ok(Resolved { record, config })
+    Ok(Ok((publisher, counted)))
 }
 
 #[cfg(test)]
