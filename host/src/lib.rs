@@ -67,7 +67,7 @@ pub use limits::{
     LimitKind, Limits, MAX_READ_BUDGET, READ_SLACK_BYTES, RESULT_READ_FACTOR, format_bytes,
     format_duration, parse_bytes, parse_duration,
 };
-pub use link::{MAX_CALL_TREE, MAX_LINKED_IMPORTS, interface_serves};
+pub use link::{LINK_BYTES_PER_FUEL, MAX_CALL_TREE, MAX_LINKED_IMPORTS, interface_serves};
 pub use plugin::{Failure, Invocation, Metering, Output, Plugin, PluginSettings};
 pub use statement::{
     APPROVAL_PAYLOAD_TYPE, ApprovalStatement, ComponentRef, RELEASE_PAYLOAD_TYPE, ReleaseStatement,

@@ -363,7 +363,21 @@ async fn forward(
     let name = &dependency.settings().name;
     let own = &dependency.settings().limits;
     let key = dependency.key();
+    // What crosses the link is copied by the host, out of the caller's
+    // memory into the dependency's and back: charged to the caller's fuel
+    // like the instructions that would copy it (LINK_BYTES_PER_FUEL).
+    let sent = copy_fuel(params);
     let caller_fuel = caller.get_fuel()?;
+    if sent > caller_fuel {
+        return Err(caller.data_mut().trap(Error::limit(
+            LimitKind::Fuel,
+            format!(
+                "passing {} to {name} costs {sent} units of fuel; {caller_fuel} are left",
+                format_bytes(sent.saturating_mul(LINK_BYTES_PER_FUEL))
+            ),
+        )));
+    }
+    let caller_fuel = caller_fuel - sent;
     let (running, fuel_used) = tree.take(key);
     let own_left = own.fuel.saturating_sub(fuel_used);
     let given = caller_fuel.min(own_left);
@@ -392,10 +406,67 @@ async fn forward(
         Err((burnt, error)) => (None, burnt, Some(error)),
     };
     tree.put_back(key, running, fuel_used + burnt);
-    caller.set_fuel(caller_fuel.saturating_sub(burnt))?;
-    match failure {
-        None => Ok(()),
-        Some(error) => Err(caller.data_mut().trap(error.in_dependency(name))),
+    let left = caller_fuel.saturating_sub(burnt);
+    if let Some(error) = failure {
+        caller.set_fuel(left)?;
+        return Err(caller.data_mut().trap(error.in_dependency(name)));
+    }
+    let returned = copy_fuel(results);
+    if returned > left {
+        caller.set_fuel(0)?;
+        return Err(caller.data_mut().trap(Error::limit(
+            LimitKind::Fuel,
+            format!(
+                "the result of {name} ({}) costs {returned} units of fuel to pass back; {left} are left",
+                format_bytes(returned.saturating_mul(LINK_BYTES_PER_FUEL))
+            ),
+        )));
+    }
+    caller.set_fuel(left - returned)?;
+    Ok(())
+}
+
+/// Bytes the host copies across a link per unit of the caller's fuel: about
+/// what the copy would cost a plugin in instructions doing it itself.
+pub const LINK_BYTES_PER_FUEL: u64 = 8;
+
+/// The fuel to copy `values` across a link: their bytes (a string's, each
+/// element's, at least one per value) per [`LINK_BYTES_PER_FUEL`].
+fn copy_fuel(values: &[Val]) -> u64 {
+    values
+        .iter()
+        .map(value_bytes)
+        .sum::<u64>()
+        .div_ceil(LINK_BYTES_PER_FUEL)
+}
+
+/// What one value's copy moves, in bytes.
+fn value_bytes(value: &Val) -> u64 {
+    let all = |values: &[Val]| values.iter().map(value_bytes).sum::<u64>();
+    match value {
+        Val::Bool(_) | Val::S8(_) | Val::U8(_) => 1,
+        Val::S16(_) | Val::U16(_) => 2,
+        Val::S32(_) | Val::U32(_) | Val::Float32(_) | Val::Char(_) => 4,
+        Val::S64(_) | Val::U64(_) | Val::Float64(_) => 8,
+        Val::String(text) => 8 + text.len() as u64,
+        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => 8 + all(items),
+        Val::Map(pairs) => {
+            8 + pairs
+                .iter()
+                .map(|(k, v)| value_bytes(k) + value_bytes(v))
+                .sum::<u64>()
+        }
+        Val::Record(fields) => fields
+            .iter()
+            .map(|(_, v)| value_bytes(v))
+            .sum::<u64>()
+            .max(1),
+        Val::Variant(_, payload) => 4 + payload.as_deref().map_or(0, value_bytes),
+        Val::Enum(_) => 4,
+        Val::Option(inner) => 1 + inner.as_deref().map_or(0, value_bytes),
+        Val::Result(Ok(payload) | Err(payload)) => 1 + payload.as_deref().map_or(0, value_bytes),
+        Val::Flags(names) => 4 + names.len() as u64 / 8,
+        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => 4,
     }
 }
 

@@ -688,3 +688,124 @@ async fn an_invocation_takes_from_the_pool_what_every_plugin_of_its_tree_defines
     assert_eq!(dependent.pool_use(), own.plus(theirs));
     assert_eq!(dependent.tree_size(), 2);
 }
+
+/// A dependency whose `get(n)` returns `n` bytes of its memory without
+/// touching them (its code costs a few instructions, whatever `n`).
+const BIG_SOURCE: &str = r#"
+(component
+  (core module $m
+    (memory (export "memory") 17)
+    (func (export "get") (param $n i32) (result i32)
+      (i32.store (i32.const 0) (i32.const 65536))
+      (i32.store (i32.const 4) (local.get $n))
+      (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $get (param "n" u32) (result string)
+    (canon lift (core func $i "get") (memory (core memory $i "memory"))))
+  (instance $api (export "get" (func $get)))
+  (export "warden-tests:big/api" (instance $api)))
+"#;
+
+/// Calls `get(n)` of the dependency `times` times: the host copies each
+/// string into its memory (always at the same place), which costs its code
+/// a few instructions per call.
+const BIG_SINK: &str = r#"
+(component
+  (import "warden-tests:big/api" (instance $api
+    (export "get" (func (param "n" u32) (result string)))))
+  (core module $mem
+    (memory (export "memory") 1)
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $pages i32)
+      (local.set $pages
+        (i32.sub
+          (i32.shr_u (i32.add (i32.add (local.get 3) (i32.const 1024)) (i32.const 65535)) (i32.const 16))
+          (memory.size)))
+      (if (i32.gt_s (local.get $pages) (i32.const 0))
+        (then (drop (memory.grow (local.get $pages)))))
+      (i32.const 1024)))
+  (core instance $mem (instantiate $mem))
+  (core func $get (canon lower (func $api "get")
+    (memory (core memory $mem "memory")) (realloc (core func $mem "realloc"))))
+  (core module $main
+    (import "api" "get" (func $get (param i32 i32)))
+    (func (export "run") (param $times i32) (param $n i32) (result i32)
+      (local $done i32)
+      (block $out
+        (loop $again
+          (br_if $out (i32.ge_u (local.get $done) (local.get $times)))
+          (call $get (local.get $n) (i32.const 16))
+          (local.set $done (i32.add (local.get $done) (i32.const 1)))
+          (br $again)))
+      (local.get $done)))
+  (core instance $main (instantiate $main
+    (with "api" (instance (export "get" (func $get))))))
+  (func (export "run") (param "times" u32) (param "n" u32) (result u32)
+    (canon lift (core func $main "run"))))
+"#;
+
+#[tokio::test]
+async fn what_crosses_a_link_costs_the_callers_fuel() {
+    let engine = engine();
+    let compile = |wat: &str| engine.compile(&wat::parse_str(wat).unwrap()).unwrap();
+    let source = Plugin::new(
+        engine,
+        &compile(BIG_SOURCE),
+        PluginSettings {
+            name: "acme/source@1.0.0".into(),
+            ..PluginSettings::default()
+        },
+    )
+    .unwrap();
+    let sink = |fuel: u64| {
+        Plugin::linked(
+            engine,
+            &compile(BIG_SINK),
+            PluginSettings {
+                name: "acme/sink@1.0.0".into(),
+                limits: Limits {
+                    fuel,
+                    ..Limits::default()
+                },
+                ..PluginSettings::default()
+            },
+            std::slice::from_ref(&source),
+        )
+        .unwrap()
+    };
+    // 64 copies of 1 MiB: 64 MiB through the host, a few hundred
+    // instructions of the sink's and source's own.
+    let mib = 1u32 << 20;
+    let per_call = u64::from(mib).div_ceil(warden_host::LINK_BYTES_PER_FUEL);
+    let ran = sink(2_000_000_000)
+        .invoke("run", &json!([64, mib]))
+        .await
+        .unwrap();
+    assert_eq!(ran.output, Output::Value(json!(64)));
+    assert!(
+        ran.metering.fuel_used >= 64 * per_call,
+        "{} units of fuel for 64 MiB copied",
+        ran.metering.fuel_used
+    );
+    // With fuel for less than that, the copies stop the call.
+    let stopped = sink(100_000)
+        .invoke("run", &json!([64, mib]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stopped.error.innermost(),
+            Error::LimitExceeded {
+                kind: warden_host::LimitKind::Fuel,
+                ..
+            }
+        ),
+        "{}",
+        stopped.error
+    );
+    assert!(
+        stopped.error.to_string().contains("acme/source"),
+        "{}",
+        stopped.error
+    );
+}
