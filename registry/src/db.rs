@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0005_kv_bytes.sqlite.sql"),
         postgres: include_str!("../migrations/0005_kv_bytes.postgres.sql"),
     },
+    Migration::portable(
+        6,
+        "referrers",
+        include_str!("../migrations/0006_referrers.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

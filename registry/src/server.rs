@@ -185,9 +185,27 @@ impl ControlPlane {
         )
         .map_err(|e| StartError::Config(format!("plugin threads: {e}")))?;
         let watcher = crate::changes::watch(db.clone());
+        // Referrers a crash or a full disk left out are written in the
+        // background (and once at start, below).
+        // Only the embedded store holds referrers Warden writes.
+        let embedded = matches!(artifacts, ArtifactSource::Embedded(_));
+        let repair = embedded.then(|| {
+            let (db, oci) = (db.clone(), oci.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(crate::domain::releases::REPAIR_INTERVAL);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    if let Err(e) = crate::domain::releases::repair_referrers(&db, &oci).await {
+                        tracing::warn!("writing missing referrers: {e}");
+                    }
+                }
+            })
+        });
         let state = AppState::new(api::Shared {
             snapshot: crate::domain::snapshot::Snapshot::new(config.snapshot_max_age),
             changes_watcher: api::AbortOnDrop(watcher),
+            referrer_repair: repair.map(api::AbortOnDrop),
             db,
             oci,
             engine: check_engine,
@@ -208,6 +226,13 @@ impl ControlPlane {
             .map_err(|e| {
                 StartError::Config(format!("checking version tags left by a crash: {e}"))
             })?;
+        // Referrers a crash or a full disk left out: written now, and in
+        // the background from here on (a failure here is tried again there).
+        if embedded
+            && let Err(e) = crate::domain::releases::repair_referrers(&state.db, &state.oci).await
+        {
+            tracing::warn!("writing missing referrers at start: {e}");
+        }
         let admin_token_path = data_dir.join("admin-token");
         // What a crash left staged holds a token: gone before anything else.
         warden_host::remove_stale_staging(&admin_token_path);

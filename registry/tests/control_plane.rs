@@ -768,3 +768,76 @@ async fn requested_and_approved_limits_stay_within_the_maxima(backend: Backend) 
     );
 }
 on_both_databases!(requested_and_approved_limits_stay_within_the_maxima);
+
+/// A kill (or a full disk) between a change's commit and the writing of its
+/// referrer lost the referrer for good: the row now says whether it was
+/// written, and the next start (or the background pass) writes it from the
+/// envelope the row holds.
+async fn referrers_a_crash_left_out_are_written_at_the_next_start(backend: Backend) {
+    let o = org(backend.clone(), 1).await;
+    let release = o
+        .publish_declaring(&o.alice, "acme/hello", "1.0.0", HELLO, &[], &[])
+        .await
+        .expect(201);
+    o.approve(&release, &[], warden_host::Limits::default())
+        .await;
+    let manifest = release["manifest_digest"].as_str().unwrap().to_owned();
+    let referrers = |url: String| {
+        let http = o.h.http.clone();
+        let token = o.publisher.clone();
+        let manifest = manifest.clone();
+        async move {
+            let answer: Value = http
+                .get(format!("{url}/v2/acme/hello/referrers/{manifest}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["manifests"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(referrers(o.h.url.clone()).await, 2);
+    // What the crash left: the rows committed, the referrers never written.
+    let data = o.h.dir.path().join("data");
+    let mut removed = 0;
+    for file in common::walk(&data) {
+        if file.components().any(|c| c.as_os_str() == "referrers") {
+            std::fs::remove_file(&file).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 2);
+    for table in ["releases", "approvals"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET referrer_at = NULL"
+        )))
+        .execute(o.h.db.pool())
+        .await
+        .unwrap();
+    }
+    assert_eq!(referrers(o.h.url.clone()).await, 0);
+
+    // The next start writes both again.
+    let mut config = warden_registry::ServerConfig::new(&data);
+    config.admin_keys = o.h.pinned.iter().map(PrivateKey::public_key).collect();
+    if let Backend::Postgres(url) = &backend {
+        config.database_url = Some(url.clone());
+    }
+    let plane = warden_registry::ControlPlane::open(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, plane.router()).into_future());
+    assert_eq!(referrers(url).await, 2);
+    let (missing,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM releases WHERE referrer_at IS NULL)
+              + (SELECT COUNT(*) FROM approvals WHERE referrer_at IS NULL)",
+    )
+    .fetch_one(o.h.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(missing, 0);
+}
+on_both_databases!(referrers_a_crash_left_out_are_written_at_the_next_start);

@@ -18,12 +18,10 @@ pub enum ArtifactSource {
     External(RegistryEndpoint),
 }
 
-/// A Wasm artifact as read: the manifest's bytes, its component layer, and
-/// the component, each checked against its digest.
+/// A Wasm artifact as read: its component layer and the component, each
+/// checked against its digest.
 #[derive(Debug)]
 pub struct FetchedArtifact {
-    /// The manifest's bytes.
-    pub manifest: Vec<u8>,
     /// The component's descriptor in the manifest.
     pub layer: Descriptor,
     /// The component's bytes.
@@ -119,11 +117,7 @@ async fn fetch_embedded(
             other => unavailable(other),
         })?;
     check_size(&layer, &component).map_err(invalid)?;
-    Ok(FetchedArtifact {
-        manifest,
-        layer,
-        component,
-    })
+    Ok(FetchedArtifact { layer, component })
 }
 
 async fn fetch_external(
@@ -187,11 +181,7 @@ async fn fetch_external(
             other => unavailable(other.to_string()),
         })?;
     check_size(&layer, &component).map_err(invalid)?;
-    Ok(FetchedArtifact {
-        manifest: manifest.to_vec(),
-        layer,
-        component,
-    })
+    Ok(FetchedArtifact { layer, component })
 }
 
 /// Whether the registry said it has no such manifest (or repository).

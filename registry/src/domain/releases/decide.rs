@@ -1,10 +1,9 @@
 //! Deciding on a release: approvals by distinct admin keys (which must agree
 //! and must not come from the publisher), rejection and yanking.
 
-use super::publish::attach;
 use super::{
     MAX_REASON_CHARS, Release, ReleaseContext, ReleaseError, check_transition, existing, internal,
-    reference, repository, show,
+    reference, show,
 };
 use crate::audit::Change;
 use crate::db::{is_duplicate, now_ms};
@@ -13,7 +12,6 @@ use crate::domain::keys::{self, KeyKind, SignedStatement, verify_signed};
 use crate::domain::names::is_plain_text;
 use crate::domain::status::Status;
 use crate::domain::tokens::Caller;
-use crate::oci::Digest;
 use serde_json::json;
 use warden_host::{
     APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Envelope, beyond, capability_list, parse_capabilities,
@@ -156,28 +154,23 @@ pub async fn approve(
         )
         .await?;
     // After the commit, like the publish's: the referrer is the record's OCI view.
+    // One referrer for the envelope, recorded in each signer's row.
     if let Some(store) = cx.artifacts.embedded() {
-        let written = async {
-            let repo = repository(org, name)?;
-            let manifest: Digest = row.manifest_digest.parse().map_err(internal)?;
-            let manifest_size = store
-                .blob_size(&repo, &manifest)
-                .await?
-                .ok_or_else(|| internal(format!("manifest {manifest} of {reference} is gone")))?;
-            attach(
+        for signer in &signers {
+            let written = super::referrers::write_referrer(
+                cx.db,
                 store,
-                &repo,
-                &manifest,
-                manifest_size as usize,
-                APPROVAL_PAYLOAD_TYPE,
+                super::referrers::Referrer::Approval,
+                (org, name, version),
+                Some(&signer.key_id),
+                &row.manifest_digest,
                 &envelope_json,
             )
-            .await?;
-            Ok::<_, ReleaseError>(())
-        };
-        if let Err(e) = written.await {
-            tracing::error!(release = %reference, error = %e,
-                "approved, but writing its approval referrer failed");
+            .await;
+            if let Err(e) = written {
+                tracing::error!(release = %reference, error = %e,
+                    "approved, but writing its approval referrer failed (repaired in the background)");
+            }
         }
     }
     show(cx, org, name, version).await

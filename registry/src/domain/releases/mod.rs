@@ -7,10 +7,12 @@
 mod compile_gate;
 mod decide;
 mod publish;
+mod referrers;
 
 pub use compile_gate::{CompileGate, QueueFull};
 pub use decide::{approve, reject, yank};
 pub use publish::{ImportProblem, check_imports, publish};
+pub use referrers::{REPAIR_INTERVAL, repair_referrers};
 
 use super::approval::SelfApproval;
 use super::keys::{self, SignatureError};

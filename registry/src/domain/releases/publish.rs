@@ -89,7 +89,6 @@ pub async fn publish(
             found_size: layer.size,
         });
     }
-    let manifest_size = artifact.manifest.len();
     let bytes = artifact.component;
     // The component itself: it must compile, and ask for nothing it did not declare.
     let engine = cx.engine.clone();
@@ -228,20 +227,22 @@ pub async fn publish(
         store.settle_tag(&repo, version).await;
     }
     // The signature referrer is the record's OCI copy, written once the
-    // record exists.
+    // record exists; the row says when it was (repaired at the next pass
+    // of `repair_referrers` if this fails or the process dies first).
     if let Some(store) = store
-        && let Err(e) = attach(
+        && let Err(e) = super::referrers::write_referrer(
+            cx.db,
             store,
-            &repo,
-            &manifest_digest,
-            manifest_size,
-            RELEASE_PAYLOAD_TYPE,
+            super::referrers::Referrer::Release,
+            (org, name, version),
+            None,
+            &manifest_digest.to_string(),
             &envelope_json,
         )
         .await
     {
         tracing::error!(release = %statement.reference(), error = %e,
-            "published, but writing its signature referrer failed");
+            "published, but writing its signature referrer failed (repaired in the background)");
     }
     tracing::info!(release = %statement.reference(), "published");
     show(cx, org, name, version).await
