@@ -27,6 +27,7 @@ pub struct AuditQuery {
     /// Entries after this sequence number (default 0: from the start).
     pub after: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

@@ -30,10 +30,18 @@ pub struct CatalogQuery {
     /// (on SQLite: more than 5,000 candidates; on PostgreSQL: its plan
     /// takes more than 50 ms), reads at most 5,000 plugins per page: follow
     /// `next_cursor` to the end.
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*$",
+        max_length = 200
+    )]
     pub q: Option<String>,
     /// Page size, 1 to 100.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// From the previous page.
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*$"
+    )]
     pub cursor: Option<String>,
 }
 

@@ -21,6 +21,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub struct ResolveQuery {
     /// A semver requirement on the plugin itself, e.g. `^1.2` (any version
     /// without one).
+    #[param(
+        pattern = r"^(\*|(=|>=|<=|>|<|~|\^)?(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?)?)?(, (=|>=|<=|>|<|~|\^)?(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?)?)?)*)$"
+    )]
     pub version: Option<String>,
 }
 

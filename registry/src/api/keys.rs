@@ -22,11 +22,16 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct AddKey {
     /// `ed25519:<base64>`, as `warden keygen` prints it.
+    #[schema(pattern = r"^ed25519:[A-Za-z0-9+/]{43}=$")]
     pub public_key: String,
     /// What it signs.
     pub kind: KeyKind,
     /// Who holds it. Approvals are refused when the approving key's owner is
     /// the publishing key's owner.
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*$",
+        max_length = 200
+    )]
     pub owner: String,
 }
 

@@ -139,6 +139,7 @@ fn v1() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (v1, mut document) = v1().split_for_parts();
     ops::document_common_answers(&mut document);
+    ops::document_path_parameters(&mut document);
     v1.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(ops::router(document))
         .with_state(state)

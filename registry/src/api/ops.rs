@@ -442,7 +442,51 @@ pub(super) fn document() -> utoipa::openapi::OpenApi {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut document = super::v1().into_openapi();
     document_common_answers(&mut document);
+    document_path_parameters(&mut document);
     document
+}
+
+/// What path parameters may hold, declared on each (the server refuses
+/// anything else before it reads it): organization and plugin names follow
+/// the name grammar, a version is a semantic version, and every other
+/// parameter (a function, a key or token id) is text without control
+/// characters.
+pub(super) fn document_path_parameters(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let text = |pattern: &str, max: Option<usize>| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(max)
+            .pattern(Some(pattern))
+            .build()
+    };
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if !matches!(parameter.parameter_in, ParameterIn::Path) {
+                    continue;
+                }
+                let schema = match parameter.name.as_str() {
+                    "org" | "name" => text(r"^[a-z0-9]+([._-][a-z0-9]+)*$", Some(64)),
+                    "version" => text(
+                        r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?$",
+                        Some(64),
+                    ),
+                    _ => text(r"^[^\x00-\x1f\x7f-\x9f]+$", None),
+                };
+                parameter.schema = Some(schema.into());
+            }
+        }
+    }
 }
 
 /// The answers every operation can give besides its own, documented on each

@@ -48,6 +48,11 @@ async fn whoami(caller: Caller) -> Json<WhoAmI> {
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     /// Its name: lowercase letters, digits, `.`, `_`, `-`.
+    #[schema(
+        pattern = r"^[a-z0-9]+([._-][a-z0-9]+)*$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub name: String,
 }
 

@@ -91,8 +91,12 @@ pub struct ReleaseQuery {
     /// Only releases in this status.
     pub status: Option<Status>,
     /// Page size, 1 to 100.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// From the previous page.
+    /// From the previous page (`name@version`).
+    #[param(
+        pattern = r"^[^@\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*@[^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*$"
+    )]
     pub cursor: Option<String>,
 }
 
@@ -161,6 +165,10 @@ async fn approve(
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     /// The reason, for the publisher and the audit log.
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*$",
+        max_length = 2000
+    )]
     pub reason: String,
 }
 

@@ -21,10 +21,15 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// What it is for, e.g. `portal` or `ci-publisher`.
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]*$",
+        max_length = 100
+    )]
     pub name: String,
     /// Its role.
     pub role: Role,
     /// Seconds until it expires (none: it does not expire).
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub expires_in_seconds: Option<i64>,
 }
 
@@ -79,4 +84,25 @@ async fn revoke_token(
     caller.require(Permission::Administer, &org)?;
     tokens::revoke(&state.db, &org, &caller.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A whole number of seconds, also when a client's JSON writes it as
+/// `5171.0` (JSON has one number type; the document says `integer`, which
+/// such a number is).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let number: Option<serde_json::Number> = serde::Deserialize::deserialize(deserializer)?;
+    let Some(number) = number else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_i64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        Some(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => Ok(Some(float as i64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number of seconds, got {number}"
+        ))),
+    }
 }

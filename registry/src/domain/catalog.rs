@@ -81,8 +81,35 @@ pub struct PluginDetail {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// Name to value.
+    /// Name to value. A name has 1 to 128 characters, none of them control
+    /// or invisible ones.
+    #[schema(schema_with = config_values_schema)]
     pub values: BTreeMap<String, String>,
+}
+
+/// The schema of [`PluginConfig::values`]: string values under names the
+/// server accepts (see [`check_config`]).
+fn config_values_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let names = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_CONFIG_KEY_CHARS))
+        .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]+$"))
+        .build();
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(names))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                // Bytes, as the server counts them: 4 per character at most.
+                .max_length(Some(MAX_CONFIG_VALUE_BYTES / 4))
+                .build()
+                .into(),
+        )))
+        .max_properties(Some(MAX_CONFIG_ENTRIES))
+        .build()
 }
 
 /// Why a catalog request failed.
@@ -285,7 +312,10 @@ pub fn check_config(config: &PluginConfig) -> Result<(), CatalogError> {
         )));
     }
     for (key, value) in &config.values {
-        if key.is_empty() || key.len() > MAX_CONFIG_KEY_CHARS || !super::names::is_plain_text(key) {
+        if key.is_empty()
+            || key.chars().count() > MAX_CONFIG_KEY_CHARS
+            || !super::names::is_plain_text(key)
+        {
             return Err(CatalogError::InvalidConfigKey(key.clone()));
         }
         if value.len() > MAX_CONFIG_VALUE_BYTES {
