@@ -164,11 +164,15 @@ impl Db {
             // back; returned to the pool so, it would keep every other writer
             // at "database is locked" even after space returns. Every
             // connection is rolled back as it is released (on a connection
-            // with no transaction, a no-op that SQLite refuses).
+            // with no transaction, a no-op that SQLite refuses), and one
+            // that had a transaction left is closed.
             .after_release(move |connection, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        let _ = connection.execute("ROLLBACK").await;
+                    // A ROLLBACK that succeeds found a transaction nobody
+                    // owned: that connection's state is not what sqlx
+                    // thinks, so it is closed rather than kept.
+                    if backend == Backend::Sqlite && connection.execute("ROLLBACK").await.is_ok() {
+                        return Ok(false);
                     }
                     Ok(true)
                 })

@@ -70,11 +70,16 @@ pub struct OciStore {
     /// Set when a write failed for lack of space, cleared by the next write
     /// that succeeds: `/readyz` reports it.
     full: AtomicBool,
+    /// When a readiness check last probed a full disk.
+    last_probe: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// What a readiness check writes to see whether space returned: room for
 /// a small blob at least.
 pub const SPACE_PROBE_BYTES: usize = 256 << 10;
+
+/// How often a readiness check probes a full disk at most.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether an I/O error says the disk (or the quota) is full.
 pub fn is_storage_full(error: &std::io::Error) -> bool {
@@ -141,6 +146,7 @@ impl OciStore {
             sessions: Mutex::new(HashMap::new()),
             upload_idle: UPLOAD_IDLE,
             full: AtomicBool::new(false),
+            last_probe: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -167,17 +173,33 @@ impl OciStore {
         if !self.is_full() {
             return true;
         }
+        // One probe at a time, at most one a second, whoever asks (anyone
+        // may call /readyz); the others get the last answer.
+        let Ok(mut last) = self.last_probe.try_lock() else {
+            return false;
+        };
+        if last.is_some_and(|at: std::time::Instant| at.elapsed() < PROBE_EVERY) {
+            return !self.is_full();
+        }
+        *last = Some(std::time::Instant::now());
+        // In a task of its own: a caller that hangs up does not leave the
+        // probe's file behind.
         let probe = self
             .root
             .join("tmp")
             .join(format!("space-probe-{}", rand::random::<u64>()));
-        let written = async {
-            let mut file = fs::File::create(&probe).await?;
-            file.write_all(&[0u8; SPACE_PROBE_BYTES]).await?;
-            file.sync_all().await
-        }
-        .await;
-        let _ = fs::remove_file(&probe).await;
+        let written = tokio::spawn(async move {
+            let written = async {
+                let mut file = fs::File::create(&probe).await?;
+                file.write_all(&[0u8; SPACE_PROBE_BYTES]).await?;
+                file.sync_all().await
+            }
+            .await;
+            let _ = fs::remove_file(&probe).await;
+            written
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         self.noted(written).is_ok()
     }
 

@@ -147,7 +147,7 @@ impl SqlKvStore {
         let turn = {
             let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
             if writers.len() > 1024 {
-                writers.retain(|_, one| one.available_permits() == 0);
+                writers.retain(|_, one| Arc::strong_count(one) > 1 || one.available_permits() == 0);
             }
             writers
                 .entry(org.to_owned())

@@ -81,6 +81,14 @@ impl Bucket {
     }
 }
 
+fn remember_in(solver: &OrgSolver, key: String, stamp: Stamp, answer: Unresolvable) {
+    let mut remembered = solver.remembered.lock().unwrap_or_else(|e| e.into_inner());
+    if remembered.len() >= REMEMBERED_PER_ORG && !remembered.contains_key(&key) {
+        remembered.clear();
+    }
+    remembered.insert(key, (stamp, answer));
+}
+
 /// A turn at the resolver: at most `limit` of solver time, charged to the
 /// organization with [`Turn::spent`].
 #[derive(Debug)]
@@ -97,6 +105,13 @@ pub struct Turn {
 }
 
 impl Turn {
+    /// Remembers that `key` of the turn's org resolves to nothing, as read
+    /// under `stamp` (taken before the catalog was read), until the org
+    /// changes.
+    pub fn remember(&self, key: String, stamp: Stamp, answer: Unresolvable) {
+        remember_in(&self.org, key, stamp, answer);
+    }
+
     /// Charges what the solve took.
     pub fn spent(self, took: Duration) {
         let mut budget = self.org.budget.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,20 +166,11 @@ impl SolverGate {
             .map(|(_, answer)| answer.clone())
     }
 
-    /// Remembers that `key` of `org` resolves to nothing, as read under
-    /// `stamp` (taken before the catalog was read).
-    pub fn remember(&self, org: &str, key: String, stamp: Stamp, answer: Unresolvable) {
-        let solver = self.org(org);
-        let mut remembered = solver.remembered.lock().unwrap_or_else(|e| e.into_inner());
-        if remembered.len() >= REMEMBERED_PER_ORG && !remembered.contains_key(&key) {
-            remembered.clear();
-        }
-        remembered.insert(key, (stamp, answer));
-    }
-
-    /// Waits for `org`'s turn and a free thread, within the org's queue and
-    /// budget.
-    pub async fn turn(&self, org: &str) -> Result<Turn, SolverBusy> {
+    /// A place in `org`'s queue, and then its one turn (waited for): what
+    /// a resolution holds from before it reads the catalog, so that an
+    /// org past its queue reads nothing. Refused at once when the queue is
+    /// full.
+    pub async fn enter(&self, org: &str) -> Result<Entry, SolverBusy> {
         let solver = self.org(org);
         let Ok(queued) = solver.queued.clone().try_acquire_owned() else {
             return Err(SolverBusy::Queue(org.to_owned()));
@@ -175,7 +181,35 @@ impl SolverGate {
             .acquire_owned()
             .await
             .expect("never closed");
-        let left = solver
+        Ok(Entry {
+            org: org.to_owned(),
+            solver,
+            threads: self.threads.clone(),
+            permits: (queued, turn),
+        })
+    }
+
+    /// [`SolverGate::enter`], then [`Entry::turn`].
+    #[cfg(test)]
+    pub async fn turn(&self, org: &str) -> Result<Turn, SolverBusy> {
+        self.enter(org).await?.turn().await
+    }
+}
+
+/// A resolution's place in its org's queue, holding the org's one turn.
+#[derive(Debug)]
+pub struct Entry {
+    org: String,
+    solver: Arc<OrgSolver>,
+    threads: Arc<Semaphore>,
+    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
+impl Entry {
+    /// A thread to solve on, within the org's budget.
+    pub async fn turn(self) -> Result<Turn, SolverBusy> {
+        let left = self
+            .solver
             .budget
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -185,18 +219,14 @@ impl SolverGate {
         if left < least {
             let retry_in = (least - left).div_f64(ORG_SOLVER_REFILL);
             return Err(SolverBusy::Budget {
-                org: org.to_owned(),
+                org: self.org,
                 retry_in,
             });
         }
-        let thread = self
-            .threads
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
+        let thread = self.threads.acquire_owned().await.expect("never closed");
+        let (queued, turn) = self.permits;
         Ok(Turn {
-            org: solver,
+            org: self.solver,
             limit: left.min(MAX_RESOLVE_TIME),
             _permits: (queued, turn, thread),
         })
@@ -248,14 +278,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_unresolvable_answer_is_remembered_until_the_org_changes() {
+    #[tokio::test]
+    async fn an_unresolvable_answer_is_remembered_until_the_org_changes() {
         let changes = Changes::default();
         let gate = SolverGate::new(1);
         let answer = Unresolvable {
             lines: vec!["no".into()],
+            conclusive: true,
         };
-        gate.remember("acme", "a".into(), changes.stamp("acme"), answer.clone());
+        let turn = gate.turn("acme").await.unwrap();
+        turn.remember("a".into(), changes.stamp("acme"), answer.clone());
+        turn.spent(Duration::ZERO);
         assert_eq!(gate.remembered("acme", "a"), Some(answer));
         assert_eq!(gate.remembered("acme", "b"), None);
         assert_eq!(gate.remembered("globex", "a"), None);

@@ -121,39 +121,39 @@ pub async fn resolve_dependencies(
     if let Some(answer) = remembered() {
         return Err(DependencyError::Unresolvable(answer));
     }
-    // Taken before the catalog is read: a change during the read makes
-    // what is remembered stale at once.
-    let stamp = db.changes().stamp(org);
-    let catalog = load_catalog(db, org, &root).await?;
-    let turn = gate.turn(org).await?;
+    // Its place in the org's queue before anything is read: an org past
+    // its queue costs the database nothing.
+    let entry = gate.enter(org).await?;
     // Another request may have found it while this one waited.
     if let Some(answer) = remembered() {
         return Err(DependencyError::Unresolvable(answer));
     }
+    // Taken before the catalog is read: a change during the read makes
+    // what is remembered stale at once.
+    let stamp = db.changes().stamp(org);
+    let catalog = load_catalog(db, org, &root).await?;
+    let turn = entry.turn().await?;
     // Seconds of CPU at worst (bounded by the turn): off the async workers.
-    let limit = turn.limit;
-    let started = std::time::Instant::now();
+    // The turn goes with the solve, so a caller that hangs up frees
+    // nothing before the solve ends, and the solve is charged to its org
+    // however the request ended.
     let solved = {
         let (root, requirement) = (root.clone(), requirement.clone());
         tokio::task::spawn_blocking(move || {
-            solve_within(&catalog, &root, requirement.as_ref(), limit)
+            let started = std::time::Instant::now();
+            let solved = solve_within(&catalog, &root, requirement.as_ref(), turn.limit);
+            if let Err(answer) = &solved
+                && answer.conclusive
+            {
+                turn.remember(key, stamp, answer.clone());
+            }
+            turn.spent(started.elapsed());
+            solved
         })
         .await
         .map_err(|e| DependencyError::Corrupt(format!("the resolver stopped: {e}")))?
     };
-    let took = started.elapsed();
-    turn.spent(took);
-    let chosen = match solved {
-        Ok(chosen) => chosen,
-        Err(answer) => {
-            // Not when it gave up early for a budget running low: with its
-            // full time it might have found an answer.
-            if limit >= MAX_RESOLVE_TIME || took < limit {
-                gate.remember(org, key, stamp, answer.clone());
-            }
-            return Err(DependencyError::Unresolvable(answer));
-        }
-    };
+    let chosen = solved.map_err(DependencyError::Unresolvable)?;
     Ok(Resolution {
         plugin: root,
         requirement: requirement.map(|r| r.to_string()),

@@ -62,6 +62,11 @@ pub struct Chosen {
 pub struct Unresolvable {
     /// The sentences, in order.
     pub lines: Vec<String>,
+    /// Whether this is the catalog's answer (a proof that none exists, or
+    /// the resolver's whole time spent in vain), as opposed to a resolver
+    /// that stopped early (a low budget) or failed (could not start,
+    /// panicked): only a conclusive answer may be remembered.
+    pub conclusive: bool,
 }
 
 impl fmt::Display for Unresolvable {
@@ -310,11 +315,13 @@ pub fn solve_within(
             .spawn_scoped(scope, || solve_here(catalog, name, requirement, limit))
             .map_err(|e| Unresolvable {
                 lines: vec![format!("The resolver could not start: {e}.")],
+                conclusive: false,
             })?
             .join()
             .unwrap_or_else(|_| {
                 Err(Unresolvable {
                     lines: vec!["The resolver failed.".into()],
+                    conclusive: false,
                 })
             })
     })
@@ -342,11 +349,15 @@ fn solve_here(
                     "{}: the requirements of the releases involved are too tangled to resolve.",
                     capitalized(&gave_up.to_string())
                 )],
+                // Its whole time, not a budget running low: as good an
+                // answer as this catalog will get until it changes.
+                conclusive: limit >= MAX_RESOLVE_TIME,
             });
         }
         Err(other) => {
             return Err(Unresolvable {
                 lines: vec![format!("The resolver failed: {other}.")],
+                conclusive: false,
             });
         }
     };
@@ -398,7 +409,10 @@ fn explain(provider: &Provider<'_>, tree: &DerivationTree<Node, Set, String>) ->
     lines.push(format!(
         "So no set of approved releases satisfies {request}."
     ));
-    Unresolvable { lines }
+    Unresolvable {
+        lines,
+        conclusive: true,
+    }
 }
 
 /// The external facts of `tree`, each once, in the order a depth-first walk

@@ -82,7 +82,7 @@ impl CompileGate {
             let mut orgs = self.one_per_org.lock().expect("never poisoned");
             // Organizations with nothing running or waiting are forgotten.
             if orgs.len() > 1024 {
-                orgs.retain(|_, one| one.available_permits() == 0);
+                orgs.retain(|_, one| Arc::strong_count(one) > 1 || one.available_permits() == 0);
             }
             orgs.entry(org.to_owned())
                 .or_insert_with(|| Arc::new(Semaphore::new(1)))
