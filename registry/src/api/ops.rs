@@ -462,7 +462,30 @@ pub(super) fn document_path_parameters(document: &mut utoipa::openapi::OpenApi) 
             .pattern(Some(pattern))
             .build()
     };
-    for item in document.paths.paths.values_mut() {
+    each_operation(document, |_, operation| {
+        for parameter in operation.parameters.iter_mut().flatten() {
+            if !matches!(parameter.parameter_in, ParameterIn::Path) {
+                continue;
+            }
+            let schema = match parameter.name.as_str() {
+                "org" | "name" => text(r"^[a-z0-9]+([._-][a-z0-9]+)*$", Some(64)),
+                "version" => text(
+                    r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?$",
+                    Some(64),
+                ),
+                _ => text(r"^[^\x00-\x1f\x7f-\x9f]+$", None),
+            };
+            parameter.schema = Some(schema.into());
+        }
+    });
+}
+
+/// Calls `f` with each operation of the document and its path.
+fn each_operation(
+    document: &mut utoipa::openapi::OpenApi,
+    mut f: impl FnMut(&str, &mut utoipa::openapi::path::Operation),
+) {
+    for (path, item) in document.paths.paths.iter_mut() {
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -471,20 +494,7 @@ pub(super) fn document_path_parameters(document: &mut utoipa::openapi::OpenApi) 
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
-            for parameter in operation.parameters.iter_mut().flatten() {
-                if !matches!(parameter.parameter_in, ParameterIn::Path) {
-                    continue;
-                }
-                let schema = match parameter.name.as_str() {
-                    "org" | "name" => text(r"^[a-z0-9]+([._-][a-z0-9]+)*$", Some(64)),
-                    "version" => text(
-                        r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?$",
-                        Some(64),
-                    ),
-                    _ => text(r"^[^\x00-\x1f\x7f-\x9f]+$", None),
-                };
-                parameter.schema = Some(schema.into());
-            }
+            f(path, operation);
         }
     }
 }
@@ -508,50 +518,41 @@ pub(super) fn document_common_answers(document: &mut utoipa::openapi::OpenApi) {
             )
             .build()
     };
-    for (path, item) in document.paths.paths.iter_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+    each_operation(document, |path, operation| {
+        let mut common = vec![
+            ("400", "The path, query or body is not valid."),
+            ("401", "No valid token."),
+            (
+                "403",
+                "The token's role or organization does not allow this.",
+            ),
+            ("500", "Internal error (the server log has the cause)."),
+            ("503", "The database is unavailable; try again."),
+            (
+                "507",
+                "The disk of the database or the OCI store is full (`storage_full`); nothing was stored.",
+            ),
         ];
-        for operation in operations.into_iter().flatten() {
-            let mut common = vec![
-                ("400", "The path, query or body is not valid."),
-                ("401", "No valid token."),
-                (
-                    "403",
-                    "The token's role or organization does not allow this.",
-                ),
-                ("500", "Internal error (the server log has the cause)."),
-                ("503", "The database is unavailable; try again."),
-                (
-                    "507",
-                    "The disk of the database or the OCI store is full (`storage_full`); nothing was stored.",
-                ),
-            ];
-            if path.contains('{') {
-                common.push(("404", "No such object."));
-            }
-            if operation.request_body.is_some() {
-                common.push(("408", "The body did not arrive in time."));
-                common.push(("413", "The body is too large."));
-                common.push(("415", "The body is not sent as JSON."));
-                common.push((
+        if path.contains('{') {
+            common.push(("404", "No such object."));
+        }
+        if operation.request_body.is_some() {
+            common.push(("408", "The body did not arrive in time."));
+            common.push(("413", "The body is too large."));
+            common.push(("415", "The body is not sent as JSON."));
+            common.push((
                     "429",
                     "This client is already sending its share of request bodies (`too_many_bodies`), or the operation's own limit.",
                 ));
-            }
-            for (status, description) in common {
-                operation
-                    .responses
-                    .responses
-                    .entry(status.to_owned())
-                    .or_insert_with(|| error(description).into());
-            }
         }
-    }
+        for (status, description) in common {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| error(description).into());
+        }
+    });
 }
 
 #[cfg(test)]
