@@ -20,23 +20,67 @@ pub struct CompileGate {
     running: AtomicI64,
     /// Publishes waiting, by organization (only those with some).
     waiting_by_org: Mutex<HashMap<String, usize>>,
-    /// Each organization's one compile at a time (organizations that
-    /// compiled lately; see [`CompileGate::turn`]).
-    one_per_org: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Each organization's one compile at a time and compile time left
+    /// (organizations that compiled lately; see [`CompileGate::turn`]).
+    orgs: Mutex<HashMap<String, Arc<OrgCompiles>>>,
     /// The most publishes one organization may have waiting.
     max_waiting_per_org: usize,
 }
 
-/// An organization already has the most publishes waiting for a compile.
+/// Compile time one organization may spend at once, in seconds of a
+/// core: a bucket this large ...
+pub const ORG_COMPILE_BURST_SECS: f64 = 60.0;
+/// ... refilled at this fraction of real time (a quarter of one core).
+pub const ORG_COMPILE_REFILL: f64 = 0.25;
+
+/// Why a publish gets no compile turn.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{org} already has {waiting} publishes waiting for a compile slot; try again when one finishes"
-)]
-pub struct QueueFull {
-    /// The organization.
-    pub org: String,
-    /// How many of its publishes wait.
-    pub waiting: usize,
+pub enum CompileRefused {
+    /// The organization already has the most publishes waiting.
+    #[error(
+        "{org} already has {waiting} publishes waiting for a compile slot; try again when one finishes"
+    )]
+    QueueFull {
+        /// The organization.
+        org: String,
+        /// How many of its publishes wait.
+        waiting: usize,
+    },
+    /// The organization spent its compile time.
+    #[error(
+        "{org} has used its compile time ({ORG_COMPILE_BURST_SECS} s, refilled at a quarter of a core); try again in {retry_in_secs} s"
+    )]
+    BudgetSpent {
+        /// The organization.
+        org: String,
+        /// When its time is positive again.
+        retry_in_secs: u64,
+    },
+}
+
+/// One organization's compiles: one at a time, within its time.
+#[derive(Debug)]
+struct OrgCompiles {
+    one: Arc<Semaphore>,
+    /// Seconds left, and when that was computed.
+    left: Mutex<(f64, std::time::Instant)>,
+}
+
+impl OrgCompiles {
+    /// Seconds left now (refilled).
+    fn refill(&self) -> f64 {
+        let mut left = self.left.lock().expect("never poisoned");
+        let now = std::time::Instant::now();
+        left.0 = (left.0 + now.duration_since(left.1).as_secs_f64() * ORG_COMPILE_REFILL)
+            .min(ORG_COMPILE_BURST_SECS);
+        left.1 = now;
+        left.0
+    }
+
+    fn charge(&self, seconds: f64) {
+        self.refill();
+        self.left.lock().expect("never poisoned").0 -= seconds;
+    }
 }
 
 /// One compile's turn; the next waiting compile starts when it is dropped.
@@ -44,6 +88,8 @@ pub struct QueueFull {
 /// a client that hangs up does not free the slot while the compile runs.
 pub struct CompileTurn {
     gate: Arc<CompileGate>,
+    org: Arc<OrgCompiles>,
+    started: std::time::Instant,
     _slot: OwnedSemaphorePermit,
     _org: OwnedSemaphorePermit,
 }
@@ -57,19 +103,20 @@ impl CompileGate {
             slots: Arc::new(Semaphore::new(slots.max(1))),
             running: AtomicI64::new(0),
             waiting_by_org: Mutex::new(HashMap::new()),
-            one_per_org: Mutex::new(HashMap::new()),
+            orgs: Mutex::new(HashMap::new()),
             max_waiting_per_org: max_waiting_per_org.max(1),
         })
     }
 
     /// Waits for a turn for a publish of `org`, or refuses at once when the
-    /// org already has the most publishes waiting.
-    pub async fn turn(self: &Arc<Self>, org: &str) -> Result<CompileTurn, QueueFull> {
+    /// org already has the most publishes waiting, or (once its earlier
+    /// compiles ended) when they spent its compile time.
+    pub async fn turn(self: &Arc<Self>, org: &str) -> Result<CompileTurn, CompileRefused> {
         {
             let mut by_org = self.waiting_by_org.lock().expect("never poisoned");
             let waiting = by_org.entry(org.to_owned()).or_insert(0);
             if *waiting >= self.max_waiting_per_org {
-                return Err(QueueFull {
+                return Err(CompileRefused::QueueFull {
                     org: org.to_owned(),
                     waiting: *waiting,
                 });
@@ -78,20 +125,37 @@ impl CompileGate {
         }
         // Counted down even if the waiting request is dropped (its client left).
         let waited = Countdown { gate: self, org };
-        let own = {
-            let mut orgs = self.one_per_org.lock().expect("never poisoned");
-            // Organizations with nothing running or waiting are forgotten.
+        let compiles = {
+            let mut orgs = self.orgs.lock().expect("never poisoned");
+            // Organizations with nothing running or waiting, and their
+            // whole time back, are forgotten.
             if orgs.len() > 1024 {
-                orgs.retain(|_, one| Arc::strong_count(one) > 1 || one.available_permits() == 0);
+                orgs.retain(|_, org| {
+                    Arc::strong_count(org) > 1 || org.refill() < ORG_COMPILE_BURST_SECS
+                });
             }
             orgs.entry(org.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(1)))
+                .or_insert_with(|| {
+                    Arc::new(OrgCompiles {
+                        one: Arc::new(Semaphore::new(1)),
+                        left: Mutex::new((ORG_COMPILE_BURST_SECS, std::time::Instant::now())),
+                    })
+                })
                 .clone()
         };
-        let own = own
+        let own = compiles
+            .one
+            .clone()
             .acquire_owned()
             .await
             .expect("the compile gate is never closed");
+        let left = compiles.refill();
+        if left <= 0.0 {
+            return Err(CompileRefused::BudgetSpent {
+                org: org.to_owned(),
+                retry_in_secs: (-left / ORG_COMPILE_REFILL).ceil() as u64 + 1,
+            });
+        }
         let slot = self
             .slots
             .clone()
@@ -102,6 +166,8 @@ impl CompileGate {
         self.running.fetch_add(1, Relaxed);
         Ok(CompileTurn {
             gate: self.clone(),
+            org: compiles,
+            started: std::time::Instant::now(),
             _slot: slot,
             _org: own,
         })
@@ -120,8 +186,20 @@ impl CompileGate {
 }
 
 impl Drop for CompileTurn {
+    /// The compile's time (wall clock on its one thread) is charged to its
+    /// organization.
     fn drop(&mut self) {
+        self.org.charge(self.started.elapsed().as_secs_f64());
         self.gate.running.fetch_sub(1, Relaxed);
+    }
+}
+
+impl CompileTurn {
+    /// Charges `seconds` more to the organization, as if its compile had
+    /// taken them (for tests of the budget).
+    #[cfg(test)]
+    fn charge(&self, seconds: f64) {
+        self.org.charge(seconds);
     }
 }
 
@@ -186,7 +264,10 @@ mod tests {
             .expect("answered at once")
             .err()
             .expect("refused");
-        assert_eq!((refused.org.as_str(), refused.waiting), ("acme", 2));
+        assert!(
+            matches!(&refused, CompileRefused::QueueFull { org, waiting: 2 } if org == "acme"),
+            "{refused}"
+        );
         // ...while globex's waits its turn.
         let mut globex = Box::pin(gate.turn("globex"));
         assert!(futures_poll(&mut globex).is_none());
@@ -216,6 +297,23 @@ mod tests {
         let next = futures_poll(&mut queued[0]).expect("acme's next").unwrap();
         assert!(futures_poll(&mut queued[1]).is_none(), "one at a time");
         drop(next);
+    }
+
+    #[tokio::test]
+    async fn an_org_that_spent_its_compile_time_waits_and_others_do_not() {
+        let gate = CompileGate::new(2, 4);
+        let bomb = gate.turn("acme").await.unwrap();
+        bomb.charge(ORG_COMPILE_BURST_SECS + 1.0);
+        drop(bomb);
+        let refused = gate.turn("acme").await.err().expect("refused");
+        assert!(
+            matches!(&refused, CompileRefused::BudgetSpent { org, retry_in_secs } if org == "acme" && *retry_in_secs >= 1),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("compile time"), "{refused}");
+        // Nothing of acme's is left running or waiting, and globex compiles.
+        assert_eq!((gate.running(), gate.waiting()), (0, 0));
+        drop(gate.turn("globex").await.unwrap());
     }
 
     /// Polls once, without waiting.

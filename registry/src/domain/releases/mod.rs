@@ -9,7 +9,7 @@ mod decide;
 mod publish;
 mod referrers;
 
-pub use compile_gate::{CompileGate, QueueFull};
+pub use compile_gate::{CompileGate, CompileRefused};
 pub use decide::{approve, reject, yank};
 pub use publish::{ImportProblem, check_imports, publish};
 pub use referrers::{REPAIR_INTERVAL, repair_referrers};
@@ -237,7 +237,7 @@ pub enum ReleaseError {
     InvalidDependency(String),
     /// The organization already has the most publishes waiting to compile.
     #[error(transparent)]
-    CompileQueueFull(#[from] QueueFull),
+    CompileQueueFull(#[from] CompileRefused),
     /// The release's dependencies would lead back to it.
     #[error("the dependencies would form a cycle: {}", .0.join(" -> "))]
     DependencyCycle(Vec<String>),
