@@ -302,3 +302,50 @@ async fn a_client_that_never_reads_its_answers_is_let_go() {
     assert_eq!(health.status(), 200);
     drop(greedy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_cannot_hold_every_connection_with_many_tokens() {
+    // 12 connections: one token, and one organization whatever its tokens,
+    // may be sending 3 bodies at once.
+    let limits = ConnectionLimits {
+        max_connections: 12,
+        body_timeout: Duration::from_secs(30),
+        body_deadline: Duration::from_secs(30),
+        ..ConnectionLimits::default()
+    };
+    let (address, _dir, admin) = server(limits).await;
+    let http = reqwest::Client::new();
+    // The org's admin mints more admin tokens: 3 x 3 slow bodies would
+    // take 9 of the 12 connections.
+    let mut tokens = vec![admin.clone()];
+    for i in 0..2 {
+        let minted: serde_json::Value = http
+            .post(format!("http://{address}/v1/orgs/acme/tokens"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({ "name": format!("more-{i}"), "role": "admin" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push(minted["secret"].as_str().unwrap().to_owned());
+    }
+    let mut slow = Vec::new();
+    for token in &tokens {
+        for _ in 0..3 {
+            slow.push(start_body(address, "/v1/orgs/acme/tokens", token, "{\"name\": \"").await);
+        }
+    }
+    let mut held = 0;
+    for mut stream in slow {
+        let (answer, closed) = read_until_closed(&mut stream, Duration::from_millis(500)).await;
+        if answer.is_empty() && !closed {
+            held += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 429"), "{answer:?}");
+            assert!(answer.contains("organization"), "{answer}");
+        }
+    }
+    assert_eq!(held, 3, "the org holds exactly its share");
+}

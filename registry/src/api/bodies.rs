@@ -1,10 +1,12 @@
 //! Request bodies, which a client can send as slowly as it likes: each has
 //! a total deadline (not only a longest pause), one client (one token, or
-//! all anonymous clients together) may be sending at most a share of the
-//! server's connections' bodies at once, and a JSON body is read only once
-//! its caller is authorized ([`UnreadJson`]).
+//! all anonymous clients together) and one organization (whatever tokens
+//! its admin mints) may each be sending at most a share of the server's
+//! connections' bodies at once, and a JSON body is read only once its
+//! caller is authorized ([`UnreadJson`]).
 
 use super::{ApiJson, ApiResult};
+use crate::domain::tokens::Caller;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
 use axum::middleware::Next;
@@ -26,11 +28,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyDeadline(pub Duration);
 
-/// The bodies being received, per client.
+/// The bodies being received, per client and per organization.
 pub struct BodyGuard {
     deadline: Duration,
     per_client: usize,
     open: Mutex<HashMap<[u8; 16], Arc<Semaphore>>>,
+    /// The same share per organization, taken once the caller is known
+    /// ([`UnreadJson::read`]): an org's admin minting tokens gets no more.
+    by_org: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl BodyGuard {
@@ -41,7 +46,38 @@ impl BodyGuard {
             deadline,
             per_client: per_client.max(1),
             open: Mutex::new(HashMap::new()),
+            by_org: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// One more body of organization `org`, within its share.
+    fn open_for_org(&self, org: &str) -> Option<OwnedSemaphorePermit> {
+        let mut by_org = self.by_org.lock().unwrap_or_else(|e| e.into_inner());
+        if by_org.len() > 1024 {
+            by_org.retain(|_, share| Arc::strong_count(share) > 1);
+        }
+        by_org
+            .entry(org.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_client)))
+            .clone()
+            .try_acquire_owned()
+            .ok()
+    }
+
+    fn too_many(&self, whose: &str) -> Response {
+        let mut answer = super::ApiError::new(
+            super::ErrorCode::TooManyBodies,
+            format!(
+                "{whose} is already sending {} request bodies; wait for them to finish",
+                self.per_client
+            ),
+        )
+        .into_response();
+        answer.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        answer
     }
 
     /// One more body of the client `key`, within its share.
@@ -82,21 +118,11 @@ pub async fn guard(State(guard): State<Arc<BodyGuard>>, request: Request, next: 
         return next.run(request).await;
     }
     let Some(permit) = guard.open(client_key(&request)) else {
-        let mut answer = super::ApiError::new(
-            super::ErrorCode::TooManyBodies,
-            format!(
-                "this client is already sending {} request bodies; wait for them to finish",
-                guard.per_client
-            ),
-        )
-        .into_response();
-        answer.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-        return answer;
+        return guard.too_many("this client");
     };
     let deadline = guard.deadline;
+    let mut request = request;
+    request.extensions_mut().insert(guard.clone());
     let request = request.map(|body| {
         Body::new(GuardedBody {
             inner: body,
@@ -154,8 +180,27 @@ pub struct UnreadJson<T> {
 }
 
 impl<T: DeserializeOwned> UnreadJson<T> {
-    /// Reads and parses the body, refusing it as [`ApiJson`] does.
-    pub async fn read(self) -> ApiResult<T> {
+    /// Reads and parses the body of `caller`'s request, within its
+    /// organization's share of bodies in flight (429 `too_many_bodies`,
+    /// unread, past it), refusing it as [`ApiJson`] does.
+    pub async fn read(self, caller: &Caller) -> ApiResult<T> {
+        let guard = self.request.extensions().get::<Arc<BodyGuard>>().cloned();
+        let _org_share = match &guard {
+            Some(guard) => match guard.open_for_org(&caller.org) {
+                Some(permit) => Some(permit),
+                None => {
+                    return Err(super::ApiError::new(
+                        super::ErrorCode::TooManyBodies,
+                        format!(
+                            "organization {:?} is already sending {} request bodies; wait for them to finish",
+                            caller.org, guard.per_client
+                        ),
+                    ));
+                }
+            },
+            // Served without the guard (an embedder's own server).
+            None => None,
+        };
         let ApiJson(value) = ApiJson::<T>::from_request(self.request, &()).await?;
         Ok(value)
     }

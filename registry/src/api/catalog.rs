@@ -105,7 +105,7 @@ async fn put_config(
     body: UnreadJson<PluginConfig>,
 ) -> ApiResult<Json<PluginConfig>> {
     caller.require(Permission::Administer, &org)?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     catalog::set_config(&state.db, &org, &name, &caller.actor(), &body).await?;
     Ok(Json(body))
 }

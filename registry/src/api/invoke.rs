@@ -139,7 +139,7 @@ async fn invoke(
     body: UnreadJson<InvokeRequest>,
 ) -> ApiResult<Json<InvokeResponse>> {
     caller.require(Permission::Invoke, &org)?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     names::check_name("plugin", &name)?;
     let resolved = resolve(&state, &org, &name, body.version.as_deref()).await?;
     let record = &resolved.record;

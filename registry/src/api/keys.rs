@@ -47,7 +47,7 @@ async fn add_key(
     body: UnreadJson<AddKey>,
 ) -> ApiResult<(StatusCode, Json<SigningKey>)> {
     caller.require(Permission::Administer, &org)?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     let key = keys::add(
         &state.db,
         &org,

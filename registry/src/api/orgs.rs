@@ -66,7 +66,7 @@ async fn create_org(
     body: UnreadJson<CreateOrg>,
 ) -> ApiResult<(StatusCode, Json<CreatedOrg>)> {
     caller.require_operator()?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     let created = orgs::create(&state.db, &body.name, &caller.actor()).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }

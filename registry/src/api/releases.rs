@@ -54,7 +54,7 @@ async fn publish(
     body: UnreadJson<Publish>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
     caller.require(Permission::Publish, &org)?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     let release = releases::publish(
         &state.releases(),
         &caller,
@@ -147,7 +147,7 @@ async fn approve(
     body: UnreadJson<Approve>,
 ) -> ApiResult<Json<Release>> {
     caller.require(Permission::Administer, &org)?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     let release = releases::approve(
         &state.releases(),
         &caller,
@@ -185,7 +185,7 @@ async fn reject(
     body: UnreadJson<Reason>,
 ) -> ApiResult<Json<Release>> {
     caller.require(Permission::Administer, &org)?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     let release = releases::reject(
         &state.releases(),
         &caller,
@@ -211,7 +211,7 @@ async fn yank(
     body: UnreadJson<Reason>,
 ) -> ApiResult<Json<Release>> {
     caller.require(Permission::Administer, &org)?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     let release = releases::yank(
         &state.releases(),
         &caller,

@@ -45,7 +45,7 @@ async fn create_token(
     body: UnreadJson<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<NewToken>)> {
     caller.require(Permission::Administer, &org)?;
-    let body = body.read().await?;
+    let body = body.read(&caller).await?;
     let token = tokens::create(
         &state.db,
         &org,
