@@ -330,3 +330,40 @@ async fn a_tangled_catalog_costs_only_its_own_org_resolver_time() {
         .await
         .expect_error(429, "capacity");
 }
+
+async fn a_dependency_whose_newest_release_is_untrusted_resolves_to_an_older_trusted_one(
+    backend: Backend,
+) {
+    let o = org(backend, 1).await;
+    o.release_with("acme/base", "1.0.0", &[], true).await;
+    // 1.1.0 is signed by carol, whose key is then revoked.
+    let carol = o.h.key(&o.h.admin, "acme", "publisher", "carol").await;
+    let newer = o
+        .publish_declaring(&carol, "acme/base", "1.1.0", HELLO, &[], &[])
+        .await
+        .expect(201);
+    o.approve(&newer, &[], Limits::default()).await;
+    o.release_with("acme/app", "1.0.0", &[("acme/base", "^1")], true)
+        .await;
+    let viewer = o.h.token(&o.h.admin, "acme", "viewer").await;
+    let resolved =
+        o.h.get(&viewer, "/v1/plugins/acme/app/resolve")
+            .await
+            .expect(200);
+    assert_eq!(versions(&resolved), ["acme/app@1.0.0", "acme/base@1.1.0"]);
+    let revoked =
+        o.h.call(
+            &o.h.admin,
+            reqwest::Method::POST,
+            &format!("/v1/orgs/acme/keys/{}/revoke", carol.public_key().key_id()),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+    let resolved =
+        o.h.get(&viewer, "/v1/plugins/acme/app/resolve")
+            .await
+            .expect(200);
+    assert_eq!(versions(&resolved), ["acme/app@1.0.0", "acme/base@1.0.0"]);
+}
+on_both_databases!(a_dependency_whose_newest_release_is_untrusted_resolves_to_an_older_trusted_one);

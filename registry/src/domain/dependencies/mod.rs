@@ -347,9 +347,18 @@ async fn load_catalog(db: &Db, org: &str, root: &str) -> Result<Catalog, Depende
             );
             continue;
         }
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT version, envelope, manifest_digest, component_digest FROM releases
-             WHERE org = $1 AND name = $2 AND status = $3",
+        // With whether the database still trusts each release's publisher
+        // key: one it no longer trusts is no candidate (it removes trust
+        // here as when a release is chosen to run, `resolution::resolve`),
+        // so an older release signed by a valid key is chosen instead.
+        let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT r.version, r.envelope, r.manifest_digest, r.component_digest,
+                    r.publisher_key,
+                    CAST(CASE WHEN k.key_id IS NOT NULL AND k.revoked_at IS NULL
+                              THEN 1 ELSE 0 END AS BIGINT)
+             FROM releases r LEFT JOIN signing_keys k
+               ON k.org = r.org AND k.key_id = r.publisher_key
+             WHERE r.org = $1 AND r.name = $2 AND r.status = $3",
         )
         .bind(plugin_org)
         .bind(plugin_name)
@@ -357,10 +366,15 @@ async fn load_catalog(db: &Db, org: &str, root: &str) -> Result<Catalog, Depende
         .fetch_all(db.pool())
         .await?;
         let mut releases = Vec::with_capacity(rows.len());
-        for (version, envelope, manifest_digest, component_digest) in rows {
+        let mut distrusted = Vec::new();
+        for (version, envelope, manifest_digest, component_digest, key, trusted) in rows {
             let Ok(version) = Version::parse(&version) else {
                 continue;
             };
+            if trusted == 0 {
+                distrusted.push(format!("{version} (publisher key {key})"));
+                continue;
+            }
             let dependencies = declared_dependencies(&envelope)
                 .map_err(|e| DependencyError::Corrupt(format!("{plugin}@{version}: {e}")))?;
             for dependency in dependencies.keys() {
@@ -374,6 +388,17 @@ async fn load_catalog(db: &Db, org: &str, root: &str) -> Result<Catalog, Depende
                 manifest_digest,
                 component_digest,
             });
+        }
+        if releases.is_empty() && !distrusted.is_empty() {
+            distrusted.sort();
+            catalog.insert(
+                plugin,
+                Offer::Unusable(format!(
+                    "has approved releases, but their publisher keys are revoked or unknown: {}",
+                    distrusted.join(", ")
+                )),
+            );
+            continue;
         }
         catalog.insert(plugin, Offer::Releases(releases));
     }
