@@ -93,12 +93,7 @@ async fn a_body_that_never_arrives_gets_408() {
         ..ConnectionLimits::default()
     };
     let (address, _dir, admin) = server(limits).await;
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "POST /v1/orgs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
-         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"na"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut stream = start_body(address, "/v1/orgs", &admin, "{\"na").await;
     let started = Instant::now();
     let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
@@ -130,6 +125,34 @@ async fn connections_past_the_limit_wait_to_be_accepted() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let answer = client.get(&health).send().await.unwrap();
     assert_eq!(answer.status(), 200);
+}
+
+/// `GET /healthz`, answered within `within`.
+async fn healthz(
+    address: std::net::SocketAddr,
+    within: Duration,
+) -> reqwest::Result<reqwest::StatusCode> {
+    let client = reqwest::Client::builder().timeout(within).build()?;
+    let answer = client
+        .get(format!("http://{address}/healthz"))
+        .send()
+        .await?;
+    Ok(answer.status())
+}
+
+/// A new token of acme named `name` with `role`, created with `admin`.
+async fn token(address: std::net::SocketAddr, admin: &str, name: &str, role: &str) -> String {
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{address}/v1/orgs/acme/tokens"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({ "name": name, "role": role }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["secret"].as_str().unwrap().to_owned()
 }
 
 /// Sends the head of a POST with a 1,000-byte body and `first` of it.
@@ -196,18 +219,7 @@ async fn a_caller_without_the_right_is_refused_before_its_body_is_read() {
         ..ConnectionLimits::default()
     };
     let (address, _dir, admin) = server(limits).await;
-    let http = reqwest::Client::new();
-    let viewer: serde_json::Value = http
-        .post(format!("http://{address}/v1/orgs/acme/tokens"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({ "name": "viewer", "role": "viewer" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let viewer = viewer["secret"].as_str().unwrap();
+    let viewer = &token(address, &admin, "viewer", "viewer").await;
     // Half a body that would take 30 s to time out: the role decides first.
     for path in [
         "/v1/orgs/acme/tokens",
@@ -253,16 +265,7 @@ async fn one_client_cannot_hold_every_connection_with_slow_bodies() {
     }
     assert_eq!(held.len(), 2, "the token holds exactly its share");
     // Everyone else is still served.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap();
-    let health = client
-        .get(format!("http://{address}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(healthz(address, Duration::from_secs(3)).await.unwrap(), 200);
     // Once a held body arrives, the token may send another.
     let body = format!("{:<width$}", "x\"}", width = 1000 - "{\"name\": \"".len());
     let mut first = held.remove(0);
@@ -290,16 +293,10 @@ async fn a_client_that_never_reads_its_answers_is_let_go() {
     let request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
     // Written while the server still reads; what it cannot write back stays.
     let _ = tokio::time::timeout(Duration::from_secs(3), greedy.write_all(&request)).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let health = client
-        .get(format!("http://{address}/healthz"))
-        .send()
+    let health = healthz(address, Duration::from_secs(5))
         .await
         .expect("the slot was freed once the answers stalled");
-    assert_eq!(health.status(), 200);
+    assert_eq!(health, 200);
     drop(greedy);
 }
 
@@ -314,22 +311,11 @@ async fn an_org_cannot_hold_every_connection_with_many_tokens() {
         ..ConnectionLimits::default()
     };
     let (address, _dir, admin) = server(limits).await;
-    let http = reqwest::Client::new();
     // The org's admin mints more admin tokens: 3 x 3 slow bodies would
     // take 9 of the 12 connections.
     let mut tokens = vec![admin.clone()];
-    for i in 0..2 {
-        let minted: serde_json::Value = http
-            .post(format!("http://{address}/v1/orgs/acme/tokens"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({ "name": format!("more-{i}"), "role": "admin" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens.push(minted["secret"].as_str().unwrap().to_owned());
+    for name in ["more-0", "more-1"] {
+        tokens.push(token(address, &admin, name, "admin").await);
     }
     let mut slow = Vec::new();
     for token in &tokens {
