@@ -197,7 +197,9 @@ impl Metrics {
             version: version.to_owned(),
         };
         self.track(&labels, |series| {
-            if let Some(kind) = error {
+            if let Some(kind) = error
+                && !series.kinds.contains(kind)
+            {
                 series.kinds.insert(kind.to_owned());
             }
         });
@@ -238,7 +240,9 @@ impl Metrics {
             version: plugin_version.to_owned(),
         };
         self.track(&release, |series| {
-            series.links.insert(link.clone());
+            if !series.links.contains(&link) {
+                series.links.insert(link.clone());
+            }
         });
         self.dependencies.get_or_create(&link).inc();
     }
@@ -250,7 +254,12 @@ impl Metrics {
         let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
         tracked.tick += 1;
         let tick = tracked.tick;
-        let series = tracked.releases.entry(release.clone()).or_default();
+        // Looked up before inserting: a release invoked before (every call
+        // but its first) costs no copy of its labels.
+        let series = match tracked.releases.get_mut(release) {
+            Some(series) => series,
+            None => tracked.releases.entry(release.clone()).or_default(),
+        };
         series.last = tick;
         note(series);
         if tracked.releases.len() > MAX_RELEASES_IN_METRICS {
