@@ -64,20 +64,15 @@ impl BodyGuard {
             .ok()
     }
 
-    fn too_many(&self, whose: &str) -> Response {
-        let mut answer = super::ApiError::new(
+    /// The refusal of one more body of `whose`, past its share.
+    fn too_many(&self, whose: &str) -> super::ApiError {
+        super::ApiError::new(
             super::ErrorCode::TooManyBodies,
             format!(
                 "{whose} is already sending {} request bodies; wait for them to finish",
                 self.per_client
             ),
         )
-        .into_response();
-        answer.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-        answer
     }
 
     /// One more body of the client `key`, within its share.
@@ -118,7 +113,12 @@ pub async fn guard(State(guard): State<Arc<BodyGuard>>, request: Request, next: 
         return next.run(request).await;
     }
     let Some(permit) = guard.open(client_key(&request)) else {
-        return guard.too_many("this client");
+        let mut answer = guard.too_many("this client").into_response();
+        answer.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return answer;
     };
     let deadline = guard.deadline;
     let mut request = request;
@@ -189,13 +189,7 @@ impl<T: DeserializeOwned> UnreadJson<T> {
             Some(guard) => match guard.open_for_org(&caller.org) {
                 Some(permit) => Some(permit),
                 None => {
-                    return Err(super::ApiError::new(
-                        super::ErrorCode::TooManyBodies,
-                        format!(
-                            "organization {:?} is already sending {} request bodies; wait for them to finish",
-                            caller.org, guard.per_client
-                        ),
-                    ));
+                    return Err(guard.too_many(&format!("organization {:?}", caller.org)));
                 }
             },
             // Served without the guard (an embedder's own server).

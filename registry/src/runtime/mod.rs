@@ -209,11 +209,10 @@ struct OrgSlots {
     tables: Arc<tokio::sync::Semaphore>,
 }
 
-/// What an admitted invocation holds of its organization's share.
+/// What an admitted invocation holds of its organization's share: its
+/// instances, memories and tables (none of a kind it takes none of).
 struct OrgPermit {
-    _instances: tokio::sync::OwnedSemaphorePermit,
-    _memories: Option<tokio::sync::OwnedSemaphorePermit>,
-    _tables: Option<tokio::sync::OwnedSemaphorePermit>,
+    _held: [Option<tokio::sync::OwnedSemaphorePermit>; 3],
 }
 
 impl OrgSlots {
@@ -228,20 +227,16 @@ impl OrgSlots {
 
     /// Takes `used` of the share at once, or nothing.
     fn try_take(&self, used: PoolUse) -> Option<OrgPermit> {
-        let take = |semaphore: &Arc<tokio::sync::Semaphore>, n: u32| {
-            if n == 0 {
-                return Ok(None);
-            }
-            semaphore.clone().try_acquire_many_owned(n).map(Some)
+        let take = |semaphore: &Arc<tokio::sync::Semaphore>, n: u32| match n {
+            0 => Some(None),
+            n => semaphore.clone().try_acquire_many_owned(n).ok().map(Some),
         };
         Some(OrgPermit {
-            _instances: self
-                .instances
-                .clone()
-                .try_acquire_many_owned(used.instances)
-                .ok()?,
-            _memories: take(&self.memories, used.memories).ok()?,
-            _tables: take(&self.tables, used.tables).ok()?,
+            _held: [
+                take(&self.instances, used.instances)?,
+                take(&self.memories, used.memories)?,
+                take(&self.tables, used.tables)?,
+            ],
         })
     }
 }
