@@ -9,7 +9,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use std::hint::black_box;
 use std::sync::Arc;
-use warden_host::{Engine, EngineConfig, Grants, KvStore, MemoryKvStore, Plugin, PluginSettings};
+use warden_host::{
+    Backends, Engine, EngineConfig, Grants, KvStore, MemoryKvStore, Plugin, PluginSettings,
+};
 
 fn linking(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -24,10 +26,13 @@ fn linking(c: &mut Criterion) {
         PluginSettings {
             name: "acme/vault@1.0.0".into(),
             grants: Grants::parse(["kv"]).unwrap(),
-            kv: Some((
-                Arc::new(MemoryKvStore::new()) as Arc<dyn KvStore>,
-                "acme/vault".into(),
-            )),
+            backends: Backends {
+                kv: Some((
+                    Arc::new(MemoryKvStore::new()) as Arc<dyn KvStore>,
+                    "acme/vault".into(),
+                )),
+                ..Backends::default()
+            },
             ..PluginSettings::default()
         },
     )

@@ -24,6 +24,7 @@ mod release;
 mod remote;
 mod resolve;
 mod run;
+mod secret;
 mod serve;
 mod text;
 
@@ -75,6 +76,9 @@ enum Command {
     /// Plugin configuration values (admins).
     #[command(subcommand)]
     Config(admin::ConfigCommand),
+    /// Plugin secrets (admins): set from standard input, listed by name, removed.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Signing keys of your organization.
     #[command(subcommand)]
     Key(admin::KeyCommand),
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
             Command::Resolve(args) => resolve::resolve(args, cli.output, &cli.remote).await,
             Command::Catalog(command) => admin::catalog(command, cli.output, &cli.remote).await,
             Command::Config(command) => admin::config(command, cli.output, &cli.remote).await,
+            Command::Secret(command) => secret::secret(command, cli.output, &cli.remote).await,
             Command::Key(command) => admin::key(command, cli.output, &cli.remote).await,
             Command::Token(command) => admin::token(command, cli.output, &cli.remote).await,
             Command::Org(command) => admin::org(command, cli.output, &cli.remote).await,

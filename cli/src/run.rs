@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use warden_host::{
-    Engine, EngineConfig, Grants, Invocation, KvStore, Limits, LogEntry, LogSource, MemoryKvStore,
-    Output, Plugin, PluginSettings, parse_bytes, parse_duration,
+    Backends, Engine, EngineConfig, Grants, Invocation, KvStore, Limits, LogEntry, LogSource,
+    MemoryKvStore, MemorySecretStore, Output, Plugin, PluginSettings, SecretStore, parse_bytes,
+    parse_duration, valid_secret_name,
 };
 use warden_registry::SqlKvStore;
 
@@ -24,9 +25,18 @@ pub struct RunArgs {
     /// JSON arguments: an array (by position), an object (by name), or the bare value of a one-parameter function.
     #[arg(default_value = "null")]
     args: String,
-    /// Grant a capability: kv, config, http:HOST[:PORT], http:*.DOMAIN, http:CIDR, env:NAME. Repeatable.
-    #[arg(long = "grant", value_name = "GRANT")]
+    /// Grant a capability (the forms are listed by `warden run --help`). Repeatable.
+    #[arg(long = "grant", value_name = "GRANT", long_help = grant_flag_help())]
     grants: Vec<String>,
+    /// A secret the plugin can read if granted `secret:NAME`. Repeatable. A
+    /// value on the command line is visible to other local users (`ps`):
+    /// prefer --secret-file for real credentials.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    secrets: Vec<String>,
+    /// A file of secrets, one NAME=VALUE per line (blank lines and lines
+    /// starting with # are skipped).
+    #[arg(long = "secret-file", value_name = "PATH")]
+    secret_file: Option<PathBuf>,
     /// A configuration value the plugin can read (grants `config`). Repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     config: Vec<String>,
@@ -165,14 +175,59 @@ impl RunArgs {
             None => None,
         };
         let kv = store.map(|store| (store, "local".to_owned()));
+        let secrets = self.secrets()?;
         Ok(PluginSettings {
             name: self.component.display().to_string(),
             grants,
             limits: self.limits()?,
-            config,
-            kv,
+            backends: Backends {
+                config: Arc::new(config),
+                kv,
+                secrets: Some((secrets, "local".to_owned())),
+            },
         })
     }
+
+    /// The secrets of --secret and --secret-file.
+    fn secrets(&self) -> Result<Arc<dyn SecretStore>, Failure> {
+        let store = MemorySecretStore::new();
+        let add = |pair: &str, origin: &str| {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| Failure::invalid(format!("{origin}: expected NAME=VALUE")))?;
+            if !valid_secret_name(name) {
+                return Err(Failure::invalid(format!(
+                    "{origin}: {name:?} is not a secret name (ASCII letters, digits and _, not starting with a digit)"
+                )));
+            }
+            store.set("local", name, value);
+            Ok(())
+        };
+        for (n, pair) in self.secrets.iter().enumerate() {
+            add(pair, &format!("--secret number {}", n + 1))?;
+        }
+        if let Some(path) = &self.secret_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::invalid(format!("reading the secret file {}: {e}", path.display()))
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                add(line, &format!("{} line {}", path.display(), n + 1))?;
+            }
+        }
+        Ok(Arc::new(store))
+    }
+}
+
+/// The --grant help: every form of grant, from the host's list of capabilities.
+fn grant_flag_help() -> String {
+    format!(
+        "Grant a capability: {}. http takes a host, *.DOMAIN, an address or a CIDR, and :PORT. Repeatable.",
+        warden_host::grant_help()
+    )
 }
 
 /// Compiles a component, off the async threads.

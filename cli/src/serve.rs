@@ -122,6 +122,19 @@ pub struct RuntimeArgs {
     /// other replicas); bounds how long a row edited by hand goes unseen.
     #[arg(long, env = "WARDEN_SNAPSHOT_MAX_AGE", default_value = "5s", value_parser = warden_host::parse_duration)]
     pub snapshot_max_age: std::time::Duration,
+    /// The key that encrypts plugin secrets at rest (64 hexadecimal
+    /// digits). Default: `secrets.key` in the data directory, created with
+    /// mode 0600 on first start. Keep it out of database backups: a
+    /// database without it reveals no secret, and secrets cannot be read
+    /// without it. Every replica needs the same key.
+    #[arg(long, env = "WARDEN_SECRETS_KEY_FILE", value_name = "PATH")]
+    pub secrets_key_file: Option<std::path::PathBuf>,
+    /// To move to a new secrets key: the old key's file. At start every
+    /// secret encrypted under it is re-encrypted under --secrets-key-file,
+    /// in one transaction; then the old key is refused. Drop this flag
+    /// afterwards (README: "Rotating the secrets key").
+    #[arg(long, env = "WARDEN_PREVIOUS_SECRETS_KEY_FILE", value_name = "PATH")]
+    pub previous_secrets_key_file: Option<std::path::PathBuf>,
 }
 
 impl RuntimeArgs {
@@ -151,6 +164,8 @@ impl RuntimeArgs {
         config.compile_queue_per_org = self.compile_queue;
         config.max_component_bytes = self.max_component_size;
         config.snapshot_max_age = self.snapshot_max_age;
+        config.secrets_key_file = self.secrets_key_file.clone();
+        config.previous_secrets_key_file = self.previous_secrets_key_file.clone();
         for pair in &self.max_limits {
             config
                 .limit_maxima

@@ -2,7 +2,7 @@
 //! cache; and the compiled, introspected components it produces.
 
 use crate::cache::{CacheOutcome, CompileCache};
-use crate::capability::Requested;
+use crate::capabilities::Requested;
 use crate::error::{Error, Result};
 use crate::exports::{Export, FunctionInfo, exports};
 use sha2::{Digest, Sha256};

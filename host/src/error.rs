@@ -1,6 +1,6 @@
 //! The one error type of the host: every way loading or invoking a plugin can fail.
 
-use crate::capability::Capability;
+use crate::capabilities::Capability;
 use crate::limits::LimitKind;
 use std::time::Duration;
 

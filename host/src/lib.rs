@@ -24,19 +24,17 @@
 //! ```
 //!
 //! The host never touches SQL or HTTP routing: storage comes in through
-//! [`KvStore`], and serving is the registry's job.
+//! [`KvStore`] and [`SecretStore`], and serving is the registry's job.
 #![deny(missing_docs)]
 
 mod cache;
-mod capability;
+mod capabilities;
 mod digest;
 mod engine;
 mod error;
 mod exports;
 mod files;
-mod http;
 mod json;
-mod kv;
 mod limits;
 mod link;
 mod plugin;
@@ -48,7 +46,11 @@ mod trust;
 mod verify;
 
 pub use cache::CacheOutcome;
-pub use capability::{Capability, Grants, HostPattern, HttpRule, Requested};
+pub use capabilities::{
+    Backends, Capability, Grants, HostPattern, HttpRule, KvError, KvQuota, KvStore,
+    MAX_SECRET_NAME, MemoryKvStore, MemorySecretStore, Requested, SecretError, SecretStore,
+    bytes_over as kv_bytes_over, grant_help, kv_entry_bytes, valid_secret_name,
+};
 pub use digest::Digest;
 pub use engine::{
     CompiledComponent, Engine, EngineConfig, MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT,
@@ -60,9 +62,6 @@ pub use exports::{
     ParamInfo,
 };
 pub use files::{STALE_STAGING, remove_stale_staging, write_private};
-pub use kv::{
-    KvError, KvQuota, KvStore, MemoryKvStore, bytes_over as kv_bytes_over, kv_entry_bytes,
-};
 pub use limits::{
     LimitKind, Limits, MAX_READ_BUDGET, READ_SLACK_BYTES, RESULT_READ_FACTOR, format_bytes,
     format_duration, parse_bytes, parse_duration,

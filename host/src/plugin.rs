@@ -1,18 +1,16 @@
 //! A plugin ready to run: a compiled component bound to its grants, limits,
 //! configuration and key-value namespace; and the invocation of its functions.
 
-use crate::capability::{Capability, Grants};
+use crate::capabilities::{self, Backends, Grants, Instance};
 use crate::engine::EPOCH_TICK;
 use crate::engine::{CompiledComponent, Engine, PoolUse};
 use crate::error::{Error, Result};
 use crate::exports::FLAGS_READ_DIVISOR;
 use crate::exports::{Export, FunctionInfo};
-use crate::http::HttpPolicy;
 use crate::json;
-use crate::kv::KvStore;
 use crate::limits::{LimitKind, Limits, format_bytes};
 use crate::link::{self, CallTree, Link, MAX_CALL_TREE};
-use crate::state::{HostState, Limiter, bindings};
+use crate::state::{HostState, Limiter};
 use crate::transcript::{CapturedStream, LogEntry, LogSource, Transcript};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -20,10 +18,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::component::{HasSelf, InstancePre, Linker, Val};
+use wasmtime::component::{InstancePre, Linker, Val};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_http::WasiHttpCtx;
 
 /// What a plugin runs with, as an admin approved it.
 #[derive(Clone, Default)]
@@ -34,11 +31,10 @@ pub struct PluginSettings {
     pub grants: Grants,
     /// The limits of each invocation.
     pub limits: Limits,
-    /// The configuration values `warden:plugin/config` reads.
-    pub config: BTreeMap<String, String>,
-    /// The key-value store and the plugin's namespace in it; required if `kv`
-    /// is granted.
-    pub kv: Option<(Arc<dyn KvStore>, String)>,
+    /// What its granted capabilities draw on: the configuration values,
+    /// the key-value store and the secret store (each with the plugin's
+    /// namespace in it).
+    pub backends: Backends,
 }
 
 /// A component bound to its settings, ready to invoke. Cheap to clone; clones
@@ -53,7 +49,6 @@ struct PluginInner {
     component: CompiledComponent,
     pre: InstancePre<HostState>,
     settings: PluginSettings,
-    config: Arc<BTreeMap<String, String>>,
     running: Arc<Semaphore>,
     /// The imports its dependencies provide.
     links: Vec<Link>,
@@ -173,11 +168,7 @@ impl Plugin {
                 "the concurrency limit must be at least 1".into(),
             ));
         }
-        if settings.grants.kv && settings.kv.is_none() {
-            return Err(Error::Config(
-                "kv is granted but no key-value store was given".into(),
-            ));
-        }
+        capabilities::check(&settings.grants, &settings.backends)?;
 
         let linker = linker(engine, &settings.grants, &links)
             .map_err(|e| Error::Host(format!("linking: {e:#}")))?;
@@ -207,7 +198,6 @@ impl Plugin {
                 engine: engine.clone(),
                 component: component.clone(),
                 pre,
-                config: Arc::new(settings.config.clone()),
                 running: Arc::new(Semaphore::new(limits.concurrency as usize)),
                 settings,
                 links,
@@ -422,23 +412,20 @@ impl Plugin {
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }));
-        for name in &settings.grants.env {
-            if let Ok(value) = std::env::var(name) {
-                wasi.env(name, value);
-            }
-        }
+        let caps = capabilities::contexts(
+            &settings.grants,
+            &settings.backends,
+            &mut Instance {
+                wasi: &mut wasi,
+                transcript: &transcript,
+            },
+        );
         let state = HostState {
             wasi: wasi.build(),
             table: Default::default(),
-            http_ctx: WasiHttpCtx::new(),
-            http: HttpPolicy {
-                rules: settings.grants.http.clone(),
-                transcript: transcript.clone(),
-            },
+            caps,
             limiter: Limiter::new(limits.clone(), tree.map(|tree| tree.memory.clone())),
             transcript,
-            kv: settings.kv.clone(),
-            config: self.inner.config.clone(),
             limits: limits.clone(),
             fault: None,
             tree: tree.map(Arc::downgrade),
@@ -642,24 +629,12 @@ fn json_size(json: &impl Serialize) -> u64 {
     counter.0
 }
 
-/// The linker for one set of grants: WASI always (it reaches nothing unless
-/// granted), `wasi:http` only with an allow-list, `config` and `kv` only if granted.
+/// The linker for one set of grants: each granted capability (and each
+/// that needs no grant; WASI reaches nothing unless granted), and the
+/// dependencies' interfaces.
 fn linker(engine: &Engine, grants: &Grants, links: &[Link]) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine.wasmtime());
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    bindings::warden::plugin::log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-    if grants.allows(&Capability::Http) {
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    }
-    if grants.config {
-        bindings::warden::plugin::config::add_to_linker::<_, HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )?;
-    }
-    if grants.kv {
-        bindings::warden::plugin::kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-    }
+    capabilities::add_to_linker(&mut linker, grants)?;
     link::add_to_linker(&mut linker, links)?;
     Ok(linker)
 }

@@ -1,17 +1,16 @@
-//! The store data of one invocation and the host side of `warden:plugin`:
-//! log, config and kv, each checking the host-call argument limit.
+//! The store data of one instance: the WASI context, one context per
+//! capability (see `capabilities`), the limits and what the host enforced.
+//! The capabilities' host calls check their arguments against the
+//! host-call limit here.
 
+use crate::capabilities::Contexts;
 use crate::error::Error;
-use crate::http::HttpPolicy;
-use crate::kv::{KvError, KvStore};
 use crate::limits::{LimitKind, Limits, format_bytes};
 use crate::link::{CallTree, TreeMemory};
-use crate::transcript::{LogLevel, Transcript};
-use std::collections::BTreeMap;
+use crate::transcript::Transcript;
 use std::sync::{Arc, Weak};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -21,21 +20,14 @@ pub(crate) mod bindings {
     });
 }
 
-use bindings::warden::plugin::{config, kv, log};
-
-/// Keys longer than this are refused with `too-large`.
-pub(crate) const MAX_KEY_BYTES: usize = 512;
-
 /// Everything one invocation's store holds.
 pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) http_ctx: WasiHttpCtx,
-    pub(crate) http: HttpPolicy,
+    /// One context per granted capability.
+    pub(crate) caps: Contexts,
     pub(crate) limiter: Limiter,
     pub(crate) transcript: Transcript,
-    pub(crate) kv: Option<(Arc<dyn KvStore>, String)>,
-    pub(crate) config: Arc<BTreeMap<String, String>>,
     pub(crate) limits: Limits,
     /// The first limit the host itself enforced (the guest may have swallowed
     /// the failure and trapped differently afterwards).
@@ -54,7 +46,9 @@ impl HostState {
         wasmtime::Error::msg(message)
     }
 
-    fn check_argument(&mut self, what: &str, bytes: usize) -> wasmtime::Result<()> {
+    /// Traps with a `host-call` limit error when an argument of `bytes` is
+    /// over the limit.
+    pub(crate) fn check_argument(&mut self, what: &str, bytes: usize) -> wasmtime::Result<()> {
         let limit = self.limits.host_call_bytes;
         if bytes as u64 > limit {
             return Err(self.trap(Error::limit(
@@ -68,34 +62,6 @@ impl HostState {
         }
         Ok(())
     }
-
-    fn kv(&mut self) -> wasmtime::Result<(Arc<dyn KvStore>, String)> {
-        match &self.kv {
-            Some((store, namespace)) => Ok((store.clone(), namespace.clone())),
-            None => Err(self.trap(Error::Host(
-                "kv is linked but no store is configured".into(),
-            ))),
-        }
-    }
-
-    fn check_key(&mut self, key: &str) -> wasmtime::Result<Result<(), kv::Error>> {
-        self.check_argument("a kv key", key.len())?;
-        if key.len() > MAX_KEY_BYTES {
-            return Ok(Err(kv::Error::TooLarge(format!(
-                "the key is {} bytes; keys may have at most {MAX_KEY_BYTES}",
-                key.len()
-            ))));
-        }
-        Ok(Ok(()))
-    }
-}
-
-fn to_wit(error: KvError) -> kv::Error {
-    match error {
-        KvError::TooLarge(m) => kv::Error::TooLarge(m),
-        KvError::QuotaExceeded(m) => kv::Error::QuotaExceeded(m),
-        KvError::Unavailable(m) => kv::Error::Unavailable(m),
-    }
 }
 
 impl WasiView for HostState {
@@ -104,102 +70,6 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            hooks: &mut self.http,
-            table: &mut self.table,
-            ctx: &mut self.http_ctx,
-        }
-    }
-}
-
-impl log::Host for HostState {
-    async fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        self.check_argument("a log message", message.len())?;
-        let level = match level {
-            log::Level::Trace => LogLevel::Trace,
-            log::Level::Debug => LogLevel::Debug,
-            log::Level::Info => LogLevel::Info,
-            log::Level::Warn => LogLevel::Warn,
-            log::Level::Error => LogLevel::Error,
-        };
-        let logged = self.transcript.log(level, message);
-        logged.map_err(|error| self.trap(error))
-    }
-}
-
-impl config::Host for HostState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        self.check_argument("a config key", key.len())?;
-        Ok(self.config.get(&key).cloned())
-    }
-
-    async fn get_all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        Ok(self
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-}
-
-impl kv::Host for HostState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
-        if let Err(e) = self.check_key(&key)? {
-            return Ok(Err(e));
-        }
-        let (store, namespace) = self.kv()?;
-        Ok(store.get(&namespace, &key).await.map_err(to_wit))
-    }
-
-    async fn set(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), kv::Error>> {
-        if let Err(e) = self.check_key(&key)? {
-            return Ok(Err(e));
-        }
-        self.check_argument("a kv value", value.len())?;
-        let limit = self.limits.kv_value_bytes;
-        if value.len() as u64 > limit {
-            return Ok(Err(kv::Error::TooLarge(format!(
-                "the value is {}; values may have at most {}",
-                format_bytes(value.len() as u64),
-                format_bytes(limit)
-            ))));
-        }
-        let (store, namespace) = self.kv()?;
-        let quota = crate::kv::KvQuota::of(&self.limits);
-        Ok(store
-            .set(&namespace, &key, &value, quota)
-            .await
-            .map_err(to_wit))
-    }
-
-    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, kv::Error>> {
-        if let Err(e) = self.check_key(&key)? {
-            return Ok(Err(e));
-        }
-        let (store, namespace) = self.kv()?;
-        Ok(store.delete(&namespace, &key).await.map_err(to_wit))
-    }
-
-    async fn list_keys(
-        &mut self,
-        prefix: String,
-    ) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
-        self.check_argument("a kv prefix", prefix.len())?;
-        let (store, namespace) = self.kv()?;
-        let limit = self.limits.kv_keys;
-        Ok(store
-            .list_keys(&namespace, &prefix, limit)
-            .await
-            .map_err(to_wit))
     }
 }
 

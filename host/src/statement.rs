@@ -5,7 +5,7 @@
 //! [`Envelope`](crate::Envelope)); both refuse unknown fields, so a statement
 //! means exactly what its fields say.
 
-use crate::capability::Grants;
+use crate::capabilities::Grants;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use serde::{Deserialize, Serialize};
@@ -72,20 +72,10 @@ pub fn parse_capabilities(capabilities: &[String]) -> Result<Grants> {
     Grants::parse(capabilities.iter().map(String::as_str))
 }
 
-/// The canonical list form of `grants`: sorted, no duplicates.
+/// The canonical list form of `grants`: sorted, no duplicates (see
+/// [`Grants::list`]).
 pub fn capability_list(grants: &Grants) -> Vec<String> {
-    let mut list = Vec::new();
-    if grants.kv {
-        list.push("kv".to_owned());
-    }
-    if grants.config {
-        list.push("config".to_owned());
-    }
-    list.extend(grants.http.iter().map(|rule| format!("http:{rule}")));
-    list.extend(grants.env.iter().map(|name| format!("env:{name}")));
-    list.sort();
-    list.dedup();
-    list
+    grants.list()
 }
 
 /// The entries of `granted` that `requested` does not contain; empty when

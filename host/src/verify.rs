@@ -3,7 +3,7 @@
 //! are checked against keys the host was configured with, never against what
 //! a database says.
 
-use crate::capability::Grants;
+use crate::capabilities::Grants;
 use crate::limits::Limits;
 use crate::statement::{
     APPROVAL_PAYLOAD_TYPE, ApprovalStatement, RELEASE_PAYLOAD_TYPE, ReleaseStatement, beyond,

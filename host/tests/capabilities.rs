@@ -75,7 +75,7 @@ async fn kv_persists_across_invocations_in_the_plugins_own_namespace() {
     let store = Arc::new(MemoryKvStore::new());
     let with_namespace = |namespace: &str| {
         let mut s = settings(&["kv", "config", "http:example.com"], Limits::default());
-        s.kv = Some((
+        s.backends.kv = Some((
             store.clone() as Arc<dyn warden_host::KvStore>,
             namespace.to_owned(),
         ));
@@ -124,8 +124,8 @@ async fn kv_quotas_are_errors_the_plugin_sees() {
 #[tokio::test]
 async fn config_reads_the_admin_set_values() {
     let mut s = settings(&["kv", "config", "http:example.com"], Limits::default());
-    s.config.insert("greeting".into(), "Bonjour".into());
-    s.config.insert("audience".into(), "world".into());
+    std::sync::Arc::make_mut(&mut s.backends.config).insert("greeting".into(), "Bonjour".into());
+    std::sync::Arc::make_mut(&mut s.backends.config).insert("audience".into(), "world".into());
     let plugin = Plugin::new(engine(), &compiled(CAPABILITIES), s).unwrap();
     assert_eq!(
         value(&plugin, "config-get", json!(["greeting"])).await,
@@ -145,13 +145,22 @@ async fn config_reads_the_admin_set_values() {
 async fn server() -> (SocketAddr, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    let app = Router::new().route(
-        "/hello",
-        get(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async { "hi from loopback" }
-        }),
-    );
+    let app = Router::new()
+        .route(
+            "/hello",
+            get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { "hi from loopback" }
+            }),
+        )
+        .route(
+            "/authorization",
+            get(|headers: axum::http::HeaderMap| async move {
+                headers
+                    .get("authorization")
+                    .map_or("none".to_owned(), |v| v.to_str().unwrap_or("?").to_owned())
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -248,9 +257,17 @@ async fn the_http_fetch_example_works_through_the_allow_list() {
     let (address, _) = server().await;
     let plugin = plugin(
         warden_test_programs::HTTP_FETCH,
-        &[&format!("http:{address}")],
+        &[&format!("http:{address}"), "secret:API_TOKEN"],
         Limits::default(),
     );
+    // The secret goes with the request, and nowhere else.
+    let sent = value(
+        &plugin,
+        "fetch",
+        json!([format!("http://{address}/authorization")]),
+    )
+    .await;
+    assert_eq!(sent["body"], json!("Bearer value of API_TOKEN"));
     let response = value(&plugin, "fetch", json!([format!("http://{address}/hello")])).await;
     assert_eq!(response["status"], json!(200));
     assert_eq!(response["body"], json!("hi from loopback"));

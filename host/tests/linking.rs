@@ -11,7 +11,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use warden_host::{
-    Capability, Error, Grants, KvStore, Limits, LogSource, MemoryKvStore, Output, Plugin,
+    Backends, Capability, Error, Grants, KvStore, Limits, LogSource, MemoryKvStore, Output, Plugin,
     PluginSettings,
 };
 use warden_test_programs::{DEPENDENT, HELLO, RELAY, VAULT};
@@ -28,8 +28,10 @@ fn vault(kv: &Arc<impl KvStore>, limits: Limits) -> Plugin {
             name: VAULT_NAME.into(),
             grants: Grants::parse(["kv"]).unwrap(),
             limits,
-            config: Default::default(),
-            kv: Some((kv.clone() as Arc<dyn KvStore>, "acme/vault".into())),
+            backends: Backends {
+                kv: Some((kv.clone() as Arc<dyn KvStore>, "acme/vault".into())),
+                ..Backends::default()
+            },
         },
     )
     .unwrap()

@@ -62,6 +62,7 @@ const MIGRATIONS: &[Migration] = &[
         "referrers",
         include_str!("../migrations/0006_referrers.sql"),
     ),
+    Migration::portable(7, "secrets", include_str!("../migrations/0007_secrets.sql")),
 ];
 
 /// Which database is behind the pool.

@@ -42,7 +42,10 @@ mod audit;
 mod changes;
 mod db;
 mod domain;
+mod invocation;
+mod metrics;
 pub mod oci;
+mod records;
 mod runtime;
 mod server;
 mod stalled_writes;
@@ -88,6 +91,7 @@ pub mod types {
     pub use crate::domain::releases::{
         ApprovalInfo, CapabilityDiff, ImportGroup, Release, ReleasePage, ReleaseSummary, Signer,
     };
+    pub use crate::domain::secrets::{SecretInfo, SecretList};
     pub use crate::domain::status::Status;
     pub use crate::domain::tokens::{NewToken, Role};
 }

@@ -6,6 +6,7 @@ use crate::api::{self, AppState, Metrics};
 use crate::artifact::{ArtifactSource, RegistryEndpoint};
 use crate::db::{Db, DbError};
 use crate::domain::orgs;
+use crate::domain::secrets::SqlSecretStore;
 use crate::domain::tokens::Permission;
 use crate::oci::{self, Action, OciAccess, OciError, OciState, OciStore, RepositoryName};
 use crate::runtime::{Runtime, SqlKvStore};
@@ -60,6 +61,12 @@ pub struct ServerConfig {
     /// database cannot be read; this bounds the rest (a row edited by hand,
     /// which writes no audit entry).
     pub snapshot_max_age: Duration,
+    /// The key that encrypts plugin secrets (default: `secrets.key` in the
+    /// data directory, created on first start).
+    pub secrets_key_file: Option<PathBuf>,
+    /// A previous secrets key: at start, every secret encrypted under it is
+    /// re-encrypted under the current key (see [`ServerConfig::secrets_key_file`]).
+    pub previous_secrets_key_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -82,6 +89,8 @@ impl ServerConfig {
             admin_keys: Vec::new(),
             external_registry: None,
             snapshot_max_age: crate::domain::snapshot::DEFAULT_MAX_AGE,
+            secrets_key_file: None,
+            previous_secrets_key_file: None,
         }
     }
 }
@@ -171,6 +180,16 @@ impl ControlPlane {
             Some(registry) => ArtifactSource::External(registry.clone()),
             None => ArtifactSource::Embedded(oci.clone()),
         };
+        let secrets_key = crate::domain::secrets::open_key(
+            &db,
+            &config
+                .secrets_key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join("secrets.key")),
+            config.previous_secrets_key_file.as_deref(),
+        )
+        .await
+        .map_err(StartError::Config)?;
         let runtime = Runtime::new(
             engine.clone(),
             warden_host::TrustPolicy {
@@ -180,6 +199,7 @@ impl ControlPlane {
             SqlKvStore::new(db.pool().clone())
                 .with_org_max_keys(config.org_kv_keys)
                 .with_org_max_bytes(config.org_kv_bytes),
+            Arc::new(SqlSecretStore::new(db.clone(), secrets_key.clone())),
             artifacts.clone(),
             config.org_share,
         )
@@ -220,6 +240,7 @@ impl ControlPlane {
             metrics: Arc::new(Metrics::default()),
             runtime: Arc::new(runtime),
             artifacts,
+            secrets_key,
         });
         crate::domain::releases::reconcile_pending_tags(&state.db, &state.oci)
             .await

@@ -7,6 +7,7 @@
 //! - [`log`] and the [`trace!`], [`debug!`], [`info!`], [`warn!`], [`error!`] macros,
 //! - [`config`]: values an admin set for the plugin,
 //! - [`kv`]: a durable key-value namespace private to the plugin,
+//! - [`secrets`]: credentials an admin set, each granted by name,
 //! - [`http`]: outgoing HTTP through the standard `wasi:http` interface.
 //!
 //! Only the host interfaces a plugin actually calls end up among the component's
@@ -60,3 +61,4 @@ pub mod config;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod secrets;

@@ -25,6 +25,7 @@ const RUST_GUESTS: &[(&str, &str)] = &[
     ("VAULT", "warden-guest-vault"),
     ("RELAY", "warden-guest-relay"),
     ("DEPENDENT", "warden-guest-dependent"),
+    ("KEEPER", "warden-guest-keeper"),
     ("HELLO", "warden-example-hello"),
     ("TEXT_TOOLS", "warden-example-text-tools"),
     ("COUNTER", "warden-example-counter"),

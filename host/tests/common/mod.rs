@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use warden_host::{
-    CompiledComponent, Engine, EngineConfig, Failure, Grants, Invocation, Limits, MemoryKvStore,
-    Output, Plugin, PluginSettings,
+    Backends, CompiledComponent, Engine, EngineConfig, Failure, Grants, Invocation, Limits,
+    MemoryKvStore, MemorySecretStore, Output, Plugin, PluginSettings,
 };
 
 pub fn engine() -> &'static Engine {
@@ -38,12 +38,25 @@ pub fn settings(grants: &[&str], limits: Limits) -> PluginSettings {
             "test".to_owned(),
         )
     });
+    let secrets = (!grants.secrets.is_empty()).then(|| {
+        let store = MemorySecretStore::new();
+        for name in &grants.secrets {
+            store.set("test", name, &format!("value of {name}"));
+        }
+        (
+            Arc::new(store) as Arc<dyn warden_host::SecretStore>,
+            "test".to_owned(),
+        )
+    });
     PluginSettings {
         name: "test".into(),
         grants,
         limits,
-        config: Default::default(),
-        kv,
+        backends: Backends {
+            kv,
+            secrets,
+            ..Backends::default()
+        },
     }
 }
 

@@ -138,6 +138,10 @@ error_codes! {
     InvalidConfigKey = ("invalid_config_key", BAD_REQUEST),
     /// Too many configuration values, or one too large.
     ConfigTooLarge = ("config_too_large", BAD_REQUEST),
+    /// A secret name that a grant cannot name.
+    InvalidSecretName = ("invalid_secret_name", BAD_REQUEST),
+    /// A secret's value too large, or too many secrets.
+    SecretTooLarge = ("secret_too_large", BAD_REQUEST),
     /// An argument that does not fit the function's parameters.
     BadArgument = ("bad_argument", BAD_REQUEST),
     /// A function whose types cannot cross JSON.
@@ -462,6 +466,35 @@ impl From<CatalogError> for ApiError {
             CatalogError::NoPlugin { .. } => ErrorCode::NotFound,
             CatalogError::ConfigTooLarge(_) => ErrorCode::ConfigTooLarge,
             CatalogError::InvalidConfigKey(_) => ErrorCode::InvalidConfigKey,
+        };
+        ApiError::from_display(code, error)
+    }
+}
+
+impl From<crate::domain::secrets::SecretError> for ApiError {
+    fn from(error: crate::domain::secrets::SecretError) -> ApiError {
+        use crate::domain::secrets::SecretError;
+        let code = match error {
+            SecretError::Db(e) => return e.into(),
+            SecretError::InvalidName(_) => ErrorCode::InvalidSecretName,
+            SecretError::TooLarge(_) => ErrorCode::SecretTooLarge,
+            SecretError::NoPlugin(_) | SecretError::NoSecret { .. } => ErrorCode::NotFound,
+        };
+        ApiError::from_display(code, error)
+    }
+}
+
+impl From<crate::invocation::InvokeError> for ApiError {
+    fn from(error: crate::invocation::InvokeError) -> ApiError {
+        use crate::invocation::InvokeError;
+        let code = match error {
+            InvokeError::InvalidName(e) => return e.into(),
+            InvokeError::Resolve(e) => return e.into(),
+            InvokeError::Dependencies(e) => return e.into(),
+            InvokeError::Host(e) => return super::invoke::host_error(&e, None),
+            InvokeError::InvalidRequirement { .. } => ErrorCode::InvalidVersionRequirement,
+            InvokeError::RegistryUnavailable { .. } => ErrorCode::RegistryUnavailable,
+            InvokeError::Untrusted { .. } => ErrorCode::ReleaseUntrusted,
         };
         ApiError::from_display(code, error)
     }

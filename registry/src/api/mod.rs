@@ -11,13 +11,15 @@ mod keys;
 mod ops;
 mod orgs;
 mod releases;
+mod secrets;
 mod tokens;
 
+pub use crate::metrics::Metrics;
 pub use bodies::{BodyDeadline, BodyGuard, UnreadJson, guard as guard_bodies};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
 pub use invoke::{InvocationFailure, InvokeRequest, InvokeResponse, MeteringReport, ReleaseRan};
 pub use keys::AddKey;
-pub use ops::{Metrics, openapi, track};
+pub use ops::{openapi, track};
 pub use orgs::{CreateOrg, WhoAmI};
 pub use releases::{Approve, Publish, Reason};
 pub use tokens::CreateToken;
@@ -95,6 +97,8 @@ pub struct Shared {
     /// Where release artifacts are read from: the embedded store (`oci`) or
     /// an external registry.
     pub artifacts: ArtifactSource,
+    /// The key that encrypts plugin secrets.
+    pub secrets_key: crate::domain::secrets::SecretsKey,
 }
 
 /// A task that stops when the last owner is gone.
@@ -120,6 +124,18 @@ impl AppState {
             compiles: &self.compiles,
         }
     }
+
+    /// The invoke service over this state (see `crate::invocation`).
+    pub fn invoker(&self) -> crate::invocation::Invoker<'_> {
+        crate::invocation::Invoker {
+            db: &self.db,
+            snapshot: &self.snapshot,
+            solver: &self.solver,
+            runtime: &self.runtime,
+            metrics: &self.metrics,
+            approvals_required: self.approvals_required,
+        }
+    }
 }
 
 /// Every `/v1` route, each declared once with its OpenAPI description.
@@ -130,6 +146,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .merge(keys::router())
         .merge(releases::router())
         .merge(catalog::router())
+        .merge(secrets::router())
         .merge(dependencies::router())
         .merge(audit::router())
         .merge(invoke::router())

@@ -10,6 +10,7 @@
 //! - [`search`]: catalog text search (the one backend-specific SQL).
 //! - [`snapshot`]: what the invoke path needs, held in memory.
 //! - [`catalog`]: plugins listed and searched, detail, configuration.
+//! - [`secrets`]: plugin secrets, encrypted at rest, never shown.
 //! - [`keys`]: signing keys and the verification of signed statements.
 //! - [`tokens`]: API tokens, roles, who is calling.
 //! - [`orgs`]: organizations and the first-start bootstrap.
@@ -24,6 +25,7 @@ pub mod orgs;
 pub mod releases;
 pub mod resolution;
 pub mod search;
+pub mod secrets;
 pub mod snapshot;
 pub mod status;
 pub mod tokens;

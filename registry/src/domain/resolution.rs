@@ -4,9 +4,8 @@
 
 use super::status::Status;
 use crate::db::Db;
-use crate::runtime::ReleaseRecord;
+pub use crate::records::{ReleaseRecord, Resolved, Skipped};
 use semver::{Version, VersionReq};
-use std::collections::BTreeMap;
 use warden_host::Envelope;
 
 /// Why no release could be resolved.
@@ -44,27 +43,6 @@ pub enum ResolveError {
     /// A stored value that the control plane wrote is unreadable.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-}
-
-/// A resolved release: what to load, and the plugin's configuration.
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    /// The release, as the database describes it (verified again on load).
-    pub record: ReleaseRecord,
-    /// The admin-set configuration values of the plugin.
-    pub config: BTreeMap<String, String>,
-    /// Newer releases matching the requirement that were passed over
-    /// because the database no longer trusts them, newest first.
-    pub skipped: Vec<Skipped>,
-}
-
-/// A newer release passed over, and why.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Skipped {
-    /// Its version.
-    pub version: String,
-    /// Why it is not trusted (a revoked publisher key, revoked approvals).
-    pub reason: String,
 }
 
 /// The row with the newest semver version among `rows` that `keep` accepts;

@@ -14,13 +14,12 @@ use per_org::PerOrg;
 pub use kv::{ORG_KV_BYTES, ORG_KV_KEYS, SqlKvStore};
 
 use crate::artifact::{ArtifactSource, FetchError};
-use crate::domain::dependencies::DependencySet;
 use crate::oci::{Digest, RepositoryName};
-use sha2::{Digest as _, Sha256};
+use crate::records::{DependencySet, ReleaseRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use warden_host::{
-    CompiledComponent, Engine, Envelope, Plugin, PluginSettings, PoolUse, PublicKey, TrustPolicy,
+    Backends, CompiledComponent, Engine, Plugin, PluginSettings, PoolUse, TrustPolicy,
     VerifiedRelease, verify_release,
 };
 
@@ -48,59 +47,6 @@ pub enum LoadError {
     /// The component does not compile or link with its grants.
     #[error(transparent)]
     Host(#[from] warden_host::Error),
-}
-
-/// What the database says about the release to run; everything here is
-/// re-checked by [`verify_release`] before it counts.
-#[derive(Clone, Debug)]
-pub struct ReleaseRecord {
-    /// `org/name`.
-    pub repository: String,
-    /// Version.
-    pub version: String,
-    /// `sha256:` of the OCI manifest.
-    pub manifest_digest: String,
-    /// The release statement's envelope.
-    pub envelope: Envelope,
-    /// The approvals' envelopes.
-    pub approvals: Vec<Envelope>,
-    /// The publisher's key, as registered.
-    pub publisher: PublicKey,
-    /// [`ReleaseRecord::cache_key`], computed once.
-    pub key: std::sync::OnceLock<String>,
-}
-
-impl ReleaseRecord {
-    /// The organization the release belongs to.
-    fn org(&self) -> &str {
-        self.repository
-            .split_once('/')
-            .map_or(self.repository.as_str(), |(org, _)| org)
-    }
-
-    /// A key that changes whenever anything verified changes (an edited row
-    /// is a different key, so it is verified again, not served from cache).
-    fn cache_key(&self) -> &str {
-        self.key.get_or_init(|| self.compute_cache_key())
-    }
-
-    fn compute_cache_key(&self) -> String {
-        let mut hasher = Sha256::new();
-        for part in [
-            &self.repository,
-            &self.version,
-            &self.manifest_digest,
-            &self.publisher.to_string(),
-        ] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
-        for envelope in std::iter::once(&self.envelope).chain(&self.approvals) {
-            hasher.update(serde_json::to_vec(envelope).unwrap_or_default());
-            hasher.update([0]);
-        }
-        hex::encode(hasher.finalize())
-    }
 }
 
 /// A verified, compiled release.
@@ -188,6 +134,7 @@ pub struct Runtime {
     source: ArtifactSource,
     loaded: Mutex<PerOrg<Arc<LoadedRelease>>>,
     kv: Arc<SqlKvStore>,
+    secrets: Arc<dyn warden_host::SecretStore>,
     /// One load at a time per release, so that 200 first calls do not pull
     /// 200 times, and one release's slow load delays no other.
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -323,6 +270,7 @@ impl Runtime {
         engine: Arc<Engine>,
         policy: TrustPolicy,
         kv: SqlKvStore,
+        secrets: Arc<dyn warden_host::SecretStore>,
         source: ArtifactSource,
         org_share: u32,
     ) -> std::io::Result<Runtime> {
@@ -338,6 +286,7 @@ impl Runtime {
             source,
             loaded: Mutex::new(PerOrg::new(MAX_LOADED_PER_ORG)),
             kv: Arc::new(kv),
+            secrets,
             loading: Mutex::new(HashMap::new()),
             refused: Mutex::new(PerOrg::new(MAX_LOADED_PER_ORG)),
             org_share: PoolUse::of_slots(org_share.max(1)),
@@ -523,17 +472,22 @@ impl Runtime {
             return Ok(plugin);
         }
         let statement = &loaded.verified.statement;
+        let grants = &loaded.verified.grants;
+        let namespace = || statement.name.clone();
         let settings = PluginSettings {
             name: statement.reference(),
-            grants: loaded.verified.grants.clone(),
+            grants: grants.clone(),
             limits: loaded.verified.limits.clone(),
-            config: config.clone(),
-            kv: loaded.verified.grants.kv.then(|| {
-                (
-                    self.kv.clone() as Arc<dyn warden_host::KvStore>,
-                    statement.name.clone(),
-                )
-            }),
+            backends: Backends {
+                config: Arc::new(config.clone()),
+                kv: grants.kv.then(|| {
+                    (
+                        self.kv.clone() as Arc<dyn warden_host::KvStore>,
+                        namespace(),
+                    )
+                }),
+                secrets: (!grants.secrets.is_empty()).then(|| (self.secrets.clone(), namespace())),
+            },
         };
         let plugin = Plugin::linked(&self.engine, &loaded.compiled, settings, dependencies)?;
         bindings.truncate(BOUND_PER_RELEASE - 1);

@@ -9,9 +9,10 @@ pub use gate::{ORG_SOLVER_BURST, ORG_SOLVER_REFILL, ORG_SOLVES_QUEUED, SolverBus
 pub use solver::{Candidate, Catalog, MAX_RESOLVE_TIME, Offer, Unresolvable, solve, solve_within};
 
 use super::names::check_name;
-use super::resolution::{self, ResolveError, Resolved};
+use super::resolution::{self, ResolveError};
 use super::status::Status;
 use crate::db::Db;
+pub use crate::records::DependencySet;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -172,14 +173,6 @@ pub async fn resolve_dependencies(
             })
             .collect(),
     })
-}
-
-/// What an invocation of one release links: its dependencies as they
-/// resolve now, with what the runtime needs to verify and load each.
-#[derive(Debug)]
-pub struct DependencySet {
-    /// Each dependency's record and configuration, by `org/name`.
-    pub resolved: BTreeMap<String, Resolved>,
 }
 
 /// The dependency set of `org/name@version`: [`resolve_dependencies`] for

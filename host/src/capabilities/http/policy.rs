@@ -8,7 +8,7 @@
 //! name in the Host header; HTTPS connects to the checked address and
 //! validates the certificate against the requested host name (also its SNI).
 
-use crate::capability::HttpRule;
+use super::rules::HttpRule;
 use crate::transcript::Transcript;
 use http_body_util::BodyExt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
