@@ -51,12 +51,30 @@ fn read_value() -> Result<String, Failure> {
     Ok(value)
 }
 
+/// Refuses a name no grant can name before it goes into a URL.
+fn check_name(name: &str) -> Result<(), Failure> {
+    if warden_host::valid_secret_name(name) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "{:?} is not a secret name: ASCII letters, digits and _, not starting with a digit",
+                printable(name)
+            ),
+        ))
+    }
+}
+
 pub async fn secret(
     command: SecretCommand,
     output: Format,
     remote: &RemoteArgs,
 ) -> Result<u8, Failure> {
     let remote = Remote::new(remote)?;
+    if let SecretCommand::Set { name, .. } | SecretCommand::Remove { name, .. } = &command {
+        check_name(name)?;
+    }
     match command {
         SecretCommand::Set { plugin, name } => {
             let (org, plugin) = parse_plugin(&plugin)?;

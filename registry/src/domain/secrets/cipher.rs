@@ -97,6 +97,16 @@ impl SecretsKey {
             }
             Err(e) => return Err(io(e)),
         };
+        #[cfg(unix)]
+        if let Ok(metadata) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            if metadata.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the secrets key file can be read by other users: make it mode 0600"
+                );
+            }
+        }
         let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Malformed(path.to_owned()))?;
         let key: [u8; 32] = bytes
             .try_into()

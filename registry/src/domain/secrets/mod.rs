@@ -316,9 +316,11 @@ pub async fn rotate(
                 error,
             })?;
         let resealed = current.seal(&org, &plugin, &name, &value);
-        sqlx::query(
+        // Only the row as it was read: a value set meanwhile (by a replica
+        // still on the previous key) is never written back over.
+        let updated = sqlx::query(
             "UPDATE secrets SET key_id = $1, nonce = $2, ciphertext = $3
-             WHERE org = $4 AND plugin = $5 AND name = $6",
+             WHERE org = $4 AND plugin = $5 AND name = $6 AND key_id = $7 AND nonce = $8",
         )
         .bind(&resealed.key_id)
         .bind(&resealed.nonce)
@@ -326,8 +328,13 @@ pub async fn rotate(
         .bind(&org)
         .bind(&plugin)
         .bind(&name)
+        .bind(previous.id())
+        .bind(&sealed.nonce)
         .execute(&mut *tx)
         .await?;
+        if updated.rows_affected() != 1 {
+            return Err(RotateError::Changed(format!("{org}/{plugin} {name}")));
+        }
     }
     tx.commit().await?;
     Ok(count)
@@ -344,6 +351,11 @@ pub enum RotateError {
         /// Why.
         error: OpenError,
     },
+    /// A secret changed while it was re-encrypted: nothing was moved.
+    #[error(
+        "secret {0} was set while the secrets were re-encrypted; start again to retry (stop every replica first)"
+    )]
+    Changed(String),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
