@@ -26,13 +26,7 @@ impl Unit for Config {
     type Context = Arc<BTreeMap<String, String>>;
 
     fn grant(grant: &mut bool, argument: Option<&str>) -> Result<(), String> {
-        match argument {
-            None => {
-                *grant = true;
-                Ok(())
-            }
-            Some(_) => Err("config takes no argument".into()),
-        }
+        super::grant_bare("config", grant, argument)
     }
 
     fn grant_texts(grant: &bool) -> Vec<String> {

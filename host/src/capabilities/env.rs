@@ -43,7 +43,7 @@ impl Unit for Env {
     }
 
     fn grant_texts(names: &BTreeSet<String>) -> Vec<String> {
-        names.iter().map(|name| format!("env:{name}")).collect()
+        super::named_grant_texts("env", names)
     }
 
     fn granted(names: &BTreeSet<String>) -> bool {

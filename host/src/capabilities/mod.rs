@@ -321,6 +321,23 @@ units! {
     }
 }
 
+/// A grant that is one bare word (`kv`, `config`): `argument` must be
+/// absent.
+fn grant_bare(word: &str, grant: &mut bool, argument: Option<&str>) -> Result<(), String> {
+    match argument {
+        None => {
+            *grant = true;
+            Ok(())
+        }
+        Some(_) => Err(format!("{word} takes no argument")),
+    }
+}
+
+/// The texts of a grant by name (`env:NAME`, `secret:NAME`), one per name.
+fn named_grant_texts(word: &str, names: &BTreeSet<String>) -> Vec<String> {
+    names.iter().map(|name| format!("{word}:{name}")).collect()
+}
+
 /// The word that starts a grant of `U` (`http` of `http:HOST[:PORT]`).
 fn grant_word<U: Unit>() -> Option<&'static str> {
     U::GRANT.map(|syntax| syntax.split(':').next().unwrap_or(syntax))

@@ -110,7 +110,7 @@ impl Unit for Secrets {
     }
 
     fn grant_texts(names: &BTreeSet<String>) -> Vec<String> {
-        names.iter().map(|name| format!("secret:{name}")).collect()
+        super::named_grant_texts("secret", names)
     }
 
     fn granted(names: &BTreeSet<String>) -> bool {

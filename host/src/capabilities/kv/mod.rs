@@ -37,13 +37,7 @@ impl Unit for Kv {
     type Context = Namespace;
 
     fn grant(grant: &mut bool, argument: Option<&str>) -> Result<(), String> {
-        match argument {
-            None => {
-                *grant = true;
-                Ok(())
-            }
-            Some(_) => Err("kv takes no argument".into()),
-        }
+        super::grant_bare("kv", grant, argument)
     }
 
     fn grant_texts(grant: &bool) -> Vec<String> {
