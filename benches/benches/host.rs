@@ -153,7 +153,7 @@ fn signed_load(c: &mut Criterion) {
             version: "1.0.0".into(),
             description: String::new(),
             component: ComponentRef {
-                digest: Digest::of(&bytes).to_string(),
+                digest: Digest::of(&bytes),
                 size: bytes.len() as u64,
             },
             capabilities: Vec::new(),

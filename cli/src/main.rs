@@ -27,6 +27,7 @@ mod run;
 mod secret;
 mod serve;
 mod text;
+mod webhook;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -79,6 +80,10 @@ enum Command {
     /// Plugin secrets (admins): set from standard input, listed by name, removed.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Webhook endpoints of your organization (admins): events delivered,
+    /// signed, to your receivers.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
     /// Signing keys of your organization.
     #[command(subcommand)]
     Key(admin::KeyCommand),
@@ -133,6 +138,7 @@ fn main() -> ExitCode {
             Command::Catalog(command) => admin::catalog(command, cli.output, &cli.remote).await,
             Command::Config(command) => admin::config(command, cli.output, &cli.remote).await,
             Command::Secret(command) => secret::secret(command, cli.output, &cli.remote).await,
+            Command::Webhook(command) => webhook::webhook(command, cli.output, &cli.remote).await,
             Command::Key(command) => admin::key(command, cli.output, &cli.remote).await,
             Command::Token(command) => admin::token(command, cli.output, &cli.remote).await,
             Command::Org(command) => admin::org(command, cli.output, &cli.remote).await,

@@ -214,7 +214,7 @@ pub async fn publish_manifest(
         version: manifest.version.clone(),
         description: manifest.description.clone(),
         component: ComponentRef {
-            digest: artifact.component_digest().to_string(),
+            digest: artifact.component_digest(),
             size: artifact.component.len() as u64,
         },
         capabilities: capability_list(&grants),

@@ -135,6 +135,19 @@ pub struct RuntimeArgs {
     /// afterwards (README: "Rotating the secrets key").
     #[arg(long, env = "WARDEN_PREVIOUS_SECRETS_KEY_FILE", value_name = "PATH")]
     pub previous_secrets_key_file: Option<std::path::PathBuf>,
+    /// A network webhooks may reach although it is not public (loopback,
+    /// private, link-local...), e.g. 10.20.0.0/16 or 127.0.0.1; repeatable.
+    /// Without it, webhooks reach public addresses only.
+    #[arg(
+        long = "webhook-allow-cidr",
+        value_name = "CIDR",
+        env = "WARDEN_WEBHOOK_ALLOW_CIDR",
+        value_delimiter = ','
+    )]
+    pub webhook_allow_cidrs: Vec<String>,
+    /// Allow http:// webhook URLs (default: https only).
+    #[arg(long, env = "WARDEN_WEBHOOK_ALLOW_HTTP")]
+    pub webhook_allow_http: bool,
 }
 
 impl RuntimeArgs {
@@ -166,6 +179,15 @@ impl RuntimeArgs {
         config.snapshot_max_age = self.snapshot_max_age;
         config.secrets_key_file = self.secrets_key_file.clone();
         config.previous_secrets_key_file = self.previous_secrets_key_file.clone();
+        config.webhook_policy.allow_http = self.webhook_allow_http;
+        config.webhook_policy.allow = self
+            .webhook_allow_cidrs
+            .iter()
+            .map(|cidr| {
+                warden_host::address_policy::parse_network(cidr.trim())
+                    .map_err(|e| Failure::new(exit::USAGE, format!("--webhook-allow-cidr: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
         for pair in &self.max_limits {
             config
                 .limit_maxima

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Server, keygen, ok, remote};
+use common::{Server, database, keygen, ok, remote};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::Path;
@@ -72,27 +72,6 @@ fn version_ran(answer: &Value) -> &str {
 
 fn error_code(answer: &Value) -> &str {
     answer["error"]["code"].as_str().unwrap_or("")
-}
-
-fn database() -> String {
-    let admin = warden_test_programs::postgres::admin_url();
-    let name = format!("warden_replicas_{}", std::process::id());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        sqlx::any::install_default_drivers();
-        let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut connection)
-            .await
-            .unwrap();
-    });
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    format!("{base}/{name}")
 }
 
 fn manifest(work: &Path, name: &str, version: &str, component: &str, capabilities: &str) {

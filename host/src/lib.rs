@@ -27,6 +27,8 @@
 //! [`KvStore`] and [`SecretStore`], and serving is the registry's job.
 #![deny(missing_docs)]
 
+pub mod address_policy;
+mod approval;
 mod cache;
 mod capabilities;
 mod digest;
@@ -45,6 +47,7 @@ mod transcript;
 mod trust;
 mod verify;
 
+pub use approval::{ApprovalFault, counts_as_approver};
 pub use cache::CacheOutcome;
 pub use capabilities::{
     Backends, Capability, Grants, HostPattern, HttpRule, KvError, KvQuota, KvStore,

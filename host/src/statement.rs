@@ -44,8 +44,8 @@ pub struct ReleaseStatement {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentRef {
-    /// `sha256:<hex>`.
-    pub digest: String,
+    /// Of its bytes (`sha256:<hex>` in the statement's JSON).
+    pub digest: crate::Digest,
     /// Bytes.
     pub size: u64,
 }

@@ -3,11 +3,11 @@
 //! are checked against keys the host was configured with, never against what
 //! a database says.
 
+use crate::approval::counts_as_approver;
 use crate::capabilities::Grants;
 use crate::limits::Limits;
 use crate::statement::{
-    APPROVAL_PAYLOAD_TYPE, ApprovalStatement, RELEASE_PAYLOAD_TYPE, ReleaseStatement, beyond,
-    parse_capabilities,
+    APPROVAL_PAYLOAD_TYPE, ApprovalStatement, RELEASE_PAYLOAD_TYPE, ReleaseStatement,
 };
 use crate::trust::{Envelope, PublicKey};
 
@@ -93,18 +93,18 @@ pub fn verify_release(
             publisher.key_id()
         )));
     }
-    let found = crate::Digest::of(component).to_string();
+    let found = crate::Digest::of(component);
     if found != statement.component.digest || component.len() as u64 != statement.component.size {
         return Err(Untrusted::DigestMismatch {
-            expected: statement.component.digest.clone(),
-            found,
+            expected: statement.component.digest.to_string(),
+            found: found.to_string(),
         });
     }
 
     let reference = statement.reference();
     let mut approvers: Vec<String> = Vec::new();
     let mut rejected = Vec::new();
-    let mut granted: Option<(Vec<String>, Limits)> = None;
+    let mut granted: Option<(Vec<String>, Limits, Grants)> = None;
     for approval in approvals {
         let checked = match approval.verify(APPROVAL_PAYLOAD_TYPE, &policy.admin_keys) {
             Ok(checked) => checked,
@@ -117,32 +117,32 @@ pub fn verify_release(
             rejected.push("a malformed approval statement".into());
             continue;
         };
-        if approved.release_statement != verified.payload_digest || approved.release != reference {
-            rejected.push(format!(
-                "an approval of {} ({})",
-                approved.release, approved.release_statement
-            ));
-            continue;
-        }
-        let extra = beyond(&approved.capabilities, &statement.capabilities);
-        if !extra.is_empty() {
-            rejected.push(format!(
-                "an approval granting unrequested {}",
-                extra.join(", ")
-            ));
-            continue;
-        }
+        let grants = match approved.check_for(
+            &reference,
+            &verified.payload_digest,
+            &statement.capabilities,
+        ) {
+            Ok(grants) => grants,
+            Err(fault) => {
+                rejected.push(fault.to_string());
+                continue;
+            }
+        };
         match &granted {
-            None => granted = Some((approved.capabilities.clone(), approved.limits.clone())),
-            Some((caps, limits))
-                if *caps != approved.capabilities || *limits != approved.limits =>
-            {
+            None => {
+                granted = Some((
+                    approved.capabilities.clone(),
+                    approved.limits.clone(),
+                    grants,
+                ))
+            }
+            Some((capabilities, limits, _)) if !approved.agrees_with(capabilities, limits) => {
                 return Err(Untrusted::ApprovalsDisagree);
             }
             Some(_) => {}
         }
         for signer in checked.signers {
-            if signer == statement.publisher_key {
+            if !counts_as_approver(&signer, &statement.publisher_key) {
                 rejected.push(format!("the publisher's own key {signer}"));
             } else if !approvers.contains(&signer) {
                 approvers.push(signer);
@@ -150,15 +150,14 @@ pub fn verify_release(
         }
     }
     let required = policy.approvals_required.max(1);
-    let Some((capabilities, limits)) = granted.filter(|_| approvers.len() >= required) else {
+    let Some((capabilities, limits, grants)) = granted.filter(|_| approvers.len() >= required)
+    else {
         return Err(Untrusted::NotEnoughApprovals {
             found: approvers.len(),
             required,
             rejected,
         });
     };
-    let grants =
-        parse_capabilities(&capabilities).map_err(|e| Untrusted::Statement(e.to_string()))?;
     Ok(VerifiedRelease {
         statement,
         statement_digest: verified.payload_digest,
@@ -192,7 +191,7 @@ mod tests {
             version: "1.0.0".into(),
             description: String::new(),
             component: ComponentRef {
-                digest: crate::Digest::of(&bytes).to_string(),
+                digest: crate::Digest::of(&bytes),
                 size: bytes.len() as u64,
             },
             capabilities: vec!["config".into(), "kv".into()],
@@ -391,6 +390,10 @@ mod tests {
             &policy(&w, 1),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("unrequested env:HOME"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("grants env:HOME that the release does not request"),
+            "{err}"
+        );
     }
 }

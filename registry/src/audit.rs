@@ -17,6 +17,80 @@ use sqlx::{Any, Transaction};
 /// The `prev_hash` of the first entry of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+macro_rules! actions {
+    ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
+        /// What an audit entry records: every action the server writes, in
+        /// one list. The events module says which event each one is, by an
+        /// exhaustive match, so a new action cannot go without an event.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Action {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Action {
+            /// Every action.
+            pub const ALL: &'static [Action] = &[$(Action::$variant),*];
+
+            /// As the entry stores it, e.g. `release.publish`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Action::$variant => $text,)* }
+            }
+
+            /// The action an entry names.
+            pub fn parse(text: &str) -> Option<Action> {
+                match text { $($text => Some(Action::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+actions! {
+    /// A release was published.
+    ReleasePublish = "release.publish",
+    /// An approval of a release was recorded.
+    ReleaseApprove = "release.approve",
+    /// A release was rejected.
+    ReleaseReject = "release.reject",
+    /// A release was yanked.
+    ReleaseYank = "release.yank",
+    /// The server refused to run a release it could not verify.
+    ReleaseRefused = "release.refused",
+    /// A compiled-code cache entry failed its check and was discarded.
+    CacheRejected = "cache.rejected",
+    /// A key was registered.
+    KeyAdd = "key.add",
+    /// A key was revoked.
+    KeyRevoke = "key.revoke",
+    /// A token was created.
+    TokenCreate = "token.create",
+    /// A token was revoked.
+    TokenRevoke = "token.revoke",
+    /// A plugin's configuration was replaced.
+    PluginConfig = "plugin.config",
+    /// A plugin's secret was set.
+    SecretSet = "secret.set",
+    /// A plugin's secret was removed.
+    SecretRemoved = "secret.removed",
+    /// The organization was created.
+    OrgCreate = "org.create",
+    /// A manifest was pushed through `/v2`.
+    ManifestPut = "oci.manifest.put",
+    /// A webhook endpoint was created.
+    WebhookCreate = "webhook.create",
+    /// A webhook endpoint was changed.
+    WebhookUpdate = "webhook.update",
+    /// A webhook endpoint was removed.
+    WebhookDelete = "webhook.delete",
+    /// A webhook endpoint's signing secret was rotated.
+    WebhookRotate = "webhook.rotate",
+    /// The server disabled a webhook endpoint.
+    WebhookDisable = "webhook.disable",
+    /// A webhook endpoint's deliveries were moved back to replay events.
+    WebhookReplay = "webhook.replay",
+    /// One event's redelivery to a webhook endpoint was asked for.
+    WebhookRedeliver = "webhook.redeliver",
+}
+
 /// One entry of an organization's audit chain.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
@@ -185,7 +259,7 @@ impl Change {
     pub async fn commit(
         mut self,
         actor: &str,
-        action: &str,
+        action: Action,
         target: &str,
         details: Json,
     ) -> Result<AuditEntry, sqlx::Error> {
@@ -194,7 +268,7 @@ impl Change {
             seq: self.seq,
             at: now_ms(),
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action: action.as_str().to_owned(),
             target: target.to_owned(),
             details: details.to_string(),
             prev_hash: self.prev_hash.clone(),
@@ -287,7 +361,7 @@ pub async fn record(
     db: &crate::db::Db,
     org: &str,
     actor: &str,
-    action: &str,
+    action: Action,
     target: &str,
     details: Json,
 ) -> Result<AuditEntry, sqlx::Error> {

@@ -34,8 +34,11 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const FOLLOW_BOUND: Duration = Duration::from_secs(1);
 
 /// The generation counters of every organization seen so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Changes {
+    /// Bumped with every change of any organization, for whoever waits for
+    /// one ([`Changes::subscribe`]: the event streams).
+    wake: tokio::sync::watch::Sender<u64>,
     /// Advanced with every organization's counter.
     any: AtomicU64,
     orgs: RwLock<HashMap<String, Arc<AtomicU64>>>,
@@ -60,6 +63,18 @@ impl Stamp {
     /// and it is younger than `max_age`.
     pub fn is_fresh(&self, max_age: Duration) -> bool {
         self.counter.load(Ordering::Acquire) == self.generation && self.taken.elapsed() < max_age
+    }
+}
+
+impl Default for Changes {
+    fn default() -> Changes {
+        Changes {
+            wake: tokio::sync::watch::Sender::new(0),
+            any: AtomicU64::default(),
+            orgs: RwLock::default(),
+            seen: Mutex::default(),
+            followed: Mutex::default(),
+        }
     }
 }
 
@@ -103,6 +118,20 @@ impl Changes {
         // stamp must also see `any` moved (see `Snapshot::caller`).
         self.any.fetch_add(1, Ordering::AcqRel);
         self.counter(org).fetch_add(1, Ordering::AcqRel);
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// `org`'s generation: it moves with every change of `org` committed
+    /// here or seen by the poll.
+    pub fn generation(&self, org: &str) -> u64 {
+        self.counter(org).load(Ordering::Acquire)
+    }
+
+    /// A receiver that wakes after every change of any organization from
+    /// now on (compare [`Changes::generation`] to see whether one's own
+    /// organization moved).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.wake.subscribe()
     }
 
     /// Whether a poll that started less than [`FOLLOW_BOUND`] ago succeeded:

@@ -63,6 +63,11 @@ const MIGRATIONS: &[Migration] = &[
         include_str!("../migrations/0006_referrers.sql"),
     ),
     Migration::portable(7, "secrets", include_str!("../migrations/0007_secrets.sql")),
+    Migration::portable(
+        8,
+        "webhooks",
+        include_str!("../migrations/0008_webhooks.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

@@ -7,6 +7,7 @@
 //! comes back; any other caller (the console's try-it, a trigger) gets the
 //! same path.
 
+use crate::audit::Action;
 use crate::db::Db;
 use crate::domain::dependencies::{DependencyError, SolverGate};
 use crate::domain::names::{self, InvalidName};
@@ -16,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{LinkError, Linked, LoadError, LoadedRelease, Runtime};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
-use warden_host::{Error as HostError, Failure, Invocation, Metering, Output};
+use warden_host::{Digest, Error as HostError, Failure, Invocation, Metering, Output};
 
 /// The release that ran.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -26,7 +27,8 @@ pub struct ReleaseRan {
     /// Version.
     pub version: String,
     /// `sha256:` of the component.
-    pub digest: String,
+    #[schema(value_type = String)]
+    pub digest: Digest,
     /// Newer releases matching the request that did not run because the
     /// database no longer trusts them (a revoked publisher key, revoked
     /// approvals), newest first, each with why. Absent when none were.
@@ -163,7 +165,7 @@ impl Invoker<'_> {
             self.audit_refusal(
                 &call,
                 &reference,
-                "cache.rejected",
+                Action::CacheRejected,
                 "a compiled-cache entry failed its HMAC check and was discarded; the verified component was recompiled",
             )
             .await;
@@ -186,13 +188,17 @@ impl Invoker<'_> {
         };
         let dependencies: Vec<ReleaseRan> = dependencies
             .into_iter()
-            .map(|(name, version, digest)| {
-                self.metrics
-                    .dependency_linked(&plugin_label, &record.version, &name, &version);
+            .map(|linked| {
+                self.metrics.dependency_linked(
+                    &plugin_label,
+                    &record.version,
+                    &linked.name,
+                    &linked.version,
+                );
                 ReleaseRan {
-                    name,
-                    version,
-                    digest,
+                    name: linked.name,
+                    version: linked.version,
+                    digest: linked.digest,
                     skipped: Vec::new(),
                 }
             })
@@ -292,7 +298,7 @@ impl Invoker<'_> {
             Err(LinkError::Mismatch(why)) => {
                 let reference = format!("{}@{}", record.repository, record.version);
                 tracing::error!(%reference, "refusing to run: {why}");
-                self.audit_refusal(call, &reference, "release.refused", &why)
+                self.audit_refusal(call, &reference, Action::ReleaseRefused, &why)
                     .await;
                 Err(InvokeError::Untrusted {
                     reference,
@@ -328,12 +334,12 @@ impl Invoker<'_> {
             },
         };
         tracing::error!(%reference, "refusing to run: {reason}");
-        self.audit_refusal(call, reference, "release.refused", &reason)
+        self.audit_refusal(call, reference, Action::ReleaseRefused, &reason)
             .await;
         refusal
     }
 
-    async fn audit_refusal(&self, call: &Call<'_>, reference: &str, action: &str, reason: &str) {
+    async fn audit_refusal(&self, call: &Call<'_>, reference: &str, action: Action, reason: &str) {
         let recorded = crate::audit::record(
             self.db,
             call.org,

@@ -42,6 +42,7 @@ mod audit;
 mod changes;
 mod db;
 mod domain;
+mod events;
 mod invocation;
 mod metrics;
 pub mod oci;
@@ -69,6 +70,7 @@ pub use domain::dependencies::PROVIDER_RELEASES_READ;
 pub use domain::names::reorders_or_hides;
 pub use domain::releases::{ImportProblem, check_imports};
 pub use domain::search::{PLANNED_SEARCH_MS, SHORT_TEXT_WINDOW};
+pub use events::delivery::Clock as WebhookClock;
 pub use oci::{Digest, RepositoryName};
 pub use runtime::SqlKvStore;
 pub use server::{ConnectionLimits, ControlPlane, ServerConfig, StartError, serve, serve_with};
@@ -79,7 +81,7 @@ pub mod types {
     pub use crate::api::{
         AddKey, Approve, CreateOrg, CreateToken, ErrorBody, ErrorCode, ErrorDetail,
         InvocationFailure, InvokeRequest, InvokeResponse, MeteringReport, Publish, Reason,
-        ReleaseRan, WhoAmI,
+        ReleaseRan, Replayed, WebhookList, WhoAmI,
     };
     pub use crate::audit::{AuditEntry, AuditHead, AuditPage};
     pub use crate::domain::catalog::{
@@ -94,4 +96,8 @@ pub mod types {
     pub use crate::domain::secrets::{SecretInfo, SecretList};
     pub use crate::domain::status::Status;
     pub use crate::domain::tokens::{NewToken, Role};
+    pub use crate::domain::webhooks::deliveries::{Attempt, AttemptPage, Outcome};
+    pub use crate::domain::webhooks::{Webhook, WebhookWithSecret};
+    pub use crate::events::delivery::PingResult;
+    pub use crate::events::{Event, EventPage};
 }

@@ -43,8 +43,22 @@ struct ErrorLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    org: String,
+    webhook: String,
+}
+
 /// The server's Prometheus metrics.
 pub struct Metrics {
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    webhook_seconds: Histogram,
+    webhook_oldest: Family<WebhookLabels, Gauge>,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -141,7 +155,28 @@ impl Default for Metrics {
             "Publishes waiting for a compile slot (warden serve --concurrent-compiles)",
             compiles_waiting.clone(),
         );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let webhook_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let webhook_oldest = Family::<WebhookLabels, Gauge>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, failed, given_up, refused)",
+            webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_delivery_duration_seconds",
+            "Time from an event's commit to its delivery (first successful attempt)",
+            webhook_seconds.clone(),
+        );
+        registry.register(
+            "webhook_oldest_pending_seconds",
+            "Age of each enabled endpoint's oldest undelivered event (0: none)",
+            webhook_oldest.clone(),
+        );
         Metrics {
+            webhook_deliveries,
+            webhook_seconds,
+            webhook_oldest,
             registry,
             compiles_running,
             compiles_waiting,
@@ -158,6 +193,34 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One webhook delivery attempt and how it ended; `latency` (from the
+    /// event's commit) for a delivered one.
+    pub fn webhook_attempt(&self, outcome: &str, latency: Option<f64>) {
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if let Some(seconds) = latency {
+            self.webhook_seconds.observe(seconds);
+        }
+    }
+
+    /// The age in seconds of each enabled endpoint's oldest undelivered
+    /// event (0: none), replacing what was there (a removed or disabled
+    /// endpoint's series goes).
+    pub fn webhooks_pending(&self, ages: &[(String, String, i64)]) {
+        self.webhook_oldest.clear();
+        for (org, webhook, age) in ages {
+            self.webhook_oldest
+                .get_or_create(&WebhookLabels {
+                    org: org.clone(),
+                    webhook: webhook.clone(),
+                })
+                .set(*age);
+        }
+    }
+
     /// One answered request: its method, matched route, status and time.
     pub fn request(&self, method: String, route: String, status: u16, seconds: f64) {
         self.requests

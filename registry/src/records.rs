@@ -6,7 +6,7 @@
 
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
-use warden_host::{Envelope, PublicKey};
+use warden_host::{Digest, Envelope, PublicKey};
 
 /// What the database says about the release to run; everything here is
 /// re-checked by `warden_host::verify_release` before it counts.
@@ -16,8 +16,8 @@ pub struct ReleaseRecord {
     pub repository: String,
     /// Version.
     pub version: String,
-    /// `sha256:` of the OCI manifest.
-    pub manifest_digest: String,
+    /// Of the OCI manifest.
+    pub manifest_digest: Digest,
     /// The release statement's envelope.
     pub envelope: Envelope,
     /// The approvals' envelopes.
@@ -47,7 +47,7 @@ impl ReleaseRecord {
         for part in [
             &self.repository,
             &self.version,
-            &self.manifest_digest,
+            &self.manifest_digest.to_string(),
             &self.publisher.to_string(),
         ] {
             hasher.update(part.as_bytes());
@@ -80,6 +80,18 @@ pub struct Skipped {
     pub version: String,
     /// Why it is not trusted (a revoked publisher key, revoked approvals).
     pub reason: String,
+}
+
+/// A dependency as an invocation linked it, verified: `org/name`, version
+/// and the digest of the component that ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedRelease {
+    /// `org/name`.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Of the component.
+    pub digest: Digest,
 }
 
 /// What an invocation of one release links: its dependencies as they

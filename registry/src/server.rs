@@ -67,6 +67,11 @@ pub struct ServerConfig {
     /// A previous secrets key: at start, every secret encrypted under it is
     /// re-encrypted under the current key (see [`ServerConfig::secrets_key_file`]).
     pub previous_secrets_key_file: Option<PathBuf>,
+    /// Where webhooks may go beyond public `https` addresses
+    /// (`--webhook-allow-cidr`, `--webhook-allow-http`).
+    pub webhook_policy: crate::domain::webhooks::WebhookPolicy,
+    /// The time webhook deliveries go by (the system's; tests move their own).
+    pub webhook_clock: crate::events::delivery::Clock,
 }
 
 impl ServerConfig {
@@ -91,6 +96,8 @@ impl ServerConfig {
             snapshot_max_age: crate::domain::snapshot::DEFAULT_MAX_AGE,
             secrets_key_file: None,
             previous_secrets_key_file: None,
+            webhook_policy: Default::default(),
+            webhook_clock: Default::default(),
         }
     }
 }
@@ -208,20 +215,30 @@ impl ControlPlane {
         // Referrers a crash or a full disk left out are written in the
         // background (and once at start, below).
         // Only the embedded store holds referrers Warden writes.
-        let embedded = matches!(artifacts, ArtifactSource::Embedded(_));
-        let repair = embedded.then(|| {
-            let (db, oci) = (db.clone(), oci.clone());
+        let repair = artifacts.keeps_referrers().then(|| {
+            let (db, artifacts) = (db.clone(), artifacts.clone());
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(crate::domain::releases::REPAIR_INTERVAL);
                 every.tick().await;
                 loop {
                     every.tick().await;
-                    if let Err(e) = crate::domain::releases::repair_referrers(&db, &oci).await {
+                    if let Err(e) = crate::domain::releases::repair_referrers(&db, &artifacts).await
+                    {
                         tracing::warn!("writing missing referrers: {e}");
                     }
                 }
             })
         });
+        let webhook_policy = Arc::new(config.webhook_policy.clone());
+        let outbound = crate::events::outbound::Outbound::new(webhook_policy.clone());
+        let metrics = Arc::new(Metrics::default());
+        let deliverer = Arc::new(crate::events::delivery::Deliverer::new(
+            db.clone(),
+            secrets_key.clone(),
+            outbound.clone(),
+            config.webhook_clock.clone(),
+            metrics.clone(),
+        ));
         let state = AppState::new(api::Shared {
             snapshot: crate::domain::snapshot::Snapshot::new(config.snapshot_max_age),
             changes_watcher: api::AbortOnDrop(watcher),
@@ -237,10 +254,14 @@ impl ControlPlane {
                 config.compile_queue_per_org,
             ),
             solver: crate::domain::dependencies::SolverGate::default(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             runtime: Arc::new(runtime),
             artifacts,
+            deliveries: api::AbortOnDrop(deliverer.start()),
+            outbound,
+            webhook_policy,
             secrets_key,
+            event_streams: Arc::default(),
         });
         crate::domain::releases::reconcile_pending_tags(&state.db, &state.oci)
             .await
@@ -249,8 +270,7 @@ impl ControlPlane {
             })?;
         // Referrers a crash or a full disk left out: written now, and in
         // the background from here on (a failure here is tried again there).
-        if embedded
-            && let Err(e) = crate::domain::releases::repair_referrers(&state.db, &state.oci).await
+        if let Err(e) = crate::domain::releases::repair_referrers(&state.db, &state.artifacts).await
         {
             tracing::warn!("writing missing referrers at start: {e}");
         }
@@ -499,7 +519,7 @@ impl OciAccess for TokenAccess {
             &self.state.db,
             repository.org(),
             &caller.actor(),
-            "oci.manifest.put",
+            crate::audit::Action::ManifestPut,
             &target,
             serde_json::json!({ "digest": digest, "tag": tag }),
         )

@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::{Backend, Harness, approval_body, start_tweaked};
+use common::{Backend, Harness, approval_body, org, start_tweaked};
 use serde_json::{Value, json};
 use warden_host::Limits;
 use warden_registry::{ControlPlane, ServerConfig};
-use warden_test_programs::{KEEPER, read};
+use warden_test_programs::{ASKER, KEEPER, TELLER, read};
 
 /// A value that appears nowhere but where it belongs.
 const VALUE: &str = "s3cret-value-4f9a1c";
@@ -214,6 +214,99 @@ async fn secrets_are_write_only_and_reach_only_their_grant(backend: Backend) {
 }
 on_both_databases!(secrets_are_write_only_and_reach_only_their_grant);
 
+/// `acme/asker` reads secrets of its own and calls `acme/teller`, a
+/// dependency that reads its own: each reads only what its own release was
+/// granted, from its own plugin's values, whichever side of the link asks.
+async fn secrets_never_cross_a_dependency_link(backend: Backend) {
+    let o = org(backend, 1).await;
+    let teller = o
+        .publish_declaring(
+            &o.alice,
+            "acme/teller",
+            "1.0.0",
+            TELLER,
+            &["secret:SHARED", "secret:TELLER_KEY"],
+            &[],
+        )
+        .await
+        .expect(201);
+    o.approve(
+        &teller,
+        &["secret:SHARED", "secret:TELLER_KEY"],
+        Limits::default(),
+    )
+    .await;
+    let asker = o
+        .publish_declaring(
+            &o.alice,
+            "acme/asker",
+            "1.0.0",
+            ASKER,
+            &["secret:ASKER_KEY", "secret:SHARED"],
+            &[("acme/teller", "^1")],
+        )
+        .await
+        .expect(201);
+    o.approve(
+        &asker,
+        &["secret:ASKER_KEY", "secret:SHARED"],
+        Limits::default(),
+    )
+    .await;
+    let set = |plugin: &'static str, name: &'static str, value: &'static str| {
+        let h = &o.h;
+        async move {
+            h.call(
+                &h.admin,
+                reqwest::Method::PUT,
+                &format!("/v1/plugins/acme/{plugin}/secrets/{name}"),
+                Some(json!({ "value": value })),
+            )
+            .await
+            .expect(200);
+        }
+    };
+    set("asker", "ASKER_KEY", "asker-own").await;
+    set("asker", "SHARED", "asker-shared").await;
+    // The dependent's values under the dependency's granted name: never
+    // what the dependency reads.
+    set("asker", "TELLER_KEY", "asker-under-teller-name").await;
+    set("teller", "TELLER_KEY", "teller-own").await;
+    set("teller", "SHARED", "teller-shared").await;
+    set("teller", "ASKER_KEY", "teller-under-asker-name").await;
+
+    let reveal = |function: &'static str, name: &'static str| {
+        let h = &o.h;
+        async move {
+            let answer = h
+                .post(
+                    &h.admin,
+                    &format!("/v1/plugins/acme/asker/invoke/{function}"),
+                    json!({ "args": [name] }),
+                )
+                .await
+                .expect(200);
+            assert_eq!(
+                common::name_versions(&answer["dependencies"]),
+                ["acme/teller@1.0.0"]
+            );
+            answer["result"].clone()
+        }
+    };
+    // Each side reads its own value of a name both were granted.
+    assert_eq!(reveal("reveal-here", "SHARED").await, "asker-shared");
+    assert_eq!(reveal("reveal-there", "SHARED").await, "teller-shared");
+    // Each reads its own grants...
+    assert_eq!(reveal("reveal-here", "ASKER_KEY").await, "asker-own");
+    assert_eq!(reveal("reveal-there", "TELLER_KEY").await, "teller-own");
+    // ... and not the other's: the dependent cannot read the dependency's
+    // granted name, nor the dependency the dependent's, though each
+    // plugin has a value set under that name.
+    assert_eq!(reveal("reveal-here", "TELLER_KEY").await, json!(null));
+    assert_eq!(reveal("reveal-there", "ASKER_KEY").await, json!(null));
+}
+on_both_databases!(secrets_never_cross_a_dependency_link);
+
 /// Every file of the data directory (the SQLite database, its WAL, the OCI
 /// store) holds the value nowhere: only its ciphertext is stored.
 // SQLite only: PostgreSQL's files are not in the data directory.
@@ -326,3 +419,120 @@ async fn the_key_file_is_checked_at_start_and_rotates(backend: Backend) {
     reopen(&h, &backend, Some(&new_key), None).await.unwrap();
 }
 on_both_databases!(the_key_file_is_checked_at_start_and_rotates);
+
+/// A replica still on the previous key sets a value while a start
+/// re-encrypts: the re-encryption read the row before that write, so
+/// writing its result back would lose the newer value. It must fail the
+/// start instead, whole, and the newer value stays. PostgreSQL only: that
+/// is where replicas share a database (SQLite's single writer refuses the
+/// stale update by itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_set_during_rotation_is_never_written_over() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres(url) = &backend else {
+        unreachable!()
+    };
+    let h = start_tweaked(backend.clone(), |_| {}).await;
+    let invoker = keeper(&h).await;
+    let row = "SELECT nonce, ciphertext FROM secrets
+               WHERE org = 'acme' AND plugin = 'keeper' AND name = 'GREETING'";
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(3)
+        .connect(url)
+        .await
+        .unwrap();
+    // The value "newer", sealed under the old key (the same row, so it
+    // opens): what a replica on the old key writes during the rotation.
+    put_secret(&h, &h.admin, "GREETING", json!({ "value": "newer" }))
+        .await
+        .expect(200);
+    let (nonce, ciphertext): (String, String) = sqlx::query_as(row).fetch_one(&pool).await.unwrap();
+    put_secret(&h, &h.admin, "GREETING", json!({ "value": "older" }))
+        .await
+        .expect(200);
+    // That write holds the row until it commits...
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query(
+        "UPDATE secrets SET nonce = $1, ciphertext = $2
+         WHERE org = 'acme' AND plugin = 'keeper' AND name = 'GREETING'",
+    )
+    .bind(&nonce)
+    .bind(&ciphertext)
+    .execute(&mut *writer)
+    .await
+    .unwrap();
+    // ... while a start rotates to a new key: it reads "older" and waits
+    // for the row.
+    let data = h.dir.path().join("data");
+    let old_key = data.join("secrets.key");
+    let new_key = h.dir.path().join("new.key");
+    std::fs::write(&new_key, format!("{}\n", "cd".repeat(32))).unwrap();
+    let rotation = {
+        let (h_dir, pinned, url) = (
+            data.clone(),
+            h.pinned.iter().map(|k| k.public_key()).collect::<Vec<_>>(),
+            url.clone(),
+        );
+        let (new_key, old_key) = (new_key.clone(), old_key.clone());
+        tokio::spawn(async move {
+            let mut config = ServerConfig::new(h_dir);
+            config.admin_keys = pinned;
+            config.database_url = Some(url);
+            config.secrets_key_file = Some(new_key);
+            config.previous_secrets_key_file = Some(old_key);
+            ControlPlane::open(&config)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    };
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity
+                   WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE secrets SET key_id%'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (count,): (i64,) = sqlx::query_as(waiting).fetch_one(&pool).await.unwrap();
+        if count > 0 {
+            break;
+        }
+        assert!(
+            !rotation.is_finished() && std::time::Instant::now() < deadline,
+            "the rotation never reached the row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    writer.commit().await.unwrap();
+
+    let refused = rotation.await.unwrap().expect_err("the start must fail");
+    assert!(
+        refused.contains("was set while the secrets were re-encrypted"),
+        "{refused}"
+    );
+    // Nothing moved: the server on the old key reads the newer value.
+    assert_eq!(greet(&h, &invoker).await["result"], "newer, ada");
+    let (key_id,): (String,) = sqlx::query_as(
+        "SELECT key_id FROM secrets WHERE org = 'acme' AND plugin = 'keeper' AND name = 'GREETING'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (stored_nonce,): (String,) = sqlx::query_as(
+        "SELECT nonce FROM secrets WHERE org = 'acme' AND plugin = 'keeper' AND name = 'GREETING'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored_nonce, nonce);
+    // Retried once the replicas are stopped: the rotation goes through.
+    reopen(&h, &backend, Some(&new_key), Some(&old_key))
+        .await
+        .unwrap();
+    let (moved,): (String,) = sqlx::query_as(
+        "SELECT key_id FROM secrets WHERE org = 'acme' AND plugin = 'keeper' AND name = 'GREETING'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_ne!(moved, key_id);
+}

@@ -26,6 +26,8 @@ const RUST_GUESTS: &[(&str, &str)] = &[
     ("RELAY", "warden-guest-relay"),
     ("DEPENDENT", "warden-guest-dependent"),
     ("KEEPER", "warden-guest-keeper"),
+    ("TELLER", "warden-guest-teller"),
+    ("ASKER", "warden-guest-asker"),
     ("HELLO", "warden-example-hello"),
     ("TEXT_TOOLS", "warden-example-text-tools"),
     ("COUNTER", "warden-example-counter"),
@@ -34,8 +36,13 @@ const RUST_GUESTS: &[(&str, &str)] = &[
 ];
 
 /// The HTTP API's contract checkers (PyPI), run by the registry's tests
-/// against a live server: schemathesis, and the spec validator.
-const API_TOOLS: [&str; 2] = ["schemathesis==4.32.5", "openapi-spec-validator==0.9.0"];
+/// against a live server: schemathesis, the spec validator, and the
+/// Standard Webhooks library that verifies the server's webhook signatures.
+const API_TOOLS: [&str; 3] = [
+    "schemathesis==4.32.5",
+    "openapi-spec-validator==0.9.0",
+    "standardwebhooks==1.3.0",
+];
 
 /// The componentize-py release the Python guest is built with (PyPI).
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";

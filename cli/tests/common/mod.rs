@@ -103,3 +103,32 @@ pub fn keygen(dir: &std::path::Path, name: &str) -> String {
     .trim()
     .to_owned()
 }
+
+/// A new, empty PostgreSQL database for this test process (on the
+/// throwaway server the tests start, or WARDEN_TEST_POSTGRES_URL's).
+pub fn database() -> String {
+    let admin = warden_test_programs::postgres::admin_url();
+    let name = format!("warden_cli_{}_{}", std::process::id(), rand_suffix());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    });
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+    format!("{base}/{name}")
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed).to_string()
+}

@@ -100,6 +100,12 @@ error_codes! {
     InvalidJson = ("invalid_json", BAD_REQUEST),
     /// The body does not fit the schema.
     InvalidBody = ("invalid_body", BAD_REQUEST),
+    /// A webhook endpoint's URL, event types or description is not acceptable,
+    /// or its address may not be reached.
+    InvalidWebhook = ("invalid_webhook", BAD_REQUEST),
+    /// The organization has as many webhook endpoints (or pending
+    /// redeliveries) as it may.
+    TooManyWebhooks = ("too_many_webhooks", CONFLICT),
     /// The query string does not fit the schema.
     InvalidQuery = ("invalid_query", BAD_REQUEST),
     /// A path parameter does not parse.
@@ -481,6 +487,29 @@ impl From<crate::domain::secrets::SecretError> for ApiError {
             SecretError::NoPlugin(_) | SecretError::NoSecret { .. } => ErrorCode::NotFound,
         };
         ApiError::from_display(code, error)
+    }
+}
+
+impl From<crate::domain::webhooks::WebhookError> for ApiError {
+    fn from(error: crate::domain::webhooks::WebhookError) -> ApiError {
+        use crate::domain::webhooks::WebhookError;
+        let code = match error {
+            WebhookError::Db(e) => return e.into(),
+            WebhookError::Secret(e) => return ApiError::internal(e),
+            WebhookError::InvalidUrl(_)
+            | WebhookError::AddressRefused(_)
+            | WebhookError::InvalidEvents(_)
+            | WebhookError::InvalidDescription => ErrorCode::InvalidWebhook,
+            WebhookError::TooMany(_) => ErrorCode::TooManyWebhooks,
+            WebhookError::NotFound(_) => ErrorCode::NotFound,
+        };
+        ApiError::from_display(code, error)
+    }
+}
+
+impl From<crate::events::streams::StreamsFull> for ApiError {
+    fn from(full: crate::events::streams::StreamsFull) -> ApiError {
+        ApiError::from_display(ErrorCode::Capacity, full)
     }
 }
 

@@ -6,6 +6,7 @@ mod bodies;
 mod catalog;
 mod dependencies;
 mod error;
+mod events;
 mod invoke;
 mod keys;
 mod ops;
@@ -13,6 +14,7 @@ mod orgs;
 mod releases;
 mod secrets;
 mod tokens;
+mod webhooks;
 
 pub use crate::metrics::Metrics;
 pub use bodies::{BodyDeadline, BodyGuard, UnreadJson, guard as guard_bodies};
@@ -23,6 +25,7 @@ pub use ops::{openapi, track};
 pub use orgs::{CreateOrg, WhoAmI};
 pub use releases::{Approve, Publish, Reason};
 pub use tokens::CreateToken;
+pub use webhooks::{Replayed, WebhookList};
 
 use crate::artifact::ArtifactSource;
 use crate::db::Db;
@@ -99,6 +102,15 @@ pub struct Shared {
     pub artifacts: ArtifactSource,
     /// The key that encrypts plugin secrets.
     pub secrets_key: crate::domain::secrets::SecretsKey,
+    /// The webhook worker (delivering while the state lives).
+    #[expect(dead_code, reason = "held so that the worker stops with the state")]
+    pub deliveries: AbortOnDrop,
+    /// Sends webhooks (deliveries and test pings) under the policy.
+    pub outbound: crate::events::outbound::Outbound,
+    /// Where webhooks may go.
+    pub webhook_policy: Arc<crate::domain::webhooks::WebhookPolicy>,
+    /// The open event streams, bounded per token, org and server.
+    pub event_streams: Arc<crate::events::streams::StreamGate>,
 }
 
 /// A task that stops when the last owner is gone.
@@ -149,6 +161,8 @@ fn v1() -> OpenApiRouter<AppState> {
         .merge(secrets::router())
         .merge(dependencies::router())
         .merge(audit::router())
+        .merge(events::router())
+        .merge(webhooks::router())
         .merge(invoke::router())
 }
 
@@ -156,6 +170,7 @@ fn v1() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (v1, mut document) = v1().split_for_parts();
     ops::document_common_answers(&mut document);
+    ops::document_event_payloads(&mut document);
     ops::document_path_parameters(&mut document);
     v1.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(ops::router(document))

@@ -143,8 +143,19 @@ pub(super) fn document() -> utoipa::openapi::OpenApi {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut document = super::v1().into_openapi();
     document_common_answers(&mut document);
+    document_event_payloads(&mut document);
     document_path_parameters(&mut document);
     document
+}
+
+/// The JSON Schema of each event type's payload, under its name in the
+/// components (events carry them as `data`; `GET /v1/event-types` lists
+/// which type has which).
+pub(super) fn document_event_payloads(document: &mut utoipa::openapi::OpenApi) {
+    let components = document.components.get_or_insert_with(Default::default);
+    for (name, schema) in crate::events::types::data_schemas() {
+        components.schemas.insert(name, schema);
+    }
 }
 
 /// What path parameters may hold, declared on each (the server refuses

@@ -2,8 +2,11 @@
 //! (config `application/vnd.wasm.config.v0+json`, one `application/wasm`
 //! layer), built here for `warden publish` and the tests, checked here for the
 //! server's publish and the runtime's loads, and read through an
-//! [`ArtifactSource`]: the embedded store in process, or an external registry.
+//! [`ArtifactSource`]: the embedded store in process, or an external registry,
+//! which also keeps (in the embedded store) the version tags and referrers
+//! beside each release.
 
+mod kept;
 mod push;
 mod source;
 

@@ -1,4 +1,7 @@
 //! The approval rules that need no database: who may not approve a release.
+//! What an approval statement itself must be (for this release, within its
+//! request, canonical, agreeing) is `warden_host`'s `ApprovalStatement::check_for`,
+//! which the host also applies at load time.
 
 /// An approving key, as registered.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +56,7 @@ pub fn check_not_self_approval(
     approving_token: &str,
 ) -> Result<(), SelfApproval> {
     for approver in approvers {
-        if approver.key_id == publisher.key_id {
+        if !warden_host::counts_as_approver(approver.key_id, publisher.key_id) {
             return Err(SelfApproval::PublishingKey {
                 key_id: approver.key_id.to_owned(),
             });

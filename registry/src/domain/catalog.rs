@@ -5,7 +5,7 @@
 use super::resolution::newest_by_version;
 use super::search::{Found, Row};
 use super::status::Status;
-use crate::audit::Change;
+use crate::audit::{Action, Change};
 use crate::db::{Db, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -353,7 +353,7 @@ pub async fn set_config(
     change
         .commit(
             actor,
-            "plugin.config",
+            Action::PluginConfig,
             &format!("{org}/{name}"),
             json!({ "keys": config.values.keys().collect::<Vec<_>>() }),
         )

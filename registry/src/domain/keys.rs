@@ -4,7 +4,7 @@
 //! verify is explained (unsigned, revoked, another org's, wrong kind, unknown).
 
 use super::names::is_plain_text;
-use crate::audit::Change;
+use crate::audit::{Action, Change};
 use crate::db::{Db, is_duplicate, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -162,7 +162,7 @@ pub async fn add(
     change
         .commit(
             actor,
-            "key.add",
+            Action::KeyAdd,
             &key.key_id,
             json!({ "kind": key.kind, "owner": key.owner, "public_key": key.public_key }),
         )
@@ -200,7 +200,7 @@ pub async fn revoke(db: &Db, org: &str, actor: &str, key_id: &str) -> Result<(),
         });
     }
     change
-        .commit(actor, "key.revoke", key_id, json!({}))
+        .commit(actor, Action::KeyRevoke, key_id, json!({}))
         .await?;
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! - [`snapshot`]: what the invoke path needs, held in memory.
 //! - [`catalog`]: plugins listed and searched, detail, configuration.
 //! - [`secrets`]: plugin secrets, encrypted at rest, never shown.
+//! - [`webhooks`]: webhook endpoints and their delivery state.
 //! - [`keys`]: signing keys and the verification of signed statements.
 //! - [`tokens`]: API tokens, roles, who is calling.
 //! - [`orgs`]: organizations and the first-start bootstrap.
@@ -29,3 +30,4 @@ pub mod secrets;
 pub mod snapshot;
 pub mod status;
 pub mod tokens;
+pub mod webhooks;

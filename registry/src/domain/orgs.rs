@@ -3,7 +3,7 @@
 
 use super::names::{InvalidName, check_name};
 use super::tokens::{self, NewToken, Role};
-use crate::audit::Change;
+use crate::audit::{Action, Change};
 use crate::db::{Db, is_duplicate, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -120,7 +120,7 @@ async fn insert(
     change
         .commit(
             actor,
-            "org.create",
+            Action::OrgCreate,
             org,
             json!({ "operator": operator, "admin_token": token.id }),
         )

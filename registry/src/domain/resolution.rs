@@ -6,7 +6,7 @@ use super::status::Status;
 use crate::db::Db;
 pub use crate::records::{ReleaseRecord, Resolved, Skipped};
 use semver::{Version, VersionReq};
-use warden_host::Envelope;
+use warden_host::{Digest, Envelope};
 
 /// Why no release could be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,70 @@ pub enum ResolveError {
     /// A stored value that the control plane wrote is unreadable.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+/// An approved release of a plugin, as stored, with whether the database
+/// still trusts its publisher key (registered and not revoked).
+#[derive(Debug)]
+pub(crate) struct ApprovedRelease {
+    /// Its version.
+    pub version: Version,
+    /// The release statement's envelope (JSON).
+    pub envelope: String,
+    /// Of its OCI manifest.
+    pub manifest_digest: Digest,
+    /// Of its component (`sha256:...`).
+    pub component_digest: String,
+    /// The key id of its publisher key.
+    pub publisher_key: String,
+    /// Whether that key is registered and not revoked.
+    pub publisher_trusted: bool,
+}
+
+/// The approved releases of `org/name`, in no order: the one query both the
+/// choice of a release to run ([`resolve`]) and the dependency solver's
+/// catalog read. A row whose version or manifest digest does not parse
+/// (not written by this server) is left out: the database may remove
+/// trust, never add it.
+pub(crate) async fn approved_releases(
+    db: &Db,
+    org: &str,
+    name: &str,
+) -> Result<Vec<ApprovedRelease>, sqlx::Error> {
+    let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT r.version, r.envelope, r.manifest_digest, r.component_digest, r.publisher_key,
+                CAST(CASE WHEN k.key_id IS NOT NULL AND k.revoked_at IS NULL
+                          THEN 1 ELSE 0 END AS BIGINT)
+         FROM releases r LEFT JOIN signing_keys k
+           ON k.org = r.org AND k.key_id = r.publisher_key
+         WHERE r.org = $1 AND r.name = $2 AND r.status = $3",
+    )
+    .bind(org)
+    .bind(name)
+    .bind(Status::Approved.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(
+            |(version, envelope, manifest, component_digest, publisher_key, trusted)| {
+                let parsed = Version::parse(&version).ok().zip(manifest.parse().ok());
+                if parsed.is_none() {
+                    tracing::warn!(release = %format!("{org}/{name}@{version}"),
+                        "an approved release's version or manifest digest is unreadable; left out");
+                }
+                let (version, manifest_digest) = parsed?;
+                Some(ApprovedRelease {
+                    version,
+                    envelope,
+                    manifest_digest,
+                    component_digest,
+                    publisher_key,
+                    publisher_trusted: trusted != 0,
+                })
+            },
+        )
+        .collect())
 }
 
 /// The row with the newest semver version among `rows` that `keep` accepts;
@@ -83,22 +147,13 @@ pub async fn resolve(
             name: name.to_owned(),
         });
     };
-    let approved: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT version, manifest_digest, envelope, publisher_key FROM releases
-         WHERE org = $1 AND name = $2 AND status = $3",
-    )
-    .bind(org)
-    .bind(name)
-    .bind(Status::Approved.as_str())
-    .fetch_all(db.pool())
-    .await?;
     // Newest first, among those matching the requirement.
-    let mut candidates: Vec<(Version, (String, String, String, String))> = approved
+    let mut candidates: Vec<ApprovedRelease> = approved_releases(db, org, name)
+        .await?
         .into_iter()
-        .filter_map(|row| Some((Version::parse(&row.0).ok()?, row)))
-        .filter(|(version, _)| requirement.is_none_or(|r| r.matches(version)))
+        .filter(|release| requirement.is_none_or(|r| r.matches(&release.version)))
         .collect();
-    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.sort_by(|a, b| b.version.cmp(&a.version));
     if candidates.is_empty() {
         return Err(ResolveError::NoApprovedRelease {
             plugin: format!("{org}/{name}"),
@@ -109,9 +164,15 @@ pub async fn resolve(
     // it does not are skipped, and the answer says which and why. If none
     // is trusted, the newest one's reason is the refusal.
     let mut skipped = Vec::new();
-    for (_, (version, manifest_digest, envelope, publisher_key)) in
-        candidates.into_iter().take(MAX_SKIPPED + 1)
-    {
+    for candidate in candidates.into_iter().take(MAX_SKIPPED + 1) {
+        let ApprovedRelease {
+            version,
+            envelope,
+            manifest_digest,
+            publisher_key,
+            ..
+        } = candidate;
+        let version = version.to_string();
         let reference = format!("{org}/{name}@{version}");
         let untrusted = |reason: String| ResolveError::Untrusted {
             reference: reference.clone(),

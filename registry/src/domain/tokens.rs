@@ -3,7 +3,7 @@
 //! revocable; the roles and what each may do; the check every request makes
 //! against the role and the organization of the object.
 
-use crate::audit::Change;
+use crate::audit::{Action, Change};
 use crate::db::{Db, now_ms};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -380,7 +380,7 @@ pub async fn create(
     change
         .commit(
             actor,
-            "token.create",
+            Action::TokenCreate,
             &token.id,
             json!({ "name": token.name, "role": token.role, "expires_at": expires_at }),
         )
@@ -455,7 +455,9 @@ pub async fn revoke(db: &Db, org: &str, actor: &str, id: &str) -> Result<(), Tok
             org: org.to_owned(),
         });
     }
-    change.commit(actor, "token.revoke", id, json!({})).await?;
+    change
+        .commit(actor, Action::TokenRevoke, id, json!({}))
+        .await?;
     Ok(())
 }
 

@@ -14,8 +14,8 @@ use per_org::PerOrg;
 pub use kv::{ORG_KV_BYTES, ORG_KV_KEYS, SqlKvStore};
 
 use crate::artifact::{ArtifactSource, FetchError};
-use crate::oci::{Digest, RepositoryName};
-use crate::records::{DependencySet, ReleaseRecord};
+use crate::oci::RepositoryName;
+use crate::records::{DependencySet, LinkedRelease, ReleaseRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use warden_host::{
@@ -107,9 +107,9 @@ pub enum LinkError {
 pub struct Linked {
     /// The plugin, ready to invoke.
     pub plugin: Plugin,
-    /// The dependencies it was linked with, as verified: `org/name`,
-    /// version and component digest, each after its own dependencies.
-    pub dependencies: Vec<(String, String, String)>,
+    /// The dependencies it was linked with, as verified, each after its
+    /// own dependencies.
+    pub dependencies: Vec<LinkedRelease>,
 }
 
 /// The threads plugins run on: a runtime of their own, so that guests burning
@@ -561,11 +561,11 @@ impl Runtime {
                 .into_iter()
                 .map(|name| {
                     let statement = &dependencies[name.as_str()].0.verified.statement;
-                    (
+                    LinkedRelease {
+                        version: statement.version.clone(),
+                        digest: statement.component.digest.clone(),
                         name,
-                        statement.version.clone(),
-                        statement.component.digest.clone(),
-                    )
+                    }
                 })
                 .collect(),
         })
@@ -576,11 +576,8 @@ impl Runtime {
             .repository
             .parse()
             .map_err(|e: String| LoadError::Artifact(e))?;
-        let digest: Digest = record
-            .manifest_digest
-            .parse()
-            .map_err(|e: String| LoadError::Artifact(e))?;
-        match self.source.fetch(&repository, &digest).await {
+        let digest = &record.manifest_digest;
+        match self.source.fetch(&repository, digest).await {
             Ok(artifact) => Ok(artifact.component),
             // Tampering or a foreign artifact, not an outage.
             Err(error @ FetchError::Invalid { .. }) => Err(LoadError::Artifact(error.to_string())),

@@ -401,7 +401,7 @@ pub fn statement(
         version: version.to_owned(),
         description: format!("{repo} for tests"),
         component: ComponentRef {
-            digest: Digest::of(component).to_string(),
+            digest: Digest::of(component),
             size: component.len() as u64,
         },
         capabilities: capabilities.iter().map(|s| s.to_string()).collect(),

@@ -9,9 +9,10 @@
 //! validates the certificate against the requested host name (also its SNI).
 
 use super::rules::HttpRule;
+use crate::address_policy::{AddressRefusal, resolve_checked};
 use crate::transcript::Transcript;
 use http_body_util::BodyExt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Why a request was refused.
@@ -71,7 +72,9 @@ impl Denial {
     }
 }
 
-/// Checks `host:port` against `rules` and returns the address to connect to.
+/// Checks `host:port` against `rules` and returns the address to connect to
+/// (the address policy is `crate::address_policy`'s, shared with the
+/// registry's webhooks: public addresses, and those a matching rule lists).
 pub(crate) async fn authorize(
     rules: &[HttpRule],
     host: &str,
@@ -82,74 +85,18 @@ pub(crate) async fn authorize(
     if matching.is_empty() {
         return Err(Denial::NotAllowed(format!("{host}:{port}")));
     }
-    let addresses: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((bare, port))
-            .await
-            .map_err(|_| Denial::Unresolvable(host.to_owned()))?
-            .collect(),
-    };
-    if addresses.is_empty() {
-        return Err(Denial::Unresolvable(host.to_owned()));
-    }
-    // Every address must pass: a name that resolves to one public and one private
-    // address could otherwise be steered to the private one.
-    for address in &addresses {
-        let ip = canonical(address.ip());
-        if !is_public(ip) && !matching.iter().any(|r| r.lists_address(ip)) {
-            return Err(Denial::Prohibited {
-                host: host.to_owned(),
-                address: ip,
-            });
-        }
-    }
+    let addresses = resolve_checked(host, port, |ip| {
+        matching.iter().any(|r| r.lists_address(ip))
+    })
+    .await
+    .map_err(|refusal| match refusal {
+        AddressRefusal::NotPublic { address, .. } => Denial::Prohibited {
+            host: host.to_owned(),
+            address,
+        },
+        AddressRefusal::Unresolvable(_) => Denial::Unresolvable(host.to_owned()),
+    })?;
     Ok(addresses[0])
-}
-
-/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// Whether `ip` is a globally routable unicast address.
-pub(crate) fn is_public(ip: IpAddr) -> bool {
-    match canonical(ip) {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || a == 0
-        || a >= 240
-        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 198 && (b == 18 || b == 19))) // benchmarking
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link-local
-        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-        || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64 (embeds IPv4)
-        || first == 0x2002 // 6to4 (embeds IPv4)
-        || ip.to_ipv4().is_some()) // IPv4-compatible
 }
 
 /// The `wasi:http` hooks of one invocation: the allow-list check in front of the
@@ -283,37 +230,6 @@ mod tests {
 
     fn rules(list: &[&str]) -> Vec<HttpRule> {
         list.iter().map(|r| r.parse().unwrap()).collect()
-    }
-
-    #[test]
-    fn private_and_special_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "255.255.255.255",
-            "224.0.0.1",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "64:ff9b::a00:1",
-            "2002:a00:1::",
-        ] {
-            assert!(
-                !is_public(ip.parse().unwrap()),
-                "{ip} must not count as public"
-            );
-        }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip} is public");
-        }
     }
 
     #[tokio::test]

@@ -95,10 +95,8 @@ impl FromStr for HttpRule {
             .transpose()?;
         let host = if host == "*" {
             HostPattern::Any
-        } else if let Ok(net) = host.parse::<IpNet>() {
+        } else if let Ok(net) = crate::address_policy::parse_network(host) {
             HostPattern::Network(net)
-        } else if let Ok(ip) = host.parse::<IpAddr>() {
-            HostPattern::Network(IpNet::from(ip))
         } else if let Some(suffix) = host.strip_prefix("*.") {
             valid_name(suffix)?;
             HostPattern::Subdomains(suffix.to_ascii_lowercase())

@@ -344,28 +344,20 @@ async fn load_catalog(db: &Db, org: &str, root: &str) -> Result<Catalog, Depende
         // key: one it no longer trusts is no candidate (it removes trust
         // here as when a release is chosen to run, `resolution::resolve`),
         // so an older release signed by a valid key is chosen instead.
-        let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT r.version, r.envelope, r.manifest_digest, r.component_digest,
-                    r.publisher_key,
-                    CAST(CASE WHEN k.key_id IS NOT NULL AND k.revoked_at IS NULL
-                              THEN 1 ELSE 0 END AS BIGINT)
-             FROM releases r LEFT JOIN signing_keys k
-               ON k.org = r.org AND k.key_id = r.publisher_key
-             WHERE r.org = $1 AND r.name = $2 AND r.status = $3",
-        )
-        .bind(plugin_org)
-        .bind(plugin_name)
-        .bind(Status::Approved.as_str())
-        .fetch_all(db.pool())
-        .await?;
-        let mut releases = Vec::with_capacity(rows.len());
+        let approved = resolution::approved_releases(db, plugin_org, plugin_name).await?;
+        let mut releases = Vec::with_capacity(approved.len());
         let mut distrusted = Vec::new();
-        for (version, envelope, manifest_digest, component_digest, key, trusted) in rows {
-            let Ok(version) = Version::parse(&version) else {
-                continue;
-            };
-            if trusted == 0 {
-                distrusted.push(format!("{version} (publisher key {key})"));
+        for release in approved {
+            let resolution::ApprovedRelease {
+                version,
+                envelope,
+                manifest_digest,
+                component_digest,
+                publisher_key,
+                publisher_trusted,
+            } = release;
+            if !publisher_trusted {
+                distrusted.push(format!("{version} (publisher key {publisher_key})"));
                 continue;
             }
             let dependencies = declared_dependencies(&envelope)
@@ -378,7 +370,7 @@ async fn load_catalog(db: &Db, org: &str, root: &str) -> Result<Catalog, Depende
             releases.push(Candidate {
                 version,
                 dependencies,
-                manifest_digest,
+                manifest_digest: manifest_digest.to_string(),
                 component_digest,
             });
         }

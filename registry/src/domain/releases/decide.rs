@@ -5,7 +5,7 @@ use super::{
     MAX_REASON_CHARS, Release, ReleaseContext, ReleaseError, check_transition, existing, internal,
     reference, show,
 };
-use crate::audit::Change;
+use crate::audit::{Action, Change};
 use crate::db::{is_duplicate, now_ms};
 use crate::domain::approval::{Approver, Publisher, check_not_self_approval};
 use crate::domain::keys::{self, KeyKind, SignedStatement, verify_signed};
@@ -13,9 +13,7 @@ use crate::domain::names::is_plain_text;
 use crate::domain::status::Status;
 use crate::domain::tokens::Caller;
 use serde_json::json;
-use warden_host::{
-    APPROVAL_PAYLOAD_TYPE, ApprovalStatement, Envelope, beyond, capability_list, parse_capabilities,
-};
+use warden_host::{APPROVAL_PAYLOAD_TYPE, ApprovalFault, ApprovalStatement, Envelope};
 
 /// Records an approval of `org/name@version` signed by admin keys of the
 /// org. The release becomes approved once approvals from
@@ -38,27 +36,18 @@ pub async fn approve(
     let statement: ApprovalStatement = serde_json::from_slice(&verified.payload)
         .map_err(|e| ReleaseError::InvalidStatement(format!("approval statement: {e}")))?;
     let reference = reference(org, name, version);
-    if statement.release != reference || statement.release_statement != row.statement_digest {
-        return Err(ReleaseError::StatementMismatch(format!(
-            "the approval is for {} (statement {}), this release is {reference} (statement {})",
-            statement.release, statement.release_statement, row.statement_digest
-        )));
-    }
-    let grants = parse_capabilities(&statement.capabilities)
-        .map_err(|e| ReleaseError::InvalidCapabilities(e.to_string()))?;
-    if capability_list(&grants) != statement.capabilities {
-        return Err(ReleaseError::InvalidCapabilities(format!(
-            "capabilities must be sorted and unique: {:?}",
-            capability_list(&grants)
-        )));
-    }
+    statement
+        .check_for(&reference, &row.statement_digest, &row.requested)
+        .map_err(|fault| match fault {
+            fault @ ApprovalFault::OtherRelease { .. } => {
+                ReleaseError::StatementMismatch(fault.to_string())
+            }
+            ApprovalFault::Unrequested(extra) => ReleaseError::GrantExceedsRequest(extra),
+            fault => ReleaseError::InvalidCapabilities(fault.to_string()),
+        })?;
     let above = statement.limits.above(cx.limit_maxima);
     if !above.is_empty() {
         return Err(ReleaseError::LimitsAboveMaxima(above));
-    }
-    let extra = beyond(&statement.capabilities, &row.requested);
-    if !extra.is_empty() {
-        return Err(ReleaseError::GrantExceedsRequest(extra));
     }
     let publisher_owner = keys::owner(cx.db, org, &row.publisher_key).await?;
     let approvers: Vec<Approver<'_>> = signers
@@ -75,7 +64,7 @@ pub async fn approve(
     };
     check_not_self_approval(publisher, &approvers, &caller.token_id)?;
     if let Some(earlier) = &row.granted
-        && (earlier.capabilities != statement.capabilities || earlier.limits != statement.limits)
+        && !statement.agrees_with(&earlier.capabilities, &earlier.limits)
     {
         return Err(ReleaseError::ApprovalMismatch);
     }
@@ -142,7 +131,7 @@ pub async fn approve(
     change
         .commit(
             &caller.actor(),
-            "release.approve",
+            Action::ReleaseApprove,
             &reference,
             json!({
                 "keys": signers.iter().map(|s| s.key_id.clone()).collect::<Vec<_>>(),
@@ -155,22 +144,20 @@ pub async fn approve(
         .await?;
     // After the commit, like the publish's: the referrer is the record's OCI view.
     // One referrer for the envelope, recorded in each signer's row.
-    if let Some(store) = cx.artifacts.embedded() {
-        for signer in &signers {
-            let written = super::referrers::write_referrer(
-                cx.db,
-                store,
-                super::referrers::Referrer::Approval,
-                (org, name, version),
-                Some(&signer.key_id),
-                &row.manifest_digest,
-                &envelope_json,
-            )
-            .await;
-            if let Err(e) = written {
-                tracing::error!(release = %reference, error = %e,
-                    "approved, but writing its approval referrer failed (repaired in the background)");
-            }
+    for signer in &signers {
+        let written = super::referrers::write_referrer(
+            cx.db,
+            cx.artifacts,
+            super::referrers::Referrer::Approval,
+            (org, name, version),
+            Some(&signer.key_id),
+            &row.manifest_digest,
+            &envelope_json,
+        )
+        .await;
+        if let Err(e) = written {
+            tracing::error!(release = %reference, error = %e,
+                "approved, but writing its approval referrer failed (repaired in the background)");
         }
     }
     show(cx, org, name, version).await
@@ -229,8 +216,8 @@ async fn decide(
     .execute(change.tx())
     .await?;
     let action = match to {
-        Status::Rejected => "release.reject",
-        _ => "release.yank",
+        Status::Rejected => Action::ReleaseReject,
+        _ => Action::ReleaseYank,
     };
     change
         .commit(

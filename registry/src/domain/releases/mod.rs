@@ -21,7 +21,7 @@ use super::resolution::newest_by_version;
 use super::status::Status;
 use crate::artifact::{ArtifactSource, FetchError};
 use crate::db::Db;
-use crate::oci::{OciError, RepositoryName};
+use crate::oci::{Digest, OciError, RepositoryName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -399,7 +399,7 @@ struct StoredRelease {
     status: Status,
     envelope: String,
     statement_digest: String,
-    manifest_digest: String,
+    manifest_digest: Digest,
     component_digest: String,
     component_size: i64,
     publisher_key: String,
@@ -457,7 +457,7 @@ impl TryFrom<ReleaseRow> for StoredRelease {
             version: row.version,
             envelope: row.envelope,
             statement_digest: row.statement_digest,
-            manifest_digest: row.manifest_digest,
+            manifest_digest: row.manifest_digest.parse().map_err(internal)?,
             component_digest: row.component_digest,
             component_size: row.component_size,
             publisher_key: row.publisher_key,
@@ -521,7 +521,7 @@ pub async fn reconcile_pending_tags(
         );
         let recorded = stored(db, &org, &name, &tag)
             .await?
-            .is_some_and(|release| release.manifest_digest == digest.to_string());
+            .is_some_and(|release| release.manifest_digest == digest);
         if !recorded {
             store.untag(&repo, &tag, &digest).await?;
             tracing::warn!(%repo, %tag, "removed a version tag whose publish did not commit (a crash)");
@@ -589,7 +589,7 @@ pub async fn show(
         published_by: row.published_by,
         component_digest: row.component_digest,
         component_size: row.component_size,
-        manifest_digest: row.manifest_digest,
+        manifest_digest: row.manifest_digest.to_string(),
         functions: row.functions,
         requested_capabilities: row.requested,
         imports: row.imports,

@@ -6,15 +6,14 @@ use super::{
     ImportGroup, MAX_DESCRIPTION_CHARS, Release, ReleaseContext, ReleaseError, internal, reference,
     repository, show, stored,
 };
-use crate::artifact::SignatureReferrer;
-use crate::audit::Change;
+use crate::audit::{Action, Change};
 use crate::db::{is_duplicate, now_ms};
 use crate::domain::dependencies::{self, DependencyError};
 use crate::domain::keys::{KeyKind, SignedStatement, verify_signed};
 use crate::domain::names::{check_name, is_plain_text, is_valid_name};
 use crate::domain::status::Status;
 use crate::domain::tokens::Caller;
-use crate::oci::{Digest, MANIFEST_V1, OciError, OciStore, Reference, RepositoryName};
+use crate::oci::{Digest, OciError};
 use serde_json::json;
 use warden_host::{Envelope, Grants, RELEASE_PAYLOAD_TYPE, ReleaseStatement, Requested};
 
@@ -79,11 +78,9 @@ pub async fn publish(
         .map_err(ReleaseError::InvalidDigest)?;
     let artifact = cx.artifacts.fetch(&repo, &manifest_digest).await?;
     let layer = &artifact.layer;
-    if layer.digest.to_string() != statement.component.digest
-        || layer.size != statement.component.size
-    {
+    if layer.digest != statement.component.digest || layer.size != statement.component.size {
         return Err(ReleaseError::DigestMismatch {
-            signed: statement.component.digest.clone(),
+            signed: statement.component.digest.to_string(),
             signed_size: statement.component.size,
             found: layer.digest.to_string(),
             found_size: layer.size,
@@ -165,7 +162,7 @@ pub async fn publish(
     .bind(&envelope_json)
     .bind(&verified.payload_digest)
     .bind(manifest_digest.to_string())
-    .bind(&statement.component.digest)
+    .bind(statement.component.digest.to_string())
     .bind(statement.component.size as i64)
     .bind(&statement.publisher_key)
     .bind(&caller.token_id)
@@ -186,23 +183,21 @@ pub async fn publish(
     // if the commit fails, so a refused or failed publish leaves no tag. (An
     // external registry keeps its own tags; releases are pinned by manifest
     // digest anyway.)
-    let store = cx.artifacts.embedded();
-    if let Some(store) = store {
-        store
-            .tag_pending(&repo, version, &manifest_digest)
-            .await
-            .map_err(|e| match e {
-                OciError::TagImmutable(_) => ReleaseError::TagConflict {
-                    repository: repo.clone(),
-                    version: version.to_owned(),
-                },
-                other => other.into(),
-            })?;
-    }
+    let tag = cx
+        .artifacts
+        .write_version_tag(&repo, version, &manifest_digest)
+        .await
+        .map_err(|e| match e {
+            OciError::TagImmutable(_) => ReleaseError::TagConflict {
+                repository: repo.clone(),
+                version: version.to_owned(),
+            },
+            other => other.into(),
+        })?;
     let committed = change
         .commit(
             &caller.actor(),
-            "release.publish",
+            Action::ReleasePublish,
             &statement.reference(),
             json!({
                 "component": statement.component.digest,
@@ -214,32 +209,23 @@ pub async fn publish(
         )
         .await;
     if let Err(error) = committed {
-        if let Some(store) = store {
-            match store.untag(&repo, version, &manifest_digest).await {
-                Ok(()) => store.settle_tag(&repo, version).await,
-                Err(e) => tracing::error!(release = %statement.reference(),
-                    "the publish failed and its tag could not be removed (removed at the next start): {e}"),
-            }
-        }
+        tag.undo().await;
         return Err(error.into());
     }
-    if let Some(store) = store {
-        store.settle_tag(&repo, version).await;
-    }
+    tag.keep().await;
     // The signature referrer is the record's OCI copy, written once the
     // record exists; the row says when it was (repaired at the next pass
     // of `repair_referrers` if this fails or the process dies first).
-    if let Some(store) = store
-        && let Err(e) = super::referrers::write_referrer(
-            cx.db,
-            store,
-            super::referrers::Referrer::Release,
-            (org, name, version),
-            None,
-            &manifest_digest.to_string(),
-            &envelope_json,
-        )
-        .await
+    if let Err(e) = super::referrers::write_referrer(
+        cx.db,
+        cx.artifacts,
+        super::referrers::Referrer::Release,
+        (org, name, version),
+        None,
+        &manifest_digest,
+        &envelope_json,
+    )
+    .await
     {
         tracing::error!(release = %statement.reference(), error = %e,
             "published, but writing its signature referrer failed (repaired in the background)");
@@ -391,29 +377,6 @@ fn check_version(version: &str) -> Result<semver::Version, ReleaseError> {
         )));
     }
     Ok(parsed)
-}
-
-/// Stores `envelope` as an OCI referrer of the manifest `subject`.
-pub(super) async fn attach(
-    store: &OciStore,
-    repo: &RepositoryName,
-    subject: &Digest,
-    subject_size: usize,
-    artifact_type: &str,
-    envelope: &str,
-) -> Result<(), OciError> {
-    let referrer = SignatureReferrer::new(subject, subject_size, artifact_type, envelope);
-    store.put_blob(repo, &referrer.config).await?;
-    store.put_blob(repo, &referrer.envelope).await?;
-    store
-        .put_manifest(
-            repo,
-            &Reference::Digest(Digest::of(&referrer.manifest)),
-            MANIFEST_V1,
-            &referrer.manifest,
-        )
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@
 //! envelope the row holds (writing one again is harmless: content
 //! addressed, the same bytes).
 
-use super::publish::attach;
 use super::{ReleaseError, internal, repository};
+use crate::artifact::ArtifactSource;
 use crate::db::{Db, now_ms};
-use crate::oci::{Digest, OciStore};
+use crate::oci::Digest;
 use std::time::Duration;
 use warden_host::{APPROVAL_PAYLOAD_TYPE, RELEASE_PAYLOAD_TYPE};
 
@@ -30,36 +30,28 @@ pub(super) enum Referrer {
 }
 
 /// Writes the referrer of `org/name@version` (its `envelope`, as the row
-/// holds it) and records in the row that it is written.
+/// holds it) and records in the row that it is written. Nothing to do
+/// where the artifacts keep no referrers (an external registry).
 pub(super) async fn write_referrer(
     db: &Db,
-    store: &OciStore,
+    artifacts: &ArtifactSource,
     kind: Referrer,
     (org, name, version): (&str, &str, &str),
     key_id: Option<&str>,
-    manifest_digest: &str,
+    manifest: &Digest,
     envelope: &str,
 ) -> Result<(), ReleaseError> {
     let repo = repository(org, name)?;
-    let manifest: Digest = manifest_digest.parse().map_err(internal)?;
-    let size = store.blob_size(&repo, &manifest).await?.ok_or_else(|| {
-        internal(format!(
-            "manifest {manifest} of {org}/{name}@{version} is gone"
-        ))
-    })?;
     let artifact_type = match kind {
         Referrer::Release => RELEASE_PAYLOAD_TYPE,
         Referrer::Approval => APPROVAL_PAYLOAD_TYPE,
     };
-    attach(
-        store,
-        &repo,
-        &manifest,
-        size as usize,
-        artifact_type,
-        envelope,
-    )
-    .await?;
+    if !artifacts
+        .attach_envelope(&repo, manifest, artifact_type, envelope)
+        .await?
+    {
+        return Ok(());
+    }
     let marked = match kind {
         Referrer::Release => sqlx::query(
             "UPDATE releases SET referrer_at = $1 WHERE org = $2 AND name = $3 AND version = $4",
@@ -91,7 +83,10 @@ pub(super) async fn write_referrer(
 /// Writes every referrer whose row says it is not written yet (at most
 /// [`PER_PASS`] of each kind a pass). Returns how many it wrote; one that
 /// fails is logged and tried again at the next pass.
-pub async fn repair_referrers(db: &Db, store: &OciStore) -> Result<usize, ReleaseError> {
+pub async fn repair_referrers(db: &Db, artifacts: &ArtifactSource) -> Result<usize, ReleaseError> {
+    if !artifacts.keeps_referrers() {
+        return Ok(0);
+    }
     let releases: Vec<(String, String, String, String, String)> = sqlx::query_as(
         "SELECT org, name, version, manifest_digest, envelope FROM releases
          WHERE referrer_at IS NULL ORDER BY created_at LIMIT $1",
@@ -137,16 +132,21 @@ pub async fn repair_referrers(db: &Db, store: &OciStore) -> Result<usize, Releas
                 },
             ));
     for (kind, org, name, version, key_id, manifest, envelope) in rows {
-        let done = write_referrer(
-            db,
-            store,
-            kind,
-            (&org, &name, &version),
-            key_id.as_deref(),
-            &manifest,
-            &envelope,
-        )
-        .await;
+        let done = match manifest.parse::<Digest>() {
+            Ok(manifest) => {
+                write_referrer(
+                    db,
+                    artifacts,
+                    kind,
+                    (&org, &name, &version),
+                    key_id.as_deref(),
+                    &manifest,
+                    &envelope,
+                )
+                .await
+            }
+            Err(e) => Err(internal(e)),
+        };
         match done {
             Ok(()) => written += 1,
             Err(error) => tracing::warn!(release = %format!("{org}/{name}@{version}"), %error,

@@ -14,7 +14,7 @@ mod store;
 pub use cipher::{KeyError, OpenError, Sealed, SecretsKey};
 pub use store::SqlSecretStore;
 
-use crate::audit::Change;
+use crate::audit::{Action, Change};
 use crate::db::{Db, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -145,7 +145,7 @@ pub async fn set(
     change
         .commit(
             actor,
-            "secret.set",
+            Action::SecretSet,
             &format!("{org}/{plugin}"),
             json!({ "name": name }),
         )
@@ -155,6 +155,70 @@ pub async fn set(
         set_at,
         set_by: actor.to_owned(),
     })
+}
+
+/// Stores `value` as secret `name` of `org/plugin`, encrypted under `key`,
+/// within a change the caller commits (and audits): for the server's own
+/// secrets (a webhook's signing secret), kept like plugins' and rotated
+/// with them.
+pub(crate) async fn store_in(
+    tx: &mut sqlx::AnyConnection,
+    key: &SecretsKey,
+    org: &str,
+    plugin: &str,
+    name: &str,
+    value: &str,
+    actor: &str,
+) -> Result<(), sqlx::Error> {
+    let sealed = key.seal(org, plugin, name, value);
+    sqlx::query(
+        "INSERT INTO secrets (org, plugin, name, key_id, nonce, ciphertext, set_at, set_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (org, plugin, name) DO UPDATE SET key_id = excluded.key_id,
+             nonce = excluded.nonce, ciphertext = excluded.ciphertext,
+             set_at = excluded.set_at, set_by = excluded.set_by",
+    )
+    .bind(org)
+    .bind(plugin)
+    .bind(name)
+    .bind(&sealed.key_id)
+    .bind(&sealed.nonce)
+    .bind(&sealed.ciphertext)
+    .bind(now_ms())
+    .bind(actor)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// [`value`], read within a change.
+pub(crate) async fn value_in(
+    tx: &mut sqlx::AnyConnection,
+    key: &SecretsKey,
+    org: &str,
+    plugin: &str,
+    name: &str,
+) -> Result<Option<Result<String, OpenError>>, sqlx::Error> {
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT key_id, nonce, ciphertext FROM secrets WHERE org = $1 AND plugin = $2 AND name = $3",
+    )
+    .bind(org)
+    .bind(plugin)
+    .bind(name)
+    .fetch_optional(tx)
+    .await?;
+    Ok(row.map(|(key_id, nonce, ciphertext)| {
+        key.open_value(
+            org,
+            plugin,
+            name,
+            &Sealed {
+                key_id,
+                nonce,
+                ciphertext,
+            },
+        )
+    }))
 }
 
 /// The secrets of plugin `org/plugin`, by name, without values.
@@ -205,7 +269,7 @@ pub async fn remove(
     change
         .commit(
             actor,
-            "secret.removed",
+            Action::SecretRemoved,
             &format!("{org}/{plugin}"),
             json!({ "name": name }),
         )
