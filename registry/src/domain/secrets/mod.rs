@@ -125,23 +125,7 @@ pub async fn set(
             "plugin {org}/{plugin} has {held} secrets, the most a plugin may have is {MAX_SECRETS_PER_PLUGIN}"
         )));
     }
-    sqlx::query(
-        "INSERT INTO secrets (org, plugin, name, key_id, nonce, ciphertext, set_at, set_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (org, plugin, name) DO UPDATE SET key_id = excluded.key_id,
-             nonce = excluded.nonce, ciphertext = excluded.ciphertext,
-             set_at = excluded.set_at, set_by = excluded.set_by",
-    )
-    .bind(org)
-    .bind(plugin)
-    .bind(name)
-    .bind(&sealed.key_id)
-    .bind(&sealed.nonce)
-    .bind(&sealed.ciphertext)
-    .bind(set_at)
-    .bind(actor)
-    .execute(change.tx())
-    .await?;
+    write_sealed(change.tx(), org, plugin, name, &sealed, set_at, actor).await?;
     change
         .commit(
             actor,
@@ -171,6 +155,19 @@ pub(crate) async fn store_in(
     actor: &str,
 ) -> Result<(), sqlx::Error> {
     let sealed = key.seal(org, plugin, name, value);
+    write_sealed(tx, org, plugin, name, &sealed, now_ms(), actor).await
+}
+
+/// Inserts or replaces the row of secret `name` of `org/plugin`.
+async fn write_sealed(
+    tx: &mut sqlx::AnyConnection,
+    org: &str,
+    plugin: &str,
+    name: &str,
+    sealed: &Sealed,
+    set_at: i64,
+    actor: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO secrets (org, plugin, name, key_id, nonce, ciphertext, set_at, set_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -184,7 +181,7 @@ pub(crate) async fn store_in(
     .bind(&sealed.key_id)
     .bind(&sealed.nonce)
     .bind(&sealed.ciphertext)
-    .bind(now_ms())
+    .bind(set_at)
     .bind(actor)
     .execute(tx)
     .await?;
@@ -286,26 +283,8 @@ pub async fn value(
     plugin: &str,
     name: &str,
 ) -> Result<Option<Result<String, OpenError>>, sqlx::Error> {
-    let row: Option<(String, String, String)> = sqlx::query_as(
-        "SELECT key_id, nonce, ciphertext FROM secrets WHERE org = $1 AND plugin = $2 AND name = $3",
-    )
-    .bind(org)
-    .bind(plugin)
-    .bind(name)
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(row.map(|(key_id, nonce, ciphertext)| {
-        key.open_value(
-            org,
-            plugin,
-            name,
-            &Sealed {
-                key_id,
-                nonce,
-                ciphertext,
-            },
-        )
-    }))
+    let mut connection = db.pool().acquire().await?;
+    value_in(&mut connection, key, org, plugin, name).await
 }
 
 /// Why the server's key cannot serve the stored secrets.
