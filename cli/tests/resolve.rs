@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, keygen, ok, remote};
+use common::{Server, keygen, ok, publisher_and_approver, remote};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Output;
@@ -30,44 +30,7 @@ fn resolve_shows_the_set_or_why_there_is_none() {
         .unwrap()
         .trim()
         .to_owned();
-    ok(run(
-        &server,
-        &admin,
-        work,
-        &[
-            "key",
-            "add",
-            &alice,
-            "--kind",
-            "publisher",
-            "--owner",
-            "alice",
-        ],
-    ));
-    ok(run(
-        &server,
-        &admin,
-        work,
-        &["key", "add", "bob.key", "--kind", "admin", "--owner", "bob"],
-    ));
-    let created = ok(run(
-        &server,
-        &admin,
-        work,
-        &[
-            "token",
-            "create",
-            "--name",
-            "ci",
-            "--role",
-            "publisher",
-            "--json",
-        ],
-    ));
-    let publisher = serde_json::from_str::<serde_json::Value>(&created).unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let publisher = publisher_and_approver(&server.url, &admin, work, &alice);
     let publish = |name: &str, version: &str, dependencies: &str, approve: bool| {
         std::fs::write(
             work.join("warden.toml"),

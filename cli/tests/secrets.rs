@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{keygen, ok, remote, stderr, stdout, warden};
+use common::{keygen, ok, publisher_and_approver, remote, stderr, stdout, warden};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -103,38 +103,7 @@ fn a_secret_set_with_the_cli_reaches_the_release_and_nothing_else() {
         .trim()
         .to_owned();
     let run = |token: &str, args: &[&str]| remote(&url, token, work, args).output().unwrap();
-    ok(run(
-        &admin,
-        &[
-            "key",
-            "add",
-            &alice,
-            "--kind",
-            "publisher",
-            "--owner",
-            "alice",
-        ],
-    ));
-    ok(run(
-        &admin,
-        &["key", "add", "bob.key", "--kind", "admin", "--owner", "bob"],
-    ));
-    let created = ok(run(
-        &admin,
-        &[
-            "token",
-            "create",
-            "--name",
-            "ci",
-            "--role",
-            "publisher",
-            "--json",
-        ],
-    ));
-    let publisher = serde_json::from_str::<serde_json::Value>(&created).unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let publisher = publisher_and_approver(&url, &admin, work, &alice);
     std::fs::write(
         work.join("warden.toml"),
         format!(

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Server, database, keygen, ok, remote};
+use common::{Server, database, keygen, ok, publisher_and_approver, remote};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -140,41 +140,7 @@ fn a_publish_and_an_approval_reach_a_receiver_signed_and_a_crash_loses_nothing()
             .starts_with("whsec_")
     );
 
-    ok(run(
-        &url,
-        &admin,
-        &[
-            "key",
-            "add",
-            &alice,
-            "--kind",
-            "publisher",
-            "--owner",
-            "alice",
-        ],
-    ));
-    ok(run(
-        &url,
-        &admin,
-        &["key", "add", "bob.key", "--kind", "admin", "--owner", "bob"],
-    ));
-    let created = ok(run(
-        &url,
-        &admin,
-        &[
-            "token",
-            "create",
-            "--name",
-            "ci",
-            "--role",
-            "publisher",
-            "--json",
-        ],
-    ));
-    let publisher = serde_json::from_str::<Value>(&created).unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let publisher = publisher_and_approver(&url, &admin, work, &alice);
     std::fs::write(
         work.join("warden.toml"),
         format!(

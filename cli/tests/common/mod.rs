@@ -132,3 +132,39 @@ fn rand_suffix() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed).to_string()
 }
+
+/// The usual cast of an organization, set up by its `admin` through the
+/// server at `url`: `alice` (the public key printed by `keygen`) registered
+/// as a publisher key, `bob.key` in `dir` as an admin key, and a new
+/// publisher token, whose secret is returned.
+pub fn publisher_and_approver(
+    url: &str,
+    admin: &str,
+    dir: &std::path::Path,
+    alice: &str,
+) -> String {
+    let run = |args: &[&str]| ok(remote(url, admin, dir, args).output().unwrap());
+    run(&[
+        "key",
+        "add",
+        alice,
+        "--kind",
+        "publisher",
+        "--owner",
+        "alice",
+    ]);
+    run(&["key", "add", "bob.key", "--kind", "admin", "--owner", "bob"]);
+    let created = run(&[
+        "token",
+        "create",
+        "--name",
+        "ci",
+        "--role",
+        "publisher",
+        "--json",
+    ]);
+    serde_json::from_str::<serde_json::Value>(&created).unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
