@@ -215,6 +215,22 @@ async fn a_receiver_gets_each_subscribed_event_once_signed(backend: Backend) {
             .all(|a| a["outcome"] == "delivered" && a["status"] == 200)
     );
     assert_eq!(attempts[0]["response"], "thanks");
+    // /metrics counts them, and says the endpoint has nothing pending
+    // (measured every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = h.metrics(&h.admin).await;
+        let pending =
+            format!("warden_webhook_oldest_pending_seconds{{org=\"acme\",webhook=\"{id}\"}} 0");
+        if metrics.contains("warden_webhook_deliveries_total{outcome=\"delivered\"} 2")
+            && metrics.contains(&pending)
+        {
+            assert!(metrics.contains("warden_webhook_delivery_duration_seconds_count 2"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The audit trail (and so the events) name the URL's origin, never its
     // path or query, which may be a credential.
     let audit = h
@@ -712,8 +728,9 @@ async fn one_orgs_failing_endpoints_do_not_delay_another_org() {
     });
     let receiver = Receiver::start().await;
     let h = server(Backend::Sqlite, None).await;
+    let mut stuck = Vec::new();
     for _ in 0..20 {
-        add_webhook(&h, &silent_url, &["*"]).await;
+        stuck.push(add_webhook(&h, &silent_url, &["*"]).await.0);
     }
     let globex = h.create_org("globex").await;
     let created = h
@@ -736,6 +753,25 @@ async fn one_orgs_failing_endpoints_do_not_delay_another_org() {
         took < Duration::from_secs(5),
         "globex's delivery took {took:?} behind acme's stuck endpoints"
     );
+    // A test ping takes a place of its organization's share too: acme's
+    // are all taken by its stuck deliveries, globex's are free.
+    h.post(
+        &h.admin,
+        &format!("/v1/orgs/acme/webhooks/{}/test", stuck[0]),
+        json!({}),
+    )
+    .await
+    .expect_error(429, "capacity");
+    let theirs = created["id"].as_str().unwrap();
+    let ping = h
+        .post(
+            &globex,
+            &format!("/v1/orgs/globex/webhooks/{theirs}/test"),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(ping["delivered"], true, "{ping}");
 }
 
 /// Two replicas on one PostgreSQL database deliver each event to each

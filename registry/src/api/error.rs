@@ -507,6 +507,16 @@ impl From<crate::domain::webhooks::WebhookError> for ApiError {
     }
 }
 
+impl From<crate::events::delivery::PingError> for ApiError {
+    fn from(error: crate::events::delivery::PingError) -> ApiError {
+        use crate::events::delivery::PingError;
+        match error {
+            PingError::Webhook(e) => e.into(),
+            busy @ PingError::Busy => ApiError::from_display(ErrorCode::Capacity, busy),
+        }
+    }
+}
+
 impl From<crate::events::streams::StreamsFull> for ApiError {
     fn from(full: crate::events::streams::StreamsFull) -> ApiError {
         ApiError::from_display(ErrorCode::Capacity, full)

@@ -105,8 +105,8 @@ pub struct Shared {
     /// The webhook worker (delivering while the state lives).
     #[expect(dead_code, reason = "held so that the worker stops with the state")]
     pub deliveries: AbortOnDrop,
-    /// Sends webhooks (deliveries and test pings) under the policy.
-    pub outbound: crate::events::outbound::Outbound,
+    /// The webhook worker itself (test pings take its per-org share).
+    pub deliverer: Arc<crate::events::delivery::Deliverer>,
     /// Where webhooks may go.
     pub webhook_policy: Arc<crate::domain::webhooks::WebhookPolicy>,
     /// The open event streams, bounded per token, org and server.

@@ -9,7 +9,7 @@ use crate::domain::tokens::{Caller, Permission};
 use crate::domain::webhooks::deliveries::{self, AttemptPage};
 use crate::domain::webhooks::{self, NewWebhook, Webhook, WebhookUpdate, WebhookWithSecret};
 use crate::events::EventId;
-use crate::events::delivery::{self, PingResult};
+use crate::events::delivery::PingResult;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -151,7 +151,8 @@ async fn rotate_secret(
 /// the status and the time, nothing of the answer.
 #[utoipa::path(post, path = "/v1/orgs/{org}/webhooks/{id}/test", tag = "webhooks",
     params(("org" = String, Path, description = "organization"), ("id" = String, Path, description = "endpoint")),
-    responses((status = 200, body = PingResult), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PingResult), (status = 404, body = ErrorBody),
+        (status = 429, description = "`capacity`: the organization's deliveries and pings under way are at their bound", body = ErrorBody)))]
 async fn test_webhook(
     caller: Caller,
     State(state): State<AppState>,
@@ -159,9 +160,7 @@ async fn test_webhook(
 ) -> ApiResult<Json<PingResult>> {
     caller.require(Permission::Administer, &org)?;
     let webhook = webhooks::get(&state.db, &org, &id).await?;
-    Ok(Json(
-        delivery::ping(&state.db, &state.secrets_key, &state.outbound, &webhook).await?,
-    ))
+    Ok(Json(state.deliverer.ping(&webhook).await?))
 }
 
 /// `?before=&limit=`.

@@ -318,8 +318,13 @@ impl Deliverer {
                     Sent::Gone { .. } => {
                         self.log(due, entry.seq, attempt, &event, &sent, false)
                             .await?;
-                        deliveries::disable(&self.db, due, "the endpoint answered 410 Gone")
-                            .await?;
+                        deliveries::disable(
+                            &self.db,
+                            due,
+                            &self.owner,
+                            "the endpoint answered 410 Gone",
+                        )
+                        .await?;
                         return Ok(());
                     }
                     Sent::Failed { retry_after, .. } => {
@@ -330,6 +335,7 @@ impl Deliverer {
                             deliveries::disable(
                                 &self.db,
                                 due,
+                                &self.owner,
                                 &format!(
                                     "deliveries failed for {} days",
                                     DISABLE_AFTER.as_secs() / 86_400
@@ -468,6 +474,7 @@ impl Deliverer {
         deliveries::log_attempt(
             &self.db,
             due,
+            &self.owner,
             seq,
             &Attempt {
                 event: event.id.clone(),
@@ -545,9 +552,39 @@ pub struct PingResult {
     pub error: Option<String>,
 }
 
-/// Sends a `webhook.ping` to the endpoint now, signed like any delivery;
-/// not logged, not retried.
-pub async fn ping(
+/// Why a ping was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    /// The organization's share of concurrent deliveries is in use.
+    #[error(
+        "the organization has {PER_ORG} webhook deliveries or pings under way, the most it may; try again shortly"
+    )]
+    Busy,
+    /// The endpoint could not be read.
+    #[error(transparent)]
+    Webhook(#[from] webhooks::WebhookError),
+}
+
+impl Deliverer {
+    /// Sends a `webhook.ping` to the endpoint now, signed like any
+    /// delivery; not logged, not retried. It takes a place of the
+    /// organization's share, like a delivery: pings cannot add to what one
+    /// organization has going out at once.
+    pub async fn ping(&self, webhook: &Webhook) -> Result<PingResult, PingError> {
+        let share = self
+            .orgs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(webhook.org.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_ORG)))
+            .clone();
+        let _place = share.try_acquire_owned().map_err(|_| PingError::Busy)?;
+        Ok(ping(&self.db, &self.key, &self.outbound, webhook).await?)
+    }
+}
+
+/// Sends a `webhook.ping` to the endpoint now, signed like any delivery.
+async fn ping(
     db: &Db,
     key: &SecretsKey,
     outbound: &Outbound,

@@ -314,6 +314,14 @@ fn check_statement(
     {
         return Err(ReleaseError::InvalidDescription);
     }
+    // Bounds what every later record of the release carries: its review,
+    // the audit entry, its events and webhook payloads.
+    if statement.capabilities.len() > MAX_CAPABILITIES {
+        return Err(ReleaseError::InvalidCapabilities(format!(
+            "a release requests at most {MAX_CAPABILITIES} capabilities, this one {}",
+            statement.capabilities.len()
+        )));
+    }
     if statement.dependencies.len() > MAX_DEPENDENCIES {
         return Err(ReleaseError::InvalidDependency(format!(
             "a release declares at most {MAX_DEPENDENCIES} dependencies, this one {}",
@@ -366,6 +374,9 @@ fn dependency_failure(error: DependencyError) -> ReleaseError {
 /// The most dependencies one release may declare.
 pub const MAX_DEPENDENCIES: usize = 64;
 
+/// The most capabilities one release may request.
+pub const MAX_CAPABILITIES: usize = 256;
+
 /// A semantic version without build metadata (which an OCI tag cannot hold).
 fn check_version(version: &str) -> Result<semver::Version, ReleaseError> {
     let parsed = semver::Version::parse(version).map_err(|e| {
@@ -406,6 +417,21 @@ mod tests {
         assert!(matches!(
             check_statement(&statement("other/hello", "1.0.0"), "acme", "hello", &["k"]),
             Err(ReleaseError::NameMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_release_requests_at_most_256_capabilities() {
+        let requesting = |n: usize| {
+            let mut statement = statement("acme/hello", "1.0.0");
+            statement.capabilities = (0..n).map(|i| format!("env:VAR_{i:03}")).collect();
+            statement.capabilities.sort();
+            check_statement(&statement, "acme", "hello", &["k"])
+        };
+        assert!(requesting(MAX_CAPABILITIES).is_ok());
+        assert!(matches!(
+            requesting(MAX_CAPABILITIES + 1),
+            Err(ReleaseError::InvalidCapabilities(_))
         ));
     }
 

@@ -178,14 +178,26 @@ pub struct Attempt {
 }
 
 /// Appends an attempt to the endpoint's log, dropping the oldest past
-/// [`LOG_PER_WEBHOOK`].
+/// [`LOG_PER_WEBHOOK`], if `owner` still holds the endpoint's lease (an
+/// endpoint removed or taken over meanwhile gets no row).
 pub async fn log_attempt(
     db: &Db,
     due: &Due,
+    owner: &str,
     event_seq: i64,
     attempt: &Attempt,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.pool().begin().await?;
+    let held: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM webhooks WHERE org = $1 AND id = $2 AND lease_owner = $3")
+            .bind(&due.org)
+            .bind(&due.id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if held.is_none() {
+        return Ok(());
+    }
     // A redelivery adds to the attempts already made at that event.
     let (last,): (Option<i64>,) = sqlx::query_as(
         "SELECT MAX(attempt) FROM webhook_attempts
@@ -442,20 +454,26 @@ pub async fn replay(
 }
 
 /// Disables an endpoint the server gave up on, saying why (audited, as
-/// `webhook.disabled`, by the system).
-pub async fn disable(db: &Db, due: &Due, reason: &str) -> Result<(), sqlx::Error> {
+/// `webhook.disabled`, by the system), if `owner` still holds its lease:
+/// one removed, changed or taken over meanwhile is left as it is.
+pub async fn disable(db: &Db, due: &Due, owner: &str, reason: &str) -> Result<(), sqlx::Error> {
     let mut change = Change::begin(db, &due.org).await?;
-    sqlx::query(
+    let disabled = sqlx::query(
         "UPDATE webhooks SET enabled = 0, disabled_reason = $1, lease_owner = NULL,
              lease_until = NULL, updated_at = $2
-         WHERE org = $3 AND id = $4",
+         WHERE org = $3 AND id = $4 AND lease_owner = $5",
     )
     .bind(reason)
     .bind(now_ms())
     .bind(&due.org)
     .bind(&due.id)
+    .bind(owner)
     .execute(change.tx())
     .await?;
+    if disabled.rows_affected() == 0 {
+        // Dropped: the change rolls back, and no event says otherwise.
+        return Ok(());
+    }
     change
         .commit(
             "system",
