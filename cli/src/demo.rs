@@ -267,6 +267,7 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
     outln!(
         "The catalog: curl -s {url}/v1/orgs/{org}/plugins -H 'Authorization: Bearer {portal_token}'"
     );
+    outln!("The console: {url}/console (sign in with the portal token above, or the admin token)");
     outln!(
         "Admin token: {} (ctrl-c stops the server)",
         plane.admin_token_path.display()

@@ -68,6 +68,11 @@ const MIGRATIONS: &[Migration] = &[
         "webhooks",
         include_str!("../migrations/0008_webhooks.sql"),
     ),
+    Migration::portable(
+        9,
+        "console sessions",
+        include_str!("../migrations/0009_console_sessions.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

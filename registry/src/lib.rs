@@ -40,6 +40,7 @@ mod api;
 mod artifact;
 mod audit;
 mod changes;
+mod console;
 mod db;
 mod domain;
 mod events;

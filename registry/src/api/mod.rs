@@ -174,7 +174,8 @@ pub fn router(state: AppState) -> Router {
     ops::document_path_parameters(&mut document);
     v1.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(ops::router(document))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::console::router(state))
 }
 
 /// `/metrics` alone, without a token: for an address only the operator's

@@ -12,6 +12,7 @@
 //! - [`catalog`]: plugins listed and searched, detail, configuration.
 //! - [`secrets`]: plugin secrets, encrypted at rest, never shown.
 //! - [`webhooks`]: webhook endpoints and their delivery state.
+//! - [`sessions`]: the console's sign-in sessions.
 //! - [`keys`]: signing keys and the verification of signed statements.
 //! - [`tokens`]: API tokens, roles, who is calling.
 //! - [`orgs`]: organizations and the first-start bootstrap.
@@ -27,6 +28,7 @@ pub mod releases;
 pub mod resolution;
 pub mod search;
 pub mod secrets;
+pub mod sessions;
 pub mod snapshot;
 pub mod status;
 pub mod tokens;

@@ -229,7 +229,24 @@ pub async fn authenticate(db: &Db, secret: Option<&str>) -> Result<Caller, AuthE
     .bind(secret_hash(secret))
     .fetch_optional(db.pool())
     .await?;
-    let row = row.ok_or(AuthError::Unknown)?;
+    caller_of(row.ok_or(AuthError::Unknown)?)
+}
+
+/// The caller a token stands for, by its id (a console session holds the
+/// id, not the secret): refused like [`authenticate`] once the token is
+/// revoked or expired.
+pub async fn caller_by_id(db: &Db, id: &str) -> Result<Caller, AuthError> {
+    let row: Option<CallerRow> = sqlx::query_as(
+        "SELECT t.id, t.org, t.role, t.expires_at, t.revoked_at, o.operator
+         FROM tokens t JOIN orgs o ON o.name = t.org WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    caller_of(row.ok_or(AuthError::Unknown)?)
+}
+
+fn caller_of(row: CallerRow) -> Result<Caller, AuthError> {
     if row.revoked_at.is_some() {
         return Err(AuthError::Revoked);
     }

@@ -1,0 +1,315 @@
+//! The web console at `/console`, served by the same binary: pages rendered
+//! on the server (maud: compile-checked, every inserted value escaped), no
+//! request off the server's origin, a strict Content-Security-Policy. A
+//! browser signs in with an API token and holds a session cookie
+//! (`domain::sessions`); every page asks the same domain rules as the API
+//! what the session's token may see, and every form that changes something
+//! carries the session's anti-forgery token.
+//!
+//! This first part: sign-in and sign-out, and the catalog.
+
+use crate::api::AppState;
+use crate::domain::catalog;
+use crate::domain::sessions::{self, Session, SessionError};
+use crate::domain::tokens::Permission;
+use axum::Router;
+use axum::extract::{Form, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "warden_console";
+
+/// The largest form a console page posts.
+const MAX_FORM_BYTES: usize = 16 << 10;
+
+/// What every console answer says about itself: nothing loads from
+/// elsewhere, no framing, no sniffing, no referrer, no caching of pages
+/// that show an organization's data.
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
+/// The console's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/catalog") }),
+        )
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/catalog", get(catalog_page))
+        .route("/console/console.css", get(stylesheet))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    for (name, value) in SECURITY_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("console.css"),
+    )
+}
+
+/// The session cookie's secret in a request, if it has one.
+fn cookie_secret(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The request's session, or where to go instead.
+async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
+    let Some(secret) = cookie_secret(headers) else {
+        return Err(Redirect::to("/console/sign-in").into_response());
+    };
+    match sessions::find(&state.db, &secret).await {
+        Ok(session) => Ok(session),
+        Err(SessionError::Db(error)) => Err(failure(&error.to_string())),
+        Err(_) => Err(Redirect::to("/console/sign-in").into_response()),
+    }
+}
+
+fn failure(cause: &str) -> Response {
+    tracing::error!("console: {cause}");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        page(
+            "Unavailable",
+            None,
+            html! { p { "The server cannot answer just now. Try again shortly." } },
+        ),
+    )
+        .into_response()
+}
+
+/// A whole page: `title`, the signed-in bar when there is a session, `body`.
+fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Warden" }
+                link rel="stylesheet" href="/console/console.css";
+            }
+            body {
+                header {
+                    nav aria-label="Console" {
+                        a href="/console/catalog" { "Warden" }
+                        @if let Some(session) = session {
+                            span class="who" {
+                                (session.caller.org) " · " (session.caller.role.as_str())
+                            }
+                            form method="post" action="/console/sign-out" {
+                                input type="hidden" name="csrf" value=(session.csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+async fn sign_in_page() -> Markup {
+    sign_in_form(None)
+}
+
+fn sign_in_form(problem: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        None,
+        html! {
+            @if let Some(problem) = problem {
+                p class="problem" role="alert" { (problem) }
+            }
+            form method="post" action="/console/sign-in" {
+                label for="token" { "API token" }
+                input id="token" name="token" type="password" autocomplete="off" required;
+                button type="submit" { "Sign in" }
+            }
+            p { "Sign in with an API token of your organization (" code { "warden token create" } ")." }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignIn>,
+) -> Response {
+    match sessions::start(&state.db, form.token.trim()).await {
+        Ok(started) => {
+            // Secure when the browser reached the server over https (behind
+            // a proxy that says so).
+            let secure = headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+            let cookie = format!(
+                "{COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                started.secret,
+                started.max_age_secs,
+                if secure { "; Secure" } else { "" }
+            );
+            (
+                [(header::SET_COOKIE, cookie)],
+                Redirect::to("/console/catalog"),
+            )
+                .into_response()
+        }
+        Err(SessionError::Db(error)) => failure(&error.to_string()),
+        Err(_) => (
+            StatusCode::UNAUTHORIZED,
+            sign_in_form(Some(
+                "That token was not accepted: it is unknown, revoked or expired.",
+            )),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignOut {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignOut>,
+) -> Response {
+    let session = match session(&state, &headers).await {
+        Ok(session) => session,
+        Err(elsewhere) => return elsewhere,
+    };
+    if !sessions::csrf_matches(&session, &form.csrf) {
+        return forbidden(&session);
+    }
+    if let Some(secret) = cookie_secret(&headers)
+        && let Err(error) = sessions::end(&state.db, &secret).await
+    {
+        return failure(&error.to_string());
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to("/console/sign-in"),
+    )
+        .into_response()
+}
+
+fn forbidden(session: &Session) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page(
+            "Not allowed",
+            Some(session),
+            html! { p { "This form was not sent from this session's page (or the page is too old). Go back, reload and try again." } },
+        ),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct CatalogQuery {
+    #[serde(default)]
+    q: String,
+    cursor: Option<String>,
+}
+
+async fn catalog_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<CatalogQuery>,
+) -> Response {
+    let session = match session(&state, &headers).await {
+        Ok(session) => session,
+        Err(elsewhere) => return elsewhere,
+    };
+    let org = session.caller.org.clone();
+    if session.caller.require(Permission::Read, &org).is_err() {
+        return forbidden(&session);
+    }
+    let listed = catalog::list(&state.db, &org, &query.q, query.cursor.as_deref(), 50).await;
+    let (found, problem) = match listed {
+        Ok(found) => (Some(found), None),
+        Err(catalog::CatalogError::Db(error)) => return failure(&error.to_string()),
+        Err(error) => (None, Some(error.to_string())),
+    };
+    let body = html! {
+        form method="get" action="/console/catalog" role="search" {
+            label for="q" { "Search plugins" }
+            input id="q" name="q" type="search" value=(query.q);
+            button type="submit" { "Search" }
+        }
+        @if let Some(problem) = problem {
+            p class="problem" role="alert" { (problem) }
+        }
+        @if let Some(found) = &found {
+            @if found.items.is_empty() {
+                p { "No plugins." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "Plugin" } th scope="col" { "Latest approved" } th scope="col" { "Description" } } }
+                    tbody {
+                        @for plugin in &found.items {
+                            tr {
+                                td { (plugin.name) }
+                                td { (plugin.latest_approved.as_deref().unwrap_or("none")) }
+                                td { (plugin.description) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &found.next_cursor {
+                a href={ "/console/catalog?q=" (urlencode(&query.q)) "&cursor=" (urlencode(next)) } { "Next page" }
+            }
+        }
+    };
+    page("Catalog", Some(&session), body).into_response()
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}

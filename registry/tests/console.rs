@@ -1,0 +1,262 @@
+//! The console's first pages over real HTTP (a browser's requests, made
+//! with a plain client here; the browser tests come with the rest of the
+//! console): sign-in with an API token gives a session cookie with its
+//! protections, the catalog shows the session's organization only, sign-out
+//! needs the session's anti-forgery token and ends the session for good,
+//! and every answer carries the strict security headers.
+
+mod common;
+
+use common::{Backend, org};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use warden_host::Limits;
+use warden_test_programs::HELLO;
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `csrf` field of a page's sign-out form.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a sign-out form")
+        + 19;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn the_console_signs_in_with_a_token_and_shows_only_its_org(backend: Backend) {
+    let o = org(backend, 1).await;
+    let h = &o.h;
+    let release = o
+        .publish_declaring(&o.alice, "acme/hello", "1.0.0", HELLO, &[], &[])
+        .await
+        .expect(201);
+    o.approve(&release, &[], Limits::default()).await;
+    let globex = h.create_org("globex").await;
+    let client = no_redirects();
+    let url = |path: &str| format!("{}{path}", h.url);
+
+    // Not signed in: to the sign-in page, which carries the headers.
+    let answer = client.get(url("/console/catalog")).send().await.unwrap();
+    assert_eq!(answer.status(), 303);
+    assert_eq!(answer.headers()[LOCATION], "/console/sign-in");
+    let form = client.get(url("/console/sign-in")).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let csp = form.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(form.headers()["x-frame-options"], "DENY");
+    assert_eq!(form.headers()["cache-control"], "no-store");
+    let html = form.text().await.unwrap();
+    assert!(
+        html.contains("<label for=\"token\">") && html.contains("name=\"token\""),
+        "{html}"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing off the origin: {html}"
+    );
+
+    // A wrong token: refused, no cookie.
+    let refused = client
+        .post(url("/console/sign-in"))
+        .form(&[("token", "not-a-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().get(SET_COOKIE).is_none());
+
+    // The admin's token: a session cookie, HttpOnly, SameSite=Strict, for
+    // the console's path, with an expiry; Secure behind https.
+    let signed_in = client
+        .post(url("/console/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", h.admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let set = signed_in.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for part in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=",
+        "Secure",
+    ] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains(&h.admin), "the cookie is not the token");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let plain = client
+        .post(url("/console/sign-in"))
+        .form(&[("token", h.admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !plain.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+
+    // The catalog of the session's org, searched.
+    let catalog = client
+        .get(url("/console/catalog?q=hel"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(catalog.status(), 200);
+    let html = catalog.text().await.unwrap();
+    assert!(
+        html.contains("acme/hello") && html.contains("1.0.0"),
+        "{html}"
+    );
+    let none = client
+        .get(url("/console/catalog?q=nothing-like-this"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(none.contains("No plugins.") && !none.contains("acme/hello"));
+    // A search text is shown escaped, never as markup.
+    let escaped = client
+        .get(url("/console/catalog?q=%3Cscript%3Ex%3C%2Fscript%3E"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!escaped.contains("<script>x</script>") && escaped.contains("&lt;script&gt;"));
+
+    // Another org's session sees its own catalog, not acme's.
+    let theirs = client
+        .post(url("/console/sign-in"))
+        .form(&[("token", globex.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let their_cookie = theirs.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = client
+        .get(url("/console/catalog"))
+        .header(COOKIE, &their_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("acme/hello"), "{html}");
+
+    // Sign-out without the session's anti-forgery token: refused.
+    let page = client
+        .get(url("/console/catalog"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    for wrong in ["", "0000", csrf_of(&html).as_str()] {
+        let refused = client
+            .post(url("/console/sign-out"))
+            .header(COOKIE, &cookie)
+            .form(&[("csrf", wrong)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "csrf {wrong:?}");
+    }
+    // With it: signed out, and the old cookie no longer works.
+    let out = client
+        .post(url("/console/sign-out"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert!(
+        out.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = client
+        .get(url("/console/catalog"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 303);
+    assert_eq!(after.headers()[LOCATION], "/console/sign-in");
+
+    // A session ends with its token.
+    let viewer = h.token(&globex, "globex", "viewer").await;
+    let signed_in = client
+        .post(url("/console/sign-in"))
+        .form(&[("token", viewer.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let signed = |cookie: &str| {
+        client
+            .get(url("/console/catalog"))
+            .header(COOKIE, cookie)
+            .send()
+    };
+    assert_eq!(signed(&cookie).await.unwrap().status(), 200);
+    let tokens = h.get(&globex, "/v1/orgs/globex/tokens").await.expect(200);
+    let id = tokens
+        .as_array()
+        .or_else(|| tokens["tokens"].as_array())
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "viewer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = h
+        .call(
+            &globex,
+            reqwest::Method::DELETE,
+            &format!("/v1/orgs/globex/tokens/{id}"),
+            None,
+        )
+        .await;
+    assert!(revoked.status.is_success(), "{:?}", revoked.body);
+    let after = signed(&cookie).await.unwrap();
+    assert_eq!(after.status(), 303, "a revoked token's session is over");
+}
+on_both_databases!(the_console_signs_in_with_a_token_and_shows_only_its_org);
