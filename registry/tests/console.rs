@@ -144,6 +144,70 @@ async fn the_console_signs_in_with_a_token_and_shows_only_its_org(backend: Backe
         .unwrap();
     assert!(!escaped.contains("<script>x</script>") && escaped.contains("&lt;script&gt;"));
 
+    // The plugin's page: versions, functions; configuration keys for
+    // admins, never the values.
+    let config = h
+        .call(
+            &h.admin,
+            reqwest::Method::PUT,
+            "/v1/plugins/acme/hello/config",
+            Some(serde_json::json!({ "values": { "greeting": "c0nfig-value" } })),
+        )
+        .await;
+    assert!(config.status.is_success(), "{:?}", config.body);
+    let plugin = client
+        .get(url("/console/plugins/acme/hello"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plugin.status(), 200);
+    let html = plugin.text().await.unwrap();
+    for expected in [
+        "1.0.0",
+        "approved",
+        "greet",
+        "Configuration keys",
+        "greeting",
+    ] {
+        assert!(html.contains(expected), "{expected}: {html}");
+    }
+    assert!(!html.contains("c0nfig-value"), "{html}");
+    let missing = client
+        .get(url("/console/plugins/acme/nobody"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let viewer = h.token(&h.admin, "acme", "viewer").await;
+    let viewer_cookie = client
+        .post(url("/console/sign-in"))
+        .form(&[("token", viewer.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = client
+        .get(url("/console/plugins/acme/hello"))
+        .header(COOKIE, &viewer_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("greet") && !html.contains("Configuration keys"),
+        "{html}"
+    );
+
     // Another org's session sees its own catalog, not acme's.
     let theirs = client
         .post(url("/console/sign-in"))
@@ -168,6 +232,14 @@ async fn the_console_signs_in_with_a_token_and_shows_only_its_org(backend: Backe
         .await
         .unwrap();
     assert!(!html.contains("acme/hello"), "{html}");
+    // ... and acme's plugin is not found for it.
+    let hidden = client
+        .get(url("/console/plugins/acme/hello"))
+        .header(COOKIE, &their_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 404);
 
     // Sign-out without the session's anti-forgery token: refused.
     let page = client

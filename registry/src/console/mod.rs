@@ -6,14 +6,14 @@
 //! what the session's token may see, and every form that changes something
 //! carries the session's anti-forgery token.
 //!
-//! This first part: sign-in and sign-out, and the catalog.
+//! This first part: sign-in and sign-out, the catalog, a plugin's page.
 
 use crate::api::AppState;
 use crate::domain::catalog;
 use crate::domain::sessions::{self, Session, SessionError};
 use crate::domain::tokens::Permission;
 use axum::Router;
-use axum::extract::{Form, Query, Request, State};
+use axum::extract::{Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
         .route("/console/catalog", get(catalog_page))
+        .route("/console/plugins/{org}/{name}", get(plugin_page))
         .route("/console/console.css", get(stylesheet))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(security_headers))
@@ -294,7 +295,7 @@ async fn catalog_page(
                     tbody {
                         @for plugin in &found.items {
                             tr {
-                                td { (plugin.name) }
+                                td { a href={ "/console/plugins/" (plugin.name) } { (plugin.name) } }
                                 td { (plugin.latest_approved.as_deref().unwrap_or("none")) }
                                 td { (plugin.description) }
                             }
@@ -308,6 +309,92 @@ async fn catalog_page(
         }
     };
     page("Catalog", Some(&session), body).into_response()
+}
+
+fn not_found(session: &Session) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            "Not found",
+            Some(session),
+            html! { p { "There is no such plugin in your organization." } },
+        ),
+    )
+        .into_response()
+}
+
+/// A plugin: its versions with their status, the functions (WIT
+/// signatures) of its newest approved release, and, for admins, its
+/// configuration keys (never the values).
+async fn plugin_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((org, name)): Path<(String, String)>,
+) -> Response {
+    let session = match session(&state, &headers).await {
+        Ok(session) => session,
+        Err(elsewhere) => return elsewhere,
+    };
+    // Another organization's plugin is not found, whether or not it exists.
+    if session.caller.require(Permission::Read, &org).is_err() {
+        return not_found(&session);
+    }
+    let detail = match catalog::detail(&state.db, &org, &name).await {
+        Ok(detail) => detail,
+        Err(catalog::CatalogError::Db(error)) => return failure(&error.to_string()),
+        Err(_) => return not_found(&session),
+    };
+    let admin = session.caller.require(Permission::Administer, &org).is_ok();
+    let config_keys: Option<Vec<String>> = if admin {
+        match catalog::config(&state.db, &org, &name).await {
+            Ok(config) => Some(config.values.into_keys().collect()),
+            Err(catalog::CatalogError::Db(error)) => return failure(&error.to_string()),
+            Err(_) => Some(Vec::new()),
+        }
+    } else {
+        None
+    };
+    let body = html! {
+        p { (detail.description) }
+        h2 { "Versions" }
+        table {
+            thead { tr { th scope="col" { "Version" } th scope="col" { "Status" } th scope="col" { "Published" } } }
+            tbody {
+                @for version in &detail.versions {
+                    tr {
+                        td { (version.version) }
+                        td { (version.status.as_str()) }
+                        td { (crate::events::rfc3339_ms(version.created_at)) }
+                    }
+                }
+            }
+        }
+        h2 {
+            "Functions"
+            @if let Some(of) = &detail.functions_of { " of " (of) }
+        }
+        @if detail.functions.is_empty() {
+            p { "None exported." }
+        } @else {
+            ul {
+                @for function in &detail.functions {
+                    li {
+                        code { (function.name) ": " (function.signature) }
+                        @if let Some(why) = &function.not_invocable { " (not invocable: " (why) ")" }
+                    }
+                }
+            }
+        }
+        @if let Some(keys) = &config_keys {
+            h2 { "Configuration keys" }
+            @if keys.is_empty() {
+                p { "None set." }
+            } @else {
+                ul { @for key in keys { li { code { (key) } } } }
+            }
+        }
+    };
+    page(&detail.name, Some(&session), body).into_response()
 }
 
 fn urlencode(text: &str) -> String {
