@@ -208,6 +208,89 @@ async fn the_console_signs_in_with_a_token_and_shows_only_its_org(backend: Backe
         "{html}"
     );
 
+    // Tokens: admins only, decided by the server (a viewer's session gets
+    // 403, whatever links it is shown).
+    let refused = client
+        .get(url("/console/tokens"))
+        .header(COOKIE, &viewer_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let tokens_page = client
+        .get(url("/console/tokens"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens_page.status(), 200);
+    let admin_csrf = csrf_of(&tokens_page.text().await.unwrap());
+    // A form posted without the session's token, or with another's: refused,
+    // and nothing created.
+    for wrong in ["", csrf_of(&html).as_str()] {
+        let refused = client
+            .post(url("/console/tokens"))
+            .header(COOKIE, &cookie)
+            .form(&[("csrf", wrong), ("name", "forged"), ("role", "admin")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "csrf {wrong:?}");
+    }
+    let created = client
+        .post(url("/console/tokens"))
+        .header(COOKIE, &cookie)
+        .form(&[
+            ("csrf", admin_csrf.as_str()),
+            ("name", "portal-2"),
+            ("role", "invoker"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let page = created.text().await.unwrap();
+    assert!(!page.contains("forged"), "{page}");
+    let at = page.find("id=\"secret\">").expect("the secret, once") + 12;
+    let secret = page[at..].split('<').next().unwrap().to_owned();
+    let whoami = h.get(&secret, "/v1/whoami").await.expect(200);
+    assert_eq!(whoami["role"], "invoker");
+    let listed = client
+        .get(url("/console/tokens"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains("portal-2") && !listed.contains(&secret),
+        "{listed}"
+    );
+    let tokens = h.get(&h.admin, "/v1/orgs/acme/tokens").await.expect(200);
+    let id = tokens
+        .as_array()
+        .or_else(|| tokens["tokens"].as_array())
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "portal-2")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoke = client
+        .post(url(&format!("/console/tokens/{id}/revoke")))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", admin_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 303);
+    h.get(&secret, "/v1/whoami")
+        .await
+        .expect_error(401, "token_revoked");
+
     // Another org's session sees its own catalog, not acme's.
     let theirs = client
         .post(url("/console/sign-in"))

@@ -6,12 +6,13 @@
 //! what the session's token may see, and every form that changes something
 //! carries the session's anti-forgery token.
 //!
-//! This first part: sign-in and sign-out, the catalog, a plugin's page.
+//! This first part: sign-in and sign-out, the catalog, a plugin's page, the
+//! organization's tokens (admins).
 
 use crate::api::AppState;
 use crate::domain::catalog;
 use crate::domain::sessions::{self, Session, SessionError};
-use crate::domain::tokens::Permission;
+use crate::domain::tokens::{self, Permission, Role};
 use axum::Router;
 use axum::extract::{Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -52,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/console/sign-out", post(sign_out))
         .route("/console/catalog", get(catalog_page))
         .route("/console/plugins/{org}/{name}", get(plugin_page))
+        .route("/console/tokens", get(tokens_page).post(create_token))
+        .route("/console/tokens/{id}/revoke", post(revoke_token))
         .route("/console/console.css", get(stylesheet))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(security_headers))
@@ -127,6 +130,9 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 header {
                     nav aria-label="Console" {
                         a href="/console/catalog" { "Warden" }
+                        @if session.is_some() {
+                            a href="/console/tokens" { "Tokens" }
+                        }
                         @if let Some(session) = session {
                             span class="who" {
                                 (session.caller.org) " · " (session.caller.role.as_str())
@@ -395,6 +401,174 @@ async fn plugin_page(
         }
     };
     page(&detail.name, Some(&session), body).into_response()
+}
+
+/// Refuses a session whose token may not administer its organization: the
+/// server decides, whatever links a page shows.
+fn refused_unless_admin(session: &Session) -> Option<Response> {
+    let org = session.caller.org.clone();
+    let refused = session
+        .caller
+        .require(Permission::Administer, &org)
+        .is_err();
+    refused.then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            page(
+                "Not allowed",
+                Some(session),
+                html! { p { "Only the organization's admins manage its tokens." } },
+            ),
+        )
+            .into_response()
+    })
+}
+
+/// The organization's tokens (admins): each with its role and state, a
+/// form to create one (its secret shown once, on the page that answers)
+/// and one to revoke each.
+async fn tokens_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match session(&state, &headers).await {
+        Ok(session) => session,
+        Err(elsewhere) => return elsewhere,
+    };
+    if let Some(refused) = refused_unless_admin(&session) {
+        return refused;
+    }
+    tokens_view(&state, &session, None, None).await
+}
+
+async fn tokens_view(
+    state: &AppState,
+    session: &Session,
+    created: Option<(String, String)>,
+    problem: Option<String>,
+) -> Response {
+    let listed = match tokens::list(&state.db, &session.caller.org).await {
+        Ok(listed) => listed,
+        Err(error) => return failure(&error.to_string()),
+    };
+    let body = html! {
+        @if let Some((name, secret)) = &created {
+            section aria-labelledby="created" {
+                h2 id="created" { "Token " (name) " created" }
+                p { "Its secret, shown only now:" }
+                p { code id="secret" { (secret) } }
+            }
+        }
+        @if let Some(problem) = &problem {
+            p class="problem" role="alert" { (problem) }
+        }
+        table {
+            thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "State" } th scope="col" { "Action" } } }
+            tbody {
+                @for token in &listed {
+                    tr {
+                        td { (token.name) }
+                        td { (token.role.as_str()) }
+                        td { @if token.revoked_at.is_some() { "revoked" } @else { "active" } }
+                        td {
+                            @if token.revoked_at.is_none() {
+                                form method="post" action={ "/console/tokens/" (token.id) "/revoke" } {
+                                    input type="hidden" name="csrf" value=(session.csrf);
+                                    button type="submit" aria-label={ "Revoke " (token.name) } { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Create a token" }
+        form method="post" action="/console/tokens" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            label for="name" { "Name" }
+            input id="name" name="name" required maxlength="100";
+            label for="role" { "Role" }
+            select id="role" name="role" {
+                @for role in Role::ALL { option value=(role.as_str()) { (role.as_str()) } }
+            }
+            button type="submit" { "Create" }
+        }
+    };
+    page("Tokens", Some(session), body).into_response()
+}
+
+#[derive(Deserialize)]
+struct CreateToken {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    role: String,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CreateToken>,
+) -> Response {
+    let session = match session(&state, &headers).await {
+        Ok(session) => session,
+        Err(elsewhere) => return elsewhere,
+    };
+    if !sessions::csrf_matches(&session, &form.csrf) {
+        return forbidden(&session);
+    }
+    if let Some(refused) = refused_unless_admin(&session) {
+        return refused;
+    }
+    let role: Role = match form.role.parse() {
+        Ok(role) => role,
+        Err(problem) => return tokens_view(&state, &session, None, Some(problem)).await,
+    };
+    let actor = session.caller.actor();
+    match tokens::create(
+        &state.db,
+        &session.caller.org,
+        &actor,
+        &form.name,
+        role,
+        None,
+    )
+    .await
+    {
+        Ok(token) => {
+            let secret = token.secret.unwrap_or_default();
+            tokens_view(&state, &session, Some((token.name, secret)), None).await
+        }
+        Err(tokens::TokenError::Db(error)) => failure(&error.to_string()),
+        Err(error) => tokens_view(&state, &session, None, Some(error.to_string())).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct Csrf {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Csrf>,
+) -> Response {
+    let session = match session(&state, &headers).await {
+        Ok(session) => session,
+        Err(elsewhere) => return elsewhere,
+    };
+    if !sessions::csrf_matches(&session, &form.csrf) {
+        return forbidden(&session);
+    }
+    if let Some(refused) = refused_unless_admin(&session) {
+        return refused;
+    }
+    let actor = session.caller.actor();
+    match tokens::revoke(&state.db, &session.caller.org, &actor, &id).await {
+        Ok(()) => Redirect::to("/console/tokens").into_response(),
+        Err(tokens::TokenError::Db(error)) => failure(&error.to_string()),
+        Err(error) => tokens_view(&state, &session, None, Some(error.to_string())).await,
+    }
 }
 
 fn urlencode(text: &str) -> String {
