@@ -102,6 +102,27 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
     }
 }
 
+/// The anti-forgery field every form that changes something sends.
+#[derive(Deserialize)]
+struct Csrf {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The request's session, for a form that changes something: refused
+/// (403) unless the form sent the session's anti-forgery token.
+async fn form_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    sent: &str,
+) -> Result<Session, Response> {
+    let session = session(state, headers).await?;
+    if !sessions::csrf_matches(&session, sent) {
+        return Err(forbidden(&session));
+    }
+    Ok(session)
+}
+
 fn failure(cause: &str) -> Response {
     tracing::error!("console: {cause}");
     (
@@ -212,23 +233,13 @@ async fn sign_in(
     }
 }
 
-#[derive(Deserialize)]
-struct SignOut {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<SignOut>,
+    Form(form): Form<Csrf>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
-    };
-    if !sessions::csrf_matches(&session, &form.csrf) {
-        return forbidden(&session);
+    if let Err(refused) = form_session(&state, &headers, &form.csrf).await {
+        return refused;
     }
     if let Some(secret) = cookie_secret(&headers)
         && let Err(error) = sessions::end(&state.db, &secret).await
@@ -507,13 +518,10 @@ async fn create_token(
     headers: HeaderMap,
     Form(form): Form<CreateToken>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
+    let session = match form_session(&state, &headers, &form.csrf).await {
         Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
+        Err(refused) => return refused,
     };
-    if !sessions::csrf_matches(&session, &form.csrf) {
-        return forbidden(&session);
-    }
     if let Some(refused) = refused_unless_admin(&session) {
         return refused;
     }
@@ -541,25 +549,16 @@ async fn create_token(
     }
 }
 
-#[derive(Deserialize)]
-struct Csrf {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn revoke_token(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<Csrf>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
+    let session = match form_session(&state, &headers, &form.csrf).await {
         Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
+        Err(refused) => return refused,
     };
-    if !sessions::csrf_matches(&session, &form.csrf) {
-        return forbidden(&session);
-    }
     if let Some(refused) = refused_unless_admin(&session) {
         return refused;
     }

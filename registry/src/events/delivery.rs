@@ -192,6 +192,17 @@ impl Deliverer {
         self.metrics.webhooks_pending(&ages);
     }
 
+    /// The places of `org`'s share ([`PER_ORG`]), taken by its deliveries
+    /// and pings alike.
+    fn org_share(&self, org: &str) -> Arc<Semaphore> {
+        self.orgs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(org.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_ORG)))
+            .clone()
+    }
+
     /// One look for due endpoints; each it has room for and can lease is
     /// served in a task of its own.
     async fn round(self: &Arc<Deliverer>) -> Result<(), sqlx::Error> {
@@ -206,14 +217,7 @@ impl Deliverer {
             {
                 continue;
             }
-            let org_share = self
-                .orgs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(due.org.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_ORG)))
-                .clone();
-            let Ok(org_permit) = org_share.try_acquire_owned() else {
+            let Ok(org_permit) = self.org_share(&due.org).try_acquire_owned() else {
                 continue;
             };
             let Ok(permit) = self.all.clone().try_acquire_owned() else {
@@ -571,14 +575,10 @@ impl Deliverer {
     /// organization's share, like a delivery: pings cannot add to what one
     /// organization has going out at once.
     pub async fn ping(&self, webhook: &Webhook) -> Result<PingResult, PingError> {
-        let share = self
-            .orgs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(webhook.org.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_ORG)))
-            .clone();
-        let _place = share.try_acquire_owned().map_err(|_| PingError::Busy)?;
+        let _place = self
+            .org_share(&webhook.org)
+            .try_acquire_owned()
+            .map_err(|_| PingError::Busy)?;
         Ok(ping(&self.db, &self.key, &self.outbound, webhook).await?)
     }
 }
