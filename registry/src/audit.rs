@@ -355,6 +355,39 @@ pub async fn read_page(
     })
 }
 
+/// What a reader narrows the log to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AuditFilter<'a> {
+    /// Only this action, e.g. `release.reject`.
+    pub action: Option<&'a str>,
+    /// Only targets that start with this, e.g. `acme/hello`.
+    pub target_prefix: Option<&'a str>,
+}
+
+/// Up to `limit` entries of `org`'s chain that pass `filter`, newest first,
+/// before sequence number `before` (`None`: from the newest).
+pub async fn read_newest(
+    db: &crate::db::Db,
+    org: &str,
+    before: Option<i64>,
+    limit: i64,
+    filter: AuditFilter<'_>,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT org, seq, at, actor, action, target, details, prev_hash, hash FROM audit
+         WHERE org = $1 AND seq < $2 AND ($3 = '' OR action = $3)
+           AND ($4 = '' OR substr(target, 1, length($4)) = $4)
+         ORDER BY seq DESC LIMIT $5",
+    )
+    .bind(org)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(filter.action.unwrap_or(""))
+    .bind(filter.target_prefix.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+}
+
 /// Appends one entry that records an event rather than a change (a refused
 /// release, a discarded cache entry).
 pub async fn record(

@@ -48,6 +48,8 @@ const API_TOOLS: [&str; 3] = [
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// The componentize-js release the JavaScript guest is built with (npm).
 const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+/// The accessibility checker the console's browser tests inject (npm).
+const AXE_CORE: &str = "axe-core@4.14.1";
 /// The world both polyglot guests implement (`tests/polyglot/wit`).
 const POLYGLOT_WORLD: &str = "polyglot";
 
@@ -97,7 +99,12 @@ fn main() {
         &javascript,
     );
     let api_tools = api_tools(&toolchains);
+    let axe = npm_package(&toolchains, AXE_CORE).join("node_modules/axe-core/axe.min.js");
     drop(lock);
+    constants.push_str(&format!(
+        "/// axe-core's script, which the console's browser tests inject.\npub const AXE_CORE_JS: &str = {:?};\n",
+        axe.display().to_string()
+    ));
     constants.push_str(&format!(
         "/// The bin directory of the API contract tools (schemathesis,\n/// openapi-spec-validator).\npub const API_TOOLS_BIN: &str = {:?};\n",
         api_tools.display().to_string()
@@ -310,27 +317,28 @@ fn build_python(polyglot: &Path, toolchains: &Path, out_dir: &Path, stub_wasi: b
 
 /// componentize-js in a node_modules of its own, installed once.
 fn componentize_js(toolchains: &Path) -> PathBuf {
-    let prefix = toolchains.join(
-        COMPONENTIZE_JS
-            .trim_start_matches('@')
-            .replace(['/', '@'], "-"),
-    );
-    let program = prefix.join("node_modules/.bin/componentize-js");
+    npm_package(toolchains, COMPONENTIZE_JS).join("node_modules/.bin/componentize-js")
+}
+
+/// The npm package `spec` (`name@version`) in a prefix of its own under
+/// `toolchains`, installed once; returns the prefix.
+fn npm_package(toolchains: &Path, spec: &str) -> PathBuf {
+    let prefix = toolchains.join(spec.trim_start_matches('@').replace(['/', '@'], "-"));
     let stamp = prefix.join(".installed");
     if !stamp.exists() {
         let _ = std::fs::remove_dir_all(&prefix);
         std::fs::create_dir_all(&prefix).unwrap();
         run(
-            &format!("installing {COMPONENTIZE_JS} from npm (needs node and npm)"),
+            &format!("installing {spec} from npm (needs node and npm)"),
             Command::new("npm")
                 .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
                 .arg("--prefix")
                 .arg(&prefix)
-                .arg(COMPONENTIZE_JS),
+                .arg(spec),
         );
-        std::fs::write(&stamp, COMPONENTIZE_JS).unwrap();
+        std::fs::write(&stamp, spec).unwrap();
     }
-    program
+    prefix
 }
 
 fn build_javascript(polyglot: &Path, toolchains: &Path, out_dir: &Path) -> PathBuf {

@@ -152,13 +152,59 @@ async fn org_events(
             "limit is for pages, not for a stream",
         ));
     }
+    let credential = Credential::Token(crate::oci::token(&headers));
+    event_stream(state, caller, org, after, credential).await
+}
+
+/// What a stream checks before each read: the reader may still read.
+pub(crate) enum Credential {
+    /// The API token the stream was opened with (a revoked one ends it).
+    Token(Option<String>),
+    /// The console session's cookie secret (a session that ended, or whose
+    /// token was revoked, ends it).
+    Session(String),
+}
+
+impl Credential {
+    /// Whether it still stands for `caller`.
+    async fn still_for(&self, state: &AppState, caller: &Caller) -> bool {
+        let now = match self {
+            Credential::Token(secret) => state
+                .snapshot
+                .caller(&state.db, secret.as_deref())
+                .await
+                .ok(),
+            Credential::Session(secret) => crate::domain::sessions::find(&state.db, secret)
+                .await
+                .ok()
+                .map(|session| session.caller),
+        };
+        now.is_some_and(|now| now.token_id == caller.token_id)
+    }
+}
+
+/// The Server-Sent Events stream of `org`'s events after `after` that
+/// `caller` may see, for as long as `credential` stands for it.
+pub(crate) async fn event_stream(
+    state: AppState,
+    caller: Caller,
+    org: String,
+    after: i64,
+    credential: Credential,
+) -> ApiResult<Response> {
+    caller.require(Permission::Read, &org)?;
+    let reader = if caller.require(Permission::Administer, &org).is_ok() {
+        Reader::Admin
+    } else {
+        Reader::Member
+    };
     let permit = state.event_streams.admit(&org, &caller.token_id)?;
     let first = events::page(&state.db, &org, reader, after, STREAM_BATCH).await?;
     let following = Following {
         after: position(&org, &first.last)?,
         ready: first.events.into(),
         wake: state.db.changes().subscribe(),
-        secret: crate::oci::token(&headers),
+        credential,
         ends: tokio::time::Instant::now() + STREAM_LIFETIME,
         state,
         caller,
@@ -213,7 +259,7 @@ fn position(org: &str, text: &str) -> ApiResult<i64> {
 struct Following {
     state: AppState,
     caller: Caller,
-    secret: Option<String>,
+    credential: Credential,
     org: String,
     reader: Reader,
     /// The sequence number of the last event sent (or passed over).
@@ -245,14 +291,8 @@ fn follow(following: Following) -> impl Stream<Item = Result<SseEvent, Infallibl
             // Taken before the read: a change that commits during it ends
             // the wait below at once.
             let generation = f.state.db.changes().generation(&f.org);
-            match f
-                .state
-                .snapshot
-                .caller(&f.state.db, f.secret.as_deref())
-                .await
-            {
-                Ok(now) if now.token_id == f.caller.token_id => {}
-                _ => return None,
+            if !f.credential.still_for(&f.state, &f.caller).await {
+                return None;
             }
             match events::page(&f.state.db, &f.org, f.reader, f.after, STREAM_BATCH).await {
                 Ok(page) => {

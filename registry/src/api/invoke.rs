@@ -116,6 +116,13 @@ async fn invoke(
             actor: &actor,
         })
         .await?;
+    answer(ran).map(Json)
+}
+
+/// What a call that ran answers: its result, or the error (the plugin's
+/// own, a limit, a trap) with what it used and logged. The console's
+/// try-it page shows the same.
+pub(crate) fn answer(ran: Ran) -> ApiResult<InvokeResponse> {
     let Ran {
         reference,
         release,
@@ -126,13 +133,13 @@ async fn invoke(
         Ok(invocation) => {
             let metering = MeteringReport::from(invocation.metering);
             match invocation.output {
-                Output::Value(result) => Ok(Json(InvokeResponse {
+                Output::Value(result) => Ok(InvokeResponse {
                     result,
                     release,
                     dependencies,
                     metering,
                     logs: invocation.logs,
-                })),
+                }),
                 Output::PluginError(error) => {
                     let details = InvocationFailure {
                         error: Some(error),

@@ -7,6 +7,8 @@ mod catalog;
 mod dependencies;
 mod error;
 mod events;
+pub(crate) use events::{Credential, event_stream};
+pub(crate) use invoke::answer as invocation_answer;
 mod invoke;
 mod keys;
 mod ops;

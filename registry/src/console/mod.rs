@@ -10,17 +10,25 @@
 //! organization's tokens (admins).
 
 use crate::api::AppState;
-use crate::domain::catalog;
 use crate::domain::sessions::{self, Session, SessionError};
-use crate::domain::tokens::{self, Permission, Role};
+use crate::domain::tokens::{Permission, Role};
 use axum::Router;
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
+
+mod audit;
+mod catalog;
+mod keys;
+mod live;
+mod releases;
+mod sign_in;
+mod tokens;
+mod try_it;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "warden_console";
@@ -49,13 +57,16 @@ pub fn router(state: AppState) -> Router {
             "/console",
             get(|| async { Redirect::to("/console/catalog") }),
         )
-        .route("/console/sign-in", get(sign_in_page).post(sign_in))
-        .route("/console/sign-out", post(sign_out))
-        .route("/console/catalog", get(catalog_page))
-        .route("/console/plugins/{org}/{name}", get(plugin_page))
-        .route("/console/tokens", get(tokens_page).post(create_token))
-        .route("/console/tokens/{id}/revoke", post(revoke_token))
+        .merge(sign_in::routes())
+        .merge(catalog::routes())
+        .merge(tokens::routes())
+        .merge(releases::routes())
+        .merge(live::routes())
+        .merge(audit::routes())
+        .merge(keys::routes())
+        .merge(try_it::routes())
         .route("/console/console.css", get(stylesheet))
+        .route("/console/console.js", get(script))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
@@ -75,6 +86,13 @@ async fn stylesheet() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("console.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("console.js"),
     )
 }
 
@@ -146,13 +164,19 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Warden" }
                 link rel="stylesheet" href="/console/console.css";
+                script src="/console/console.js" defer {}
             }
             body {
                 header {
                     nav aria-label="Console" {
                         a href="/console/catalog" { "Warden" }
-                        @if session.is_some() {
-                            a href="/console/tokens" { "Tokens" }
+                        @if let Some(session) = session {
+                            @if session.caller.role == Role::Admin {
+                                a href="/console/releases" { "Review" }
+                                a href="/console/audit" { "Audit" }
+                                a href="/console/tokens" { "Tokens" }
+                                a href="/console/keys" { "Keys" }
+                            }
                         }
                         @if let Some(session) = session {
                             span class="who" {
@@ -171,91 +195,6 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     }
 }
 
-async fn sign_in_page() -> Markup {
-    sign_in_form(None)
-}
-
-fn sign_in_form(problem: Option<&str>) -> Markup {
-    page(
-        "Sign in",
-        None,
-        html! {
-            @if let Some(problem) = problem {
-                p class="problem" role="alert" { (problem) }
-            }
-            form method="post" action="/console/sign-in" {
-                label for="token" { "API token" }
-                input id="token" name="token" type="password" autocomplete="off" required;
-                button type="submit" { "Sign in" }
-            }
-            p { "Sign in with an API token of your organization (" code { "warden token create" } ")." }
-        },
-    )
-}
-
-#[derive(Deserialize)]
-struct SignIn {
-    token: String,
-}
-
-async fn sign_in(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<SignIn>,
-) -> Response {
-    match sessions::start(&state.db, form.token.trim()).await {
-        Ok(started) => {
-            // Secure when the browser reached the server over https (behind
-            // a proxy that says so).
-            let secure = headers
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-            let cookie = format!(
-                "{COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
-                started.secret,
-                started.max_age_secs,
-                if secure { "; Secure" } else { "" }
-            );
-            (
-                [(header::SET_COOKIE, cookie)],
-                Redirect::to("/console/catalog"),
-            )
-                .into_response()
-        }
-        Err(SessionError::Db(error)) => failure(&error.to_string()),
-        Err(_) => (
-            StatusCode::UNAUTHORIZED,
-            sign_in_form(Some(
-                "That token was not accepted: it is unknown, revoked or expired.",
-            )),
-        )
-            .into_response(),
-    }
-}
-
-async fn sign_out(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<Csrf>,
-) -> Response {
-    if let Err(refused) = form_session(&state, &headers, &form.csrf).await {
-        return refused;
-    }
-    if let Some(secret) = cookie_secret(&headers)
-        && let Err(error) = sessions::end(&state.db, &secret).await
-    {
-        return failure(&error.to_string());
-    }
-    (
-        [(
-            header::SET_COOKIE,
-            format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"),
-        )],
-        Redirect::to("/console/sign-in"),
-    )
-        .into_response()
-}
-
 fn forbidden(session: &Session) -> Response {
     (
         StatusCode::FORBIDDEN,
@@ -266,66 +205,6 @@ fn forbidden(session: &Session) -> Response {
         ),
     )
         .into_response()
-}
-
-#[derive(Deserialize)]
-struct CatalogQuery {
-    #[serde(default)]
-    q: String,
-    cursor: Option<String>,
-}
-
-async fn catalog_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<CatalogQuery>,
-) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
-    };
-    let org = session.caller.org.clone();
-    if session.caller.require(Permission::Read, &org).is_err() {
-        return forbidden(&session);
-    }
-    let listed = catalog::list(&state.db, &org, &query.q, query.cursor.as_deref(), 50).await;
-    let (found, problem) = match listed {
-        Ok(found) => (Some(found), None),
-        Err(catalog::CatalogError::Db(error)) => return failure(&error.to_string()),
-        Err(error) => (None, Some(error.to_string())),
-    };
-    let body = html! {
-        form method="get" action="/console/catalog" role="search" {
-            label for="q" { "Search plugins" }
-            input id="q" name="q" type="search" value=(query.q);
-            button type="submit" { "Search" }
-        }
-        @if let Some(problem) = problem {
-            p class="problem" role="alert" { (problem) }
-        }
-        @if let Some(found) = &found {
-            @if found.items.is_empty() {
-                p { "No plugins." }
-            } @else {
-                table {
-                    thead { tr { th scope="col" { "Plugin" } th scope="col" { "Latest approved" } th scope="col" { "Description" } } }
-                    tbody {
-                        @for plugin in &found.items {
-                            tr {
-                                td { a href={ "/console/plugins/" (plugin.name) } { (plugin.name) } }
-                                td { (plugin.latest_approved.as_deref().unwrap_or("none")) }
-                                td { (plugin.description) }
-                            }
-                        }
-                    }
-                }
-            }
-            @if let Some(next) = &found.next_cursor {
-                a href={ "/console/catalog?q=" (urlencode(&query.q)) "&cursor=" (urlencode(next)) } { "Next page" }
-            }
-        }
-    };
-    page("Catalog", Some(&session), body).into_response()
 }
 
 fn not_found(session: &Session) -> Response {
@@ -340,83 +219,9 @@ fn not_found(session: &Session) -> Response {
         .into_response()
 }
 
-/// A plugin: its versions with their status, the functions (WIT
-/// signatures) of its newest approved release, and, for admins, its
-/// configuration keys (never the values).
-async fn plugin_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((org, name)): Path<(String, String)>,
-) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
-    };
-    // Another organization's plugin is not found, whether or not it exists.
-    if session.caller.require(Permission::Read, &org).is_err() {
-        return not_found(&session);
-    }
-    let detail = match catalog::detail(&state.db, &org, &name).await {
-        Ok(detail) => detail,
-        Err(catalog::CatalogError::Db(error)) => return failure(&error.to_string()),
-        Err(_) => return not_found(&session),
-    };
-    let admin = session.caller.require(Permission::Administer, &org).is_ok();
-    let config_keys: Option<Vec<String>> = if admin {
-        match catalog::config(&state.db, &org, &name).await {
-            Ok(config) => Some(config.values.into_keys().collect()),
-            Err(catalog::CatalogError::Db(error)) => return failure(&error.to_string()),
-            Err(_) => Some(Vec::new()),
-        }
-    } else {
-        None
-    };
-    let body = html! {
-        p { (detail.description) }
-        h2 { "Versions" }
-        table {
-            thead { tr { th scope="col" { "Version" } th scope="col" { "Status" } th scope="col" { "Published" } } }
-            tbody {
-                @for version in &detail.versions {
-                    tr {
-                        td { (version.version) }
-                        td { (version.status.as_str()) }
-                        td { (crate::events::rfc3339_ms(version.created_at)) }
-                    }
-                }
-            }
-        }
-        h2 {
-            "Functions"
-            @if let Some(of) = &detail.functions_of { " of " (of) }
-        }
-        @if detail.functions.is_empty() {
-            p { "None exported." }
-        } @else {
-            ul {
-                @for function in &detail.functions {
-                    li {
-                        code { (function.name) ": " (function.signature) }
-                        @if let Some(why) = &function.not_invocable { " (not invocable: " (why) ")" }
-                    }
-                }
-            }
-        }
-        @if let Some(keys) = &config_keys {
-            h2 { "Configuration keys" }
-            @if keys.is_empty() {
-                p { "None set." }
-            } @else {
-                ul { @for key in keys { li { code { (key) } } } }
-            }
-        }
-    };
-    page(&detail.name, Some(&session), body).into_response()
-}
-
 /// Refuses a session whose token may not administer its organization: the
 /// server decides, whatever links a page shows.
-fn refused_unless_admin(session: &Session) -> Option<Response> {
+fn refused_unless_admin(session: &Session, what: &str) -> Option<Response> {
     let org = session.caller.org.clone();
     let refused = session
         .caller
@@ -428,146 +233,11 @@ fn refused_unless_admin(session: &Session) -> Option<Response> {
             page(
                 "Not allowed",
                 Some(session),
-                html! { p { "Only the organization's admins manage its tokens." } },
+                html! { p { "Only the organization's admins " (what) "." } },
             ),
         )
             .into_response()
     })
-}
-
-/// The organization's tokens (admins): each with its role and state, a
-/// form to create one (its secret shown once, on the page that answers)
-/// and one to revoke each.
-async fn tokens_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
-    };
-    if let Some(refused) = refused_unless_admin(&session) {
-        return refused;
-    }
-    tokens_view(&state, &session, None, None).await
-}
-
-async fn tokens_view(
-    state: &AppState,
-    session: &Session,
-    created: Option<(String, String)>,
-    problem: Option<String>,
-) -> Response {
-    let listed = match tokens::list(&state.db, &session.caller.org).await {
-        Ok(listed) => listed,
-        Err(error) => return failure(&error.to_string()),
-    };
-    let body = html! {
-        @if let Some((name, secret)) = &created {
-            section aria-labelledby="created" {
-                h2 id="created" { "Token " (name) " created" }
-                p { "Its secret, shown only now:" }
-                p { code id="secret" { (secret) } }
-            }
-        }
-        @if let Some(problem) = &problem {
-            p class="problem" role="alert" { (problem) }
-        }
-        table {
-            thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "State" } th scope="col" { "Action" } } }
-            tbody {
-                @for token in &listed {
-                    tr {
-                        td { (token.name) }
-                        td { (token.role.as_str()) }
-                        td { @if token.revoked_at.is_some() { "revoked" } @else { "active" } }
-                        td {
-                            @if token.revoked_at.is_none() {
-                                form method="post" action={ "/console/tokens/" (token.id) "/revoke" } {
-                                    input type="hidden" name="csrf" value=(session.csrf);
-                                    button type="submit" aria-label={ "Revoke " (token.name) } { "Revoke" }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        h2 { "Create a token" }
-        form method="post" action="/console/tokens" {
-            input type="hidden" name="csrf" value=(session.csrf);
-            label for="name" { "Name" }
-            input id="name" name="name" required maxlength="100";
-            label for="role" { "Role" }
-            select id="role" name="role" {
-                @for role in Role::ALL { option value=(role.as_str()) { (role.as_str()) } }
-            }
-            button type="submit" { "Create" }
-        }
-    };
-    page("Tokens", Some(session), body).into_response()
-}
-
-#[derive(Deserialize)]
-struct CreateToken {
-    #[serde(default)]
-    csrf: String,
-    name: String,
-    role: String,
-}
-
-async fn create_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<CreateToken>,
-) -> Response {
-    let session = match form_session(&state, &headers, &form.csrf).await {
-        Ok(session) => session,
-        Err(refused) => return refused,
-    };
-    if let Some(refused) = refused_unless_admin(&session) {
-        return refused;
-    }
-    let role: Role = match form.role.parse() {
-        Ok(role) => role,
-        Err(problem) => return tokens_view(&state, &session, None, Some(problem)).await,
-    };
-    let actor = session.caller.actor();
-    match tokens::create(
-        &state.db,
-        &session.caller.org,
-        &actor,
-        &form.name,
-        role,
-        None,
-    )
-    .await
-    {
-        Ok(token) => {
-            let secret = token.secret.unwrap_or_default();
-            tokens_view(&state, &session, Some((token.name, secret)), None).await
-        }
-        Err(tokens::TokenError::Db(error)) => failure(&error.to_string()),
-        Err(error) => tokens_view(&state, &session, None, Some(error.to_string())).await,
-    }
-}
-
-async fn revoke_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<Csrf>,
-) -> Response {
-    let session = match form_session(&state, &headers, &form.csrf).await {
-        Ok(session) => session,
-        Err(refused) => return refused,
-    };
-    if let Some(refused) = refused_unless_admin(&session) {
-        return refused;
-    }
-    let actor = session.caller.actor();
-    match tokens::revoke(&state.db, &session.caller.org, &actor, &id).await {
-        Ok(()) => Redirect::to("/console/tokens").into_response(),
-        Err(tokens::TokenError::Db(error)) => failure(&error.to_string()),
-        Err(error) => tokens_view(&state, &session, None, Some(error.to_string())).await,
-    }
 }
 
 fn urlencode(text: &str) -> String {

@@ -8,11 +8,13 @@ mod compile_gate;
 mod decide;
 mod publish;
 mod referrers;
+mod review;
 
 pub use compile_gate::{CompileGate, CompileRefused};
 pub use decide::{approve, reject, yank};
 pub use publish::{ImportProblem, check_imports, publish};
 pub use referrers::{REPAIR_INTERVAL, repair_referrers};
+pub use review::ReleaseChanges;
 
 use super::approval::SelfApproval;
 use super::keys::{self, SignatureError};
@@ -142,6 +144,8 @@ pub struct Release {
     pub dependencies: BTreeMap<String, String>,
     /// Against the last approved version.
     pub diff: CapabilityDiff,
+    /// Functions, dependencies and size against the same version.
+    pub changes: ReleaseChanges,
     /// Approvals so far.
     pub approvals: Vec<ApprovalInfo>,
     /// Approvals needed.
@@ -566,11 +570,37 @@ pub async fn show(
             })
         })
         .collect::<Result<Vec<_>, ReleaseError>>()?;
-    let against = last_approved_grant(cx.db, &row).await?;
-    let previous_limits = against.as_ref().and_then(|(_, grant)| grant.limits.clone());
+    let previous = last_approved(cx.db, &row).await?;
+    let previous_statement = previous
+        .as_ref()
+        .map(|previous| statement_of(&previous.envelope))
+        .transpose()?;
+    let changes = review::compare(
+        previous
+            .as_ref()
+            .zip(previous_statement.as_ref())
+            .map(|(previous, statement)| review::Side {
+                version: &previous.version,
+                functions: &previous.functions,
+                dependencies: &statement.dependencies,
+                size: previous.component_size,
+            })
+            .as_ref(),
+        &review::Side {
+            version: &row.version,
+            functions: &row.functions,
+            dependencies: &statement.dependencies,
+            size: row.component_size,
+        },
+    );
+    let previous_grant =
+        previous.and_then(|previous| previous.granted.map(|grant| (previous.version, grant)));
+    let previous_limits = previous_grant
+        .as_ref()
+        .map(|(_, grant)| grant.limits.clone());
     let diff = capability_diff(
         &row.requested,
-        against.map(|(version, grant)| (version, grant.capabilities)),
+        previous_grant.map(|(version, grant)| (version, grant.capabilities)),
     );
     let (granted_capabilities, granted_limits) = match row.granted {
         Some(grant) => (Some(grant.capabilities), Some(grant.limits)),
@@ -599,6 +629,7 @@ pub async fn show(
         limit_maxima: cx.limit_maxima.clone(),
         dependencies: statement.dependencies,
         diff,
+        changes,
         approvals,
         approvals_required: cx.approvals_required,
         granted_capabilities,
@@ -611,20 +642,13 @@ pub async fn show(
     })
 }
 
-/// What an earlier version was granted.
-struct PreviousGrant {
-    capabilities: Vec<String>,
-    limits: Option<Limits>,
-}
-
-/// The newest approved other version of the release's plugin, and what it
-/// was granted.
-async fn last_approved_grant(
+/// The newest approved other version of the release's plugin.
+async fn last_approved(
     db: &Db,
     row: &StoredRelease,
-) -> Result<Option<(String, PreviousGrant)>, ReleaseError> {
-    let approved: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT version, granted_capabilities, granted_limits FROM releases
+) -> Result<Option<StoredRelease>, ReleaseError> {
+    let approved: Vec<(String,)> = sqlx::query_as(
+        "SELECT version FROM releases
          WHERE org = $1 AND name = $2 AND status = $3 AND version <> $4",
     )
     .bind(&row.org)
@@ -633,20 +657,17 @@ async fn last_approved_grant(
     .bind(&row.version)
     .fetch_all(db.pool())
     .await?;
-    let Some((version, capabilities, limits)) =
-        newest_by_version(approved, |(v, _, _)| v.as_str(), |_| true)
-    else {
+    let Some((version,)) = newest_by_version(approved, |(v,)| v.as_str(), |_| true) else {
         return Ok(None);
     };
-    let capabilities: Option<Vec<String>> = capabilities.as_deref().map(decode).transpose()?;
-    let limits = limits.as_deref().map(decode).transpose()?;
-    Ok(Some((
-        version,
-        PreviousGrant {
-            capabilities: capabilities.unwrap_or_default(),
-            limits,
-        },
-    )))
+    stored(db, &row.org, &row.name, &version).await
+}
+
+/// The release statement inside a stored envelope (its signature was
+/// checked when it was published).
+fn statement_of(envelope: &str) -> Result<ReleaseStatement, ReleaseError> {
+    let envelope: Envelope = decode(envelope)?;
+    serde_json::from_slice(&envelope.unverified_payload().map_err(internal)?).map_err(internal)
 }
 
 /// Requested capabilities against what a version was granted (`None`: no
