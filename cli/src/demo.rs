@@ -92,6 +92,9 @@ fn build_examples(root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The version of http-fetch the demo leaves pending, for review.
+const PROPOSED_VERSION: &str = "0.2.0";
+
 pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
     let root = workspace_root();
     if !args.no_build && args.components.is_none() {
@@ -245,6 +248,34 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         outln!("  {reference:<28} approved");
     }
 
+    // One release left for an admin to review in the console: the next
+    // version of http-fetch, asking for one more host and a longer timeout.
+    let mut proposed = PluginManifest::load(&root.join("examples/http-fetch/warden.toml"))?;
+    if let (Some(dir), Some(file)) = (&args.components, proposed.component.file_name()) {
+        proposed.component = dir.join(file);
+    }
+    proposed.name = format!("{org}/http-fetch");
+    proposed.version = PROPOSED_VERSION.to_owned();
+    proposed
+        .capabilities
+        .push("http:api.example.org".to_owned());
+    proposed.capabilities.sort();
+    proposed
+        .limits
+        .insert("timeout".to_owned(), toml::Value::String("10s".to_owned()));
+    let proposed_path = format!("/v1/plugins/{}/releases/{PROPOSED_VERSION}", proposed.name);
+    let existing: Result<Release, Failure> = admin.get(&proposed_path).await;
+    if existing.is_err() {
+        if publisher.is_none() {
+            publisher = Some(remote(&token(Role::Publisher, Some(3600)).await?)?);
+        }
+        if let Some(publisher) = &publisher {
+            publish_manifest(publisher, None, &proposed, &publisher_key).await?;
+        }
+    }
+    let proposed_reference = format!("{}@{PROPOSED_VERSION}", proposed.name);
+    outln!("  {proposed_reference:<28} waiting for review");
+
     outln!();
     outln!("Warden is running at {url} with the example plugins approved.");
     outln!(
@@ -267,7 +298,13 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
     outln!(
         "The catalog: curl -s {url}/v1/orgs/{org}/plugins -H 'Authorization: Bearer {portal_token}'"
     );
-    outln!("The console: {url}/console (sign in with the portal token above, or the admin token)");
+    outln!(
+        "The console: {url}/console (sign in with the portal token above to try plugins, or with the admin token to review"
+    );
+    outln!(
+        "  {proposed_reference}: {url}/console/releases/{}/{PROPOSED_VERSION})",
+        proposed.name
+    );
     outln!(
         "Admin token: {} (ctrl-c stops the server)",
         plane.admin_token_path.display()

@@ -346,6 +346,35 @@ fn demo_serves_the_examples_approved_and_ready_to_invoke() {
         ok(run(&["invoke", "acme/hello", "greet", "\"world\""])).trim(),
         "\"Hello, world!\""
     );
+    // One release waits for review: the next http-fetch, with one more
+    // host and a longer timeout than the approved one.
+    assert!(
+        server
+            .output
+            .iter()
+            .any(|line| line.trim() == "acme/http-fetch@0.2.0        waiting for review"),
+        "{:?}",
+        server.output
+    );
+    let admin = std::fs::read_to_string(dir.path().join("demo/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let proposed: serde_json::Value = serde_json::from_str(&ok(warden(
+        &server,
+        &admin,
+        dir.path(),
+        &["release", "show", "acme/http-fetch@0.2.0", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(proposed["status"], "pending");
+    assert_eq!(proposed["diff"]["against"], "0.1.0");
+    assert_eq!(
+        proposed["diff"]["added"],
+        serde_json::json!(["http:api.example.org"])
+    );
+    assert_eq!(proposed["requested_limits"]["timeout"], 10_000);
+    assert_eq!(proposed["previous_limits"]["timeout"], 5_000);
     assert_eq!(
         ok(run(&[
             "invoke",

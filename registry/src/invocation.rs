@@ -150,8 +150,13 @@ impl Invoker<'_> {
         let reference = format!("{}@{}", record.repository, record.version);
         let plugin_label = record.repository.clone();
         let load_failed = || {
-            self.metrics
-                .invocation(&plugin_label, &record.version, Some("load_failed"), None)
+            self.metrics.invocation(
+                &plugin_label,
+                &record.version,
+                call.function,
+                Some("load_failed"),
+                None,
+            )
         };
         let loaded = match self.runtime.load(record).await {
             Ok(loaded) => loaded,
@@ -216,6 +221,7 @@ impl Invoker<'_> {
                 self.metrics.invocation(
                     &plugin_label,
                     &release.version,
+                    call.function,
                     kind,
                     Some(&invocation.metering),
                 );
@@ -223,6 +229,7 @@ impl Invoker<'_> {
             Err(failure) => self.metrics.invocation(
                 &plugin_label,
                 &release.version,
+                call.function,
                 Some(failure.error.code()),
                 failure.metering.as_ref(),
             ),

@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -92,6 +93,23 @@ struct Series {
     last: u64,
     kinds: std::collections::HashSet<String>,
     links: std::collections::HashSet<DependencyLabels>,
+    /// Calls of each function, for the console (not exported to
+    /// Prometheus: functions would multiply the series).
+    functions: std::collections::HashMap<String, FunctionCounts>,
+}
+
+/// Functions of one release counted at most: a component may export
+/// many, and each counted name is kept.
+pub const MAX_FUNCTIONS_COUNTED: usize = 256;
+
+/// Calls of one function on this server since it started (while its
+/// release is among those [`MAX_RELEASES_IN_METRICS`] keeps).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FunctionCounts {
+    /// Calls that ran or were refused at load.
+    pub invocations: u64,
+    /// Of those, the ones that ended with an error.
+    pub errors: u64,
 }
 
 impl Default for Metrics {
@@ -235,12 +253,15 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Records one invocation of `plugin@version`: its outcome (`None` for
-    /// success, else the error kind), fuel and duration when it ran.
+    /// Records one invocation of `function` of `plugin@version`: its
+    /// outcome (`None` for success, else the error kind), fuel and duration
+    /// when it ran. A function the release does not export is not counted
+    /// by name.
     pub fn invocation(
         &self,
         plugin: &str,
         version: &str,
+        function: &str,
         error: Option<&str>,
         metering: Option<&warden_host::Metering>,
     ) {
@@ -253,6 +274,22 @@ impl Metrics {
                 && !series.kinds.contains(kind)
             {
                 series.kinds.insert(kind.to_owned());
+            }
+            if error != Some("unknown_function") {
+                // Looked up first: a function counted before costs no copy
+                // of its name.
+                let room = series.functions.len() < MAX_FUNCTIONS_COUNTED;
+                let counts = if series.functions.contains_key(function) {
+                    series.functions.get_mut(function)
+                } else if room {
+                    Some(series.functions.entry(function.to_owned()).or_default())
+                } else {
+                    None
+                };
+                if let Some(counts) = counts {
+                    counts.invocations += 1;
+                    counts.errors += u64::from(error.is_some());
+                }
             }
         });
         self.invocations.get_or_create(&labels).inc();
@@ -366,6 +403,24 @@ impl Metrics {
         }
     }
 
+    /// Calls of each function of `plugin` (`org/name`) on this server, all
+    /// its versions together.
+    pub fn function_counts(&self, plugin: &str) -> BTreeMap<String, FunctionCounts> {
+        let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts: BTreeMap<String, FunctionCounts> = BTreeMap::new();
+        for (release, series) in &tracked.releases {
+            if release.plugin != plugin {
+                continue;
+            }
+            for (function, of_release) in &series.functions {
+                let total = counts.entry(function.clone()).or_default();
+                total.invocations += of_release.invocations;
+                total.errors += of_release.errors;
+            }
+        }
+        counts
+    }
+
     /// Sets the gauges of the publish compile gate.
     pub fn compiles(&self, gate: &crate::domain::releases::CompileGate) {
         self.compiles_running.set(gate.running());
@@ -387,16 +442,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn calls_are_counted_per_function_up_to_a_bound() {
+        let metrics = Metrics::default();
+        metrics.invocation("acme/a", "1.0.0", "greet", None, None);
+        metrics.invocation("acme/a", "1.1.0", "greet", Some("trap"), None);
+        metrics.invocation("acme/a", "1.1.0", "nope", Some("unknown_function"), None);
+        metrics.invocation("acme/b", "1.0.0", "greet", None, None);
+        assert_eq!(
+            metrics.function_counts("acme/a"),
+            BTreeMap::from([(
+                "greet".to_owned(),
+                FunctionCounts {
+                    invocations: 2,
+                    errors: 1
+                }
+            )])
+        );
+        for i in 1..MAX_FUNCTIONS_COUNTED {
+            metrics.invocation("acme/a", "1.0.0", &format!("f{i}"), None, None);
+        }
+        let counted = metrics.function_counts("acme/a");
+        assert_eq!(counted.len(), MAX_FUNCTIONS_COUNTED);
+        metrics.invocation("acme/a", "1.0.0", "one-too-many", None, None);
+        metrics.invocation("acme/a", "1.0.0", "greet", None, None);
+        let counted = metrics.function_counts("acme/a");
+        assert!(!counted.contains_key("one-too-many"));
+        assert_eq!(counted["greet"].invocations, 3, "counted ones still count");
+    }
+
+    #[test]
     fn series_are_kept_for_a_bounded_number_of_releases_and_dropped_when_yanked() {
         let metrics = Metrics::default();
         let metering = warden_host::Metering {
             fuel_used: 7,
             duration: std::time::Duration::from_millis(1),
         };
-        metrics.invocation("acme/first", "1.0.0", Some("trap"), Some(&metering));
+        metrics.invocation("acme/first", "1.0.0", "run", Some("trap"), Some(&metering));
         metrics.dependency_linked("acme/first", "1.0.0", "acme/base", "1.0.0");
         for i in 0..MAX_RELEASES_IN_METRICS {
-            metrics.invocation("acme/many", &format!("0.0.{i}"), None, Some(&metering));
+            metrics.invocation(
+                "acme/many",
+                &format!("0.0.{i}"),
+                "run",
+                None,
+                Some(&metering),
+            );
         }
         let text = metrics.encode();
         // The release invoked least lately lost all its series.

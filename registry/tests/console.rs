@@ -10,7 +10,7 @@ mod common;
 use common::{Backend, org};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use warden_host::Limits;
-use warden_test_programs::HELLO;
+use warden_test_programs::{DEPENDENT, HELLO, VAULT};
 
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
@@ -415,3 +415,252 @@ async fn the_console_signs_in_with_a_token_and_shows_only_its_org(backend: Backe
     assert_eq!(after.status(), 303, "a revoked token's session is over");
 }
 on_both_databases!(the_console_signs_in_with_a_token_and_shows_only_its_org);
+
+/// Signs `token` in and returns the session cookie (`name=value`).
+async fn signed_in(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let answer = client
+        .post(format!("{base}/console/sign-in"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    answer.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn the_consoles_review_audit_keys_and_try_pages_follow_the_domain_rules(backend: Backend) {
+    let o = org(backend, 1).await;
+    let h = &o.h;
+    let vault = o
+        .publish_declaring(&o.alice, "acme/vault", "1.0.0", VAULT, &["kv"], &[])
+        .await
+        .expect(201);
+    o.approve(&vault, &["kv"], Limits::default()).await;
+    let dependent = o
+        .publish_declaring(
+            &o.alice,
+            "acme/dependent",
+            "1.0.0",
+            DEPENDENT,
+            &[],
+            &[("acme/vault", "^1")],
+        )
+        .await
+        .expect(201);
+    o.approve(&dependent, &[], Limits::default()).await;
+    o.publish_declaring(&o.alice, "acme/vault", "1.1.0", VAULT, &["kv"], &[])
+        .await
+        .expect(201);
+    let globex = h.create_org("globex").await;
+    let client = no_redirects();
+    let url = |path: &str| format!("{}{path}", h.url);
+    let get = |cookie: &str, path: &str| client.get(url(path)).header(COOKIE, cookie).send();
+    let admin = signed_in(&client, &h.url, &h.admin).await;
+    let viewer = signed_in(&client, &h.url, &h.token(&h.admin, "acme", "viewer").await).await;
+    let invoker = signed_in(&client, &h.url, &h.token(&h.admin, "acme", "invoker").await).await;
+    let outsider = signed_in(&client, &h.url, &globex).await;
+
+    // Who may see what: decided by the server, page by page.
+    for (cookie, path, status) in [
+        (&admin, "/console/releases", 200),
+        (&admin, "/console/releases/acme/vault/1.1.0", 200),
+        (&admin, "/console/audit", 200),
+        (&admin, "/console/audit/chain", 200),
+        (&admin, "/console/keys", 200),
+        (&admin, "/console/releases/acme/vault/9.9.9", 404),
+        (&viewer, "/console/releases", 403),
+        (&viewer, "/console/releases/acme/vault/1.1.0", 403),
+        (&viewer, "/console/audit", 403),
+        (&viewer, "/console/audit/chain", 403),
+        (&viewer, "/console/keys", 403),
+        (&viewer, "/console/plugins/acme/vault/try/vault.get", 403),
+        (&invoker, "/console/releases/acme/vault/1.1.0", 403),
+        (&invoker, "/console/plugins/acme/dependent/try/fetch", 404),
+        (&outsider, "/console/releases/acme/vault/1.1.0", 404),
+        (&outsider, "/console/plugins/acme/vault/try/vault.get", 404),
+    ] {
+        let answer = get(cookie, path).await.unwrap();
+        assert_eq!(answer.status(), status, "{path}");
+    }
+
+    // The plugin page: dependencies as they resolve now; calls and errors
+    // per function after the invoker tried one.
+    let page = get(&invoker, "/console/plugins/acme/dependent")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(">acme/vault</a> 1.0.0"), "{page}");
+    let tried_path = "/console/plugins/acme/vault/try/vault.get";
+    let form = get(&invoker, tried_path)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let invoker_csrf = csrf_of(&form);
+    for args in [r#"{"key": "x"}"#, r#"{"key": 7}"#] {
+        client
+            .post(url(tried_path))
+            .header(COOKIE, &invoker)
+            .form(&[("csrf", invoker_csrf.as_str()), ("args", args)])
+            .send()
+            .await
+            .unwrap();
+    }
+    let page = get(&invoker, "/console/plugins/acme/vault")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = page
+        .split("data-function=\"vault.get\"")
+        .nth(1)
+        .expect("a row for vault.get");
+    assert!(
+        row.contains("class=\"calls\">2<") && row.contains("class=\"errors\">1<"),
+        "{row}"
+    );
+    // Not an invoker's to try without the session's token.
+    let forged = client
+        .post(url(tried_path))
+        .header(COOKIE, &invoker)
+        .form(&[("args", r#"{"key": "x"}"#)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    // Reject and yank need the session's anti-forgery token and an admin.
+    let admin_csrf = csrf_of(
+        &get(&admin, "/console/catalog")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let viewer_csrf = csrf_of(
+        &get(&viewer, "/console/catalog")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let reject = url("/console/releases/acme/vault/1.1.0/reject");
+    for (cookie, csrf, status) in [
+        (&admin, "", 403),
+        (&admin, viewer_csrf.as_str(), 403),
+        (&viewer, viewer_csrf.as_str(), 403),
+    ] {
+        let refused = client
+            .post(&reject)
+            .header(COOKIE, cookie)
+            .form(&[("csrf", csrf), ("reason", "no")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), status);
+    }
+    let pending = h
+        .get(&h.admin, "/v1/plugins/acme/vault/releases/1.1.0")
+        .await
+        .expect(200);
+    assert_eq!(pending["status"], "pending", "nothing was decided");
+    // An empty reason is the domain's to refuse, shown on the page.
+    let empty = client
+        .post(&reject)
+        .header(COOKIE, &admin)
+        .form(&[("csrf", admin_csrf.as_str()), ("reason", "  ")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 422);
+    let rejected = client
+        .post(&reject)
+        .header(COOKIE, &admin)
+        .form(&[("csrf", admin_csrf.as_str()), ("reason", "not needed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rejected.status(), 303);
+    let decided = h
+        .get(&h.admin, "/v1/plugins/acme/vault/releases/1.1.0")
+        .await
+        .expect(200);
+    assert_eq!(decided["status"], "rejected");
+    let yank = client
+        .post(url("/console/releases/acme/vault/1.0.0/yank"))
+        .header(COOKIE, &admin)
+        .form(&[("csrf", admin_csrf.as_str()), ("reason", "superseded")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(yank.status(), 303);
+    let page = get(&invoker, "/console/plugins/acme/dependent")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("They do not resolve now"), "{page}");
+
+    // Keys: revoked only with the session's token, by an admin.
+    let alice = o.alice.public_key().key_id();
+    let revoke = url(&format!("/console/keys/{alice}/revoke"));
+    for (cookie, csrf) in [(&admin, ""), (&viewer, viewer_csrf.as_str())] {
+        let refused = client
+            .post(&revoke)
+            .header(COOKIE, cookie)
+            .form(&[("csrf", csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+    }
+    let keys = h.get(&h.admin, "/v1/orgs/acme/keys").await.expect(200);
+    let active = |keys: &serde_json::Value| {
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["key_id"] == alice.as_str() && k["revoked_at"].is_null())
+    };
+    assert!(active(&keys));
+    let revoked = client
+        .post(&revoke)
+        .header(COOKIE, &admin)
+        .form(&[("csrf", admin_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 303);
+    assert!(!active(
+        &h.get(&h.admin, "/v1/orgs/acme/keys").await.expect(200)
+    ));
+
+    // The chain the browser checks is the organization's, in order.
+    let chain: serde_json::Value = get(&admin, "/console/audit/chain?after=2")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chain["entries"][0]["seq"], 3);
+    assert!(
+        chain["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["org"] == "acme")
+    );
+}
+on_both_databases!(the_consoles_review_audit_keys_and_try_pages_follow_the_domain_rules);

@@ -134,9 +134,9 @@ async fn the_console_works_in_a_real_browser() {
     browser.wait_for_text("h1", "acme/hello").await;
     assert!(
         browser
-            .text("main")
+            .text("tr[data-function='greet']")
             .await
-            .contains("greet: func(name: string) -> string")
+            .contains("func(name: string) -> string")
     );
     looked_at(&browser, "plugin").await;
     let try_greet = browser.find("a[href$='/try/greet']").await;
@@ -147,6 +147,8 @@ async fn the_console_works_in_a_real_browser() {
     assert!(browser.text("#ran").await.contains("acme/hello@1.0.0"));
     assert_eq!(browser.text("#logs").await, "info: greeting world");
     looked_at(&browser, "try-it").await;
+    browser.goto(&url("/console/plugins/acme/hello")).await;
+    assert_eq!(browser.text("tr[data-function='greet'] .calls").await, "1");
 
     // Arguments typed as JSON work without the generated fields; a wrong
     // one gets the API's error code and the path that is wrong.

@@ -2,8 +2,8 @@
 
 use super::{failure, forbidden, not_found, page, session, urlencode};
 use crate::api::AppState;
-use crate::domain::catalog;
 use crate::domain::tokens::Permission;
+use crate::domain::{catalog, dependencies};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -101,6 +101,23 @@ async fn plugin_page(
     };
     let admin = session.caller.require(Permission::Administer, &org).is_ok();
     let may_invoke = session.caller.require(Permission::Invoke, &org).is_ok();
+    let calls = state.metrics.function_counts(&format!("{org}/{name}"));
+    // The newest approved release's dependencies, resolved as a call
+    // would resolve them now.
+    let resolved = match &detail.functions_of {
+        None => None,
+        Some(_) => Some(
+            match dependencies::resolve_dependencies(&state.db, &state.solver, &org, &name, None)
+                .await
+            {
+                Ok(resolution) => Ok(resolution.releases.into_iter().skip(1).collect::<Vec<_>>()),
+                Err(dependencies::DependencyError::Db(error)) => {
+                    return failure(&error.to_string());
+                }
+                Err(error) => Err(error.to_string()),
+            },
+        ),
+    };
     let config_keys: Option<Vec<String>> = if admin {
         match catalog::config(&state.db, &org, &name).await {
             Ok(config) => Some(config.values.into_keys().collect()),
@@ -132,16 +149,50 @@ async fn plugin_page(
         @if detail.functions.is_empty() {
             p { "None exported." }
         } @else {
-            ul {
-                @for function in &detail.functions {
-                    li {
-                        code { (function.name) ": " (function.signature) }
-                        @if let Some(why) = &function.not_invocable { " (not invocable: " (why) ")" }
-                        @else if may_invoke {
-                            " " a href={ "/console/plugins/" (org) "/" (name) "/try/" (function.name) } { "Try " (function.name) }
+            table id="functions" {
+                caption { "Calls and errors: on this server since it started" }
+                thead {
+                    tr {
+                        th scope="col" { "Function" } th scope="col" { "Signature" }
+                        th scope="col" { "Calls" } th scope="col" { "Errors" }
+                        @if may_invoke { th scope="col" { "Try" } }
+                    }
+                }
+                tbody {
+                    @for function in &detail.functions {
+                        @let counts = calls.get(&function.name).copied().unwrap_or_default();
+                        tr data-function=(function.name) {
+                            td { code { (function.name) } }
+                            td {
+                                code { (function.signature) }
+                                @if let Some(why) = &function.not_invocable { " (not invocable: " (why) ")" }
+                            }
+                            td class="calls" { (counts.invocations) }
+                            td class="errors" { (counts.errors) }
+                            @if may_invoke {
+                                td {
+                                    @if function.not_invocable.is_none() {
+                                        a href={ "/console/plugins/" (org) "/" (name) "/try/" (function.name) } { "Try " (function.name) }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
+            }
+        }
+        @if let Some(resolved) = &resolved {
+            h2 { "Dependencies, as they resolve now" }
+            @match resolved {
+                Ok(releases) if releases.is_empty() => { p { "None." } }
+                Ok(releases) => {
+                    ul id="dependencies" {
+                        @for release in releases {
+                            li { a href={ "/console/plugins/" (release.name) } { (release.name) } " " (release.version) }
+                        }
+                    }
+                }
+                Err(problem) => { p class="problem" id="dependencies" { "They do not resolve now: " (problem) } }
             }
         }
         @if let Some(keys) = &config_keys {
