@@ -365,22 +365,25 @@ pub struct AuditFilter<'a> {
 }
 
 /// Up to `limit` entries of `org`'s chain that pass `filter`, newest first,
-/// before sequence number `before` (`None`: from the newest).
+/// among those numbered from `from` up to (not including) `before`: the
+/// caller bounds how many rows one read may pass over.
 pub async fn read_newest(
     db: &crate::db::Db,
     org: &str,
-    before: Option<i64>,
+    from: i64,
+    before: i64,
     limit: i64,
     filter: AuditFilter<'_>,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
     sqlx::query_as(
         "SELECT org, seq, at, actor, action, target, details, prev_hash, hash FROM audit
-         WHERE org = $1 AND seq < $2 AND ($3 = '' OR action = $3)
-           AND ($4 = '' OR substr(target, 1, length($4)) = $4)
-         ORDER BY seq DESC LIMIT $5",
+         WHERE org = $1 AND seq >= $2 AND seq < $3 AND ($4 = '' OR action = $4)
+           AND ($5 = '' OR substr(target, 1, length($5)) = $5)
+         ORDER BY seq DESC LIMIT $6",
     )
     .bind(org)
-    .bind(before.unwrap_or(i64::MAX))
+    .bind(from)
+    .bind(before)
     .bind(filter.action.unwrap_or(""))
     .bind(filter.target_prefix.unwrap_or(""))
     .bind(limit)

@@ -153,7 +153,7 @@ impl Invoker<'_> {
             self.metrics.invocation(
                 &plugin_label,
                 &record.version,
-                call.function,
+                None,
                 Some("load_failed"),
                 None,
             )
@@ -208,6 +208,12 @@ impl Invoker<'_> {
                 }
             })
             .collect();
+        // Counted by function only under a name the release exports: a
+        // caller's made-up names take no memory.
+        let counted_as = plugin
+            .functions()
+            .any(|f| f.name == call.function)
+            .then_some(call.function);
         let outcome = self
             .runtime
             .invoke(call.org, plugin, call.function.to_owned(), call.args)
@@ -221,7 +227,7 @@ impl Invoker<'_> {
                 self.metrics.invocation(
                     &plugin_label,
                     &release.version,
-                    call.function,
+                    counted_as,
                     kind,
                     Some(&invocation.metering),
                 );
@@ -229,7 +235,7 @@ impl Invoker<'_> {
             Err(failure) => self.metrics.invocation(
                 &plugin_label,
                 &release.version,
-                call.function,
+                counted_as,
                 Some(failure.error.code()),
                 failure.metering.as_ref(),
             ),

@@ -253,15 +253,16 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Records one invocation of `function` of `plugin@version`: its
-    /// outcome (`None` for success, else the error kind), fuel and duration
-    /// when it ran. A function the release does not export is not counted
-    /// by name.
+    /// Records one invocation of `plugin@version`: its outcome (`None` for
+    /// success, else the error kind), fuel and duration when it ran, and the
+    /// function called when the release exports it (`None`: not counted by
+    /// function, e.g. a name the caller made up or a release that did not
+    /// load).
     pub fn invocation(
         &self,
         plugin: &str,
         version: &str,
-        function: &str,
+        function: Option<&str>,
         error: Option<&str>,
         metering: Option<&warden_host::Metering>,
     ) {
@@ -275,7 +276,7 @@ impl Metrics {
             {
                 series.kinds.insert(kind.to_owned());
             }
-            if error != Some("unknown_function") {
+            if let Some(function) = function {
                 // Looked up first: a function counted before costs no copy
                 // of its name.
                 let room = series.functions.len() < MAX_FUNCTIONS_COUNTED;
@@ -444,10 +445,10 @@ mod tests {
     #[test]
     fn calls_are_counted_per_function_up_to_a_bound() {
         let metrics = Metrics::default();
-        metrics.invocation("acme/a", "1.0.0", "greet", None, None);
-        metrics.invocation("acme/a", "1.1.0", "greet", Some("trap"), None);
-        metrics.invocation("acme/a", "1.1.0", "nope", Some("unknown_function"), None);
-        metrics.invocation("acme/b", "1.0.0", "greet", None, None);
+        metrics.invocation("acme/a", "1.0.0", Some("greet"), None, None);
+        metrics.invocation("acme/a", "1.1.0", Some("greet"), Some("trap"), None);
+        metrics.invocation("acme/a", "1.1.0", None, Some("unknown_function"), None);
+        metrics.invocation("acme/b", "1.0.0", Some("greet"), None, None);
         assert_eq!(
             metrics.function_counts("acme/a"),
             BTreeMap::from([(
@@ -459,12 +460,12 @@ mod tests {
             )])
         );
         for i in 1..MAX_FUNCTIONS_COUNTED {
-            metrics.invocation("acme/a", "1.0.0", &format!("f{i}"), None, None);
+            metrics.invocation("acme/a", "1.0.0", Some(&format!("f{i}")), None, None);
         }
         let counted = metrics.function_counts("acme/a");
         assert_eq!(counted.len(), MAX_FUNCTIONS_COUNTED);
-        metrics.invocation("acme/a", "1.0.0", "one-too-many", None, None);
-        metrics.invocation("acme/a", "1.0.0", "greet", None, None);
+        metrics.invocation("acme/a", "1.0.0", Some("one-too-many"), None, None);
+        metrics.invocation("acme/a", "1.0.0", Some("greet"), None, None);
         let counted = metrics.function_counts("acme/a");
         assert!(!counted.contains_key("one-too-many"));
         assert_eq!(counted["greet"].invocations, 3, "counted ones still count");
@@ -477,13 +478,19 @@ mod tests {
             fuel_used: 7,
             duration: std::time::Duration::from_millis(1),
         };
-        metrics.invocation("acme/first", "1.0.0", "run", Some("trap"), Some(&metering));
+        metrics.invocation(
+            "acme/first",
+            "1.0.0",
+            Some("run"),
+            Some("trap"),
+            Some(&metering),
+        );
         metrics.dependency_linked("acme/first", "1.0.0", "acme/base", "1.0.0");
         for i in 0..MAX_RELEASES_IN_METRICS {
             metrics.invocation(
                 "acme/many",
                 &format!("0.0.{i}"),
-                "run",
+                Some("run"),
                 None,
                 Some(&metering),
             );

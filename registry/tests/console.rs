@@ -664,3 +664,68 @@ async fn the_consoles_review_audit_keys_and_try_pages_follow_the_domain_rules(ba
     );
 }
 on_both_databases!(the_consoles_review_audit_keys_and_try_pages_follow_the_domain_rules);
+
+async fn the_consoles_forms_refuse_other_sites_and_read_no_body_without_a_session(
+    backend: Backend,
+) {
+    let o = org(backend, 1).await;
+    let h = &o.h;
+    let client = no_redirects();
+    let url = |path: &str| format!("{}{path}", h.url);
+    // Another site's page posting the attacker's token to sign-in (login
+    // CSRF): refused, no session cookie; the same from this site works.
+    let host = h.url.trim_start_matches("http://").to_owned();
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "http://attacker.example"),
+    ] {
+        let refused = client
+            .post(url("/console/sign-in"))
+            .header(header, value)
+            .form(&[("token", h.admin.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{header}: {value}");
+        assert!(refused.headers().get(SET_COOKIE).is_none());
+    }
+    for (header, value) in [
+        ("sec-fetch-site", "same-origin".to_owned()),
+        ("origin", format!("http://{host}")),
+    ] {
+        let accepted = client
+            .post(url("/console/sign-in"))
+            .header(header, value.as_str())
+            .form(&[("token", h.admin.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(accepted.status(), 303, "{header}: {value}");
+    }
+    // A form post without a session is answered before its body arrives:
+    // a client that never sends the body it announced holds nothing.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for cookie in ["", "Cookie: warden_console=not-a-session\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        stream
+            .write_all(
+                format!(
+                    "POST /console/tokens HTTP/1.1\r\nHost: {host}\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000\r\n\r\nname=a"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 512];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
+                .await
+                .expect("answered without waiting for the body")
+                .unwrap();
+        let head = String::from_utf8_lossy(&answer[..read]).to_string();
+        assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+        assert!(head.contains("location: /console/sign-in"), "{head}");
+    }
+}
+on_both_databases!(the_consoles_forms_refuse_other_sites_and_read_no_body_without_a_session);

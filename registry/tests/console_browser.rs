@@ -302,6 +302,20 @@ async fn the_console_works_in_a_real_browser() {
         format!("Verified in this browser through entry {entries}.")
     );
     looked_at(&browser, "audit").await;
+    // A change elsewhere is announced on the page, not forced on it.
+    h.token(&h.admin, "acme", "viewer").await;
+    browser
+        .wait_for_text("#live", "1 new entry: show them")
+        .await;
+    let show = browser.find("#live a").await;
+    browser.click(&show).await;
+    browser
+        .wait_for("document.querySelector('#chain-status').dataset.done === 'true'")
+        .await;
+    assert_eq!(
+        browser.text("#chain-status").await,
+        format!("Verified in this browser through entry {}.", entries + 1)
+    );
     sqlx::query("UPDATE audit SET actor = 'someone else' WHERE org = 'acme' AND seq = 3")
         .execute(h.db.pool())
         .await

@@ -92,11 +92,14 @@ impl BodyGuard {
     }
 }
 
-/// Who sends a body, for its share: the token it presents (hashed; a
-/// token that turns out invalid is refused before its body is read), or
-/// nothing, which all anonymous clients share.
+/// Who sends a body, for its share: the token it presents, or else the
+/// console session cookie (hashed; a token or session that turns out
+/// invalid is refused before its body is read), or nothing, which all
+/// anonymous clients share.
 fn client_key(request: &Request) -> [u8; 16] {
-    let token = crate::oci::token(request.headers()).unwrap_or_default();
+    let token = crate::oci::token(request.headers())
+        .or_else(|| crate::console::cookie_secret(request.headers()))
+        .unwrap_or_default();
     let hash = Sha256::digest(token.as_bytes());
     let mut key = [0u8; 16];
     key.copy_from_slice(&hash[..16]);

@@ -19,6 +19,10 @@ use serde::Deserialize;
 /// Entries on one page.
 const PAGE: i64 = 50;
 
+/// Entries one page passes over at most, matching or not: a filter that
+/// matches little costs no more than this.
+const SCAN: i64 = 10_000;
+
 /// Entries in one read of the chain check.
 const CHAIN_PAGE: i64 = 1000;
 
@@ -58,15 +62,20 @@ async fn audit_page(
         action: Some(query.action.as_str()).filter(|a| !a.is_empty()),
         target_prefix: Some(query.target.trim()).filter(|t| !t.is_empty()),
     };
-    let entries = match audit::read_newest(&state.db, org, query.before, PAGE, filter).await {
+    let before = query.before.unwrap_or(after + 1).clamp(1, after + 1);
+    let from = (before - SCAN).max(1);
+    let entries = match audit::read_newest(&state.db, org, from, before, PAGE, filter).await {
         Ok(entries) => entries,
         Err(error) => return failure(&error.to_string()),
     };
-    let older = (entries.len() as i64 == PAGE)
-        .then(|| entries.last().map(|entry| entry.seq))
-        .flatten();
+    // Older entries: after the last one shown when the page is full, else
+    // below the window this page searched.
+    let older = match entries.last() {
+        Some(last) if entries.len() as i64 == PAGE => Some(last.seq),
+        _ => (from > 1).then_some(from),
+    };
     let body = html! {
-        (live::region("any", after))
+        (live::region("audit", after))
         p id="chain-status" role="status" data-chain="/console/audit/chain" {
             "The chain is checked in your browser when scripts run."
         }
@@ -83,7 +92,7 @@ async fn audit_page(
             button type="submit" { "Filter" }
         }
         @if entries.is_empty() {
-            p { "No entries." }
+            p { "No entries from " (from) " to " (before - 1) "." }
         } @else {
             table id="audit-entries" {
                 thead {

@@ -150,7 +150,7 @@ async fn plugin_page(
             p { "None exported." }
         } @else {
             table id="functions" {
-                caption { "Calls and errors: on this server since it started" }
+                caption { "Calls and errors: counted by this server since it started (for the 256 releases invoked most lately)" }
                 thead {
                     tr {
                         th scope="col" { "Function" } th scope="col" { "Signature" }
@@ -172,7 +172,7 @@ async fn plugin_page(
                             @if may_invoke {
                                 td {
                                     @if function.not_invocable.is_none() {
-                                        a href={ "/console/plugins/" (org) "/" (name) "/try/" (function.name) } { "Try " (function.name) }
+                                        a href={ "/console/plugins/" (org) "/" (name) "/try/" (urlencode(&function.name)) } { "Try " (function.name) }
                                     }
                                 }
                             }

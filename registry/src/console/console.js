@@ -11,17 +11,35 @@
   if (!region || !window.EventSource) return;
   const watch = region.dataset.watch;
   const source = new EventSource("/console/events?after=" + encodeURIComponent(region.dataset.after));
-  const concerns = (event) => watch === "any" || watch === "release " + event.subject;
+  let fresh = 0;
   for (const type of region.dataset.types.split(" ")) {
     source.addEventListener(type, (message) => {
       let event;
       try { event = JSON.parse(message.data); } catch (_) { return; }
-      if (!concerns(event)) return;
+      if (watch === "audit") {
+        // The log grows under the reader: say so, and let them reload
+        // (which checks the chain again) when they choose.
+        fresh += 1;
+        region.replaceChildren(fresh + (fresh === 1 ? " new entry: " : " new entries: "));
+        const link = document.createElement("a");
+        link.href = location.pathname + location.search;
+        link.textContent = "show them";
+        region.append(link);
+        return;
+      }
+      if (watch !== "release " + event.subject) return;
       region.textContent = "Changed (" + event.type + "): reloading…";
       source.close();
       window.location.reload();
     });
   }
+  source.addEventListener("error", () => {
+    // Closed by the server (the session ended, too many streams) or the
+    // network: stop, and say how to see changes.
+    if (source.readyState === EventSource.CLOSED) {
+      region.textContent = "Live updates stopped; reload the page to see changes.";
+    }
+  });
 })();
 
 // ---- the try-it form ----

@@ -71,7 +71,8 @@ pub(super) async fn position(state: &AppState, org: &str) -> Result<i64, Respons
 }
 
 /// The region a live page announces changes in: `watch` says which
-/// events matter (`release <org/name@version>`, or `any`), `after` where
+/// events matter (`release <org/name@version>`: reload on one about it;
+/// `audit`: count every event and offer to show them), `after` where
 /// the page stands, and the event types to listen for.
 pub(super) fn region(watch: &str, after: i64) -> Markup {
     let types: Vec<&str> = EventType::ALL.iter().map(|kind| kind.name()).collect();

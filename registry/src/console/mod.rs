@@ -13,7 +13,7 @@ use crate::api::AppState;
 use crate::domain::sessions::{self, Session, SessionError};
 use crate::domain::tokens::{Permission, Role};
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -67,9 +67,64 @@ pub fn router(state: AppState) -> Router {
         .merge(try_it::routes())
         .route("/console/console.css", get(stylesheet))
         .route("/console/console.js", get(script))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forms_from_this_site,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Every form post, before its body is read: refused (403) when the
+/// browser says another site sent it (which also stops another site from
+/// signing a browser into its own organization), and, but for sign-in,
+/// refused unless it comes with a session, so that a body is read only
+/// for a signed-in browser (whose session's share of open bodies it takes).
+async fn forms_from_this_site(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    if sent_from_another_site(request.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            page(
+                "Not allowed",
+                None,
+                html! { p { "This form was sent from another site." } },
+            ),
+        )
+            .into_response();
+    }
+    if request.uri().path() != "/console/sign-in"
+        && let Err(elsewhere) = session(&state, request.headers()).await
+    {
+        return elsewhere;
+    }
+    next.run(request).await
+}
+
+/// Whether a browser says the request comes from another site: its
+/// `Sec-Fetch-Site` (every current browser sends it), else its `Origin`
+/// against the `Host` it was sent to. A client that sends neither is not
+/// a browser on another site's page.
+fn sent_from_another_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    origin_host != host
 }
 
 async fn security_headers(request: Request, next: Next) -> Response {
@@ -97,7 +152,7 @@ async fn script() -> impl IntoResponse {
 }
 
 /// The session cookie's secret in a request, if it has one.
-fn cookie_secret(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn cookie_secret(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

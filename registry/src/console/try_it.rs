@@ -170,7 +170,7 @@ fn form(
         @if let Some(why) = &function.not_invocable {
             p class="problem" { "This function cannot be invoked over JSON: " (why) }
         } @else {
-            form id="try-form" method="post" action={ "/console/plugins/" (org) "/" (name) "/try/" (function.name) } data-schema=(schema) {
+            form id="try-form" method="post" action={ "/console/plugins/" (org) "/" (name) "/try/" (super::urlencode(&function.name)) } data-schema=(schema) {
                 input type="hidden" name="csrf" value=(session.csrf);
                 div id="generated-fields" {}
                 label for="args" { "Arguments (JSON: an object by parameter name, or an array by position)" }
