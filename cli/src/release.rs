@@ -200,8 +200,15 @@ fn print_review(release: &Release, resolved_now: &std::collections::BTreeMap<Str
     );
     outln!("component   {}", release.component_digest);
     outln!(
-        "size        {}",
-        warden_host::format_bytes(u64::try_from(release.component_size).unwrap_or(0))
+        "size        {}{}",
+        warden_host::format_bytes(u64::try_from(release.component_size).unwrap_or(0)),
+        match release.changes.previous_size {
+            Some(before) => format!(
+                " ({} before)",
+                warden_host::format_bytes(u64::try_from(before).unwrap_or(0))
+            ),
+            None => String::new(),
+        }
     );
     outln!("manifest    {}", release.manifest_digest);
     outln!();
@@ -214,6 +221,23 @@ fn print_review(release: &Release, resolved_now: &std::collections::BTreeMap<Str
         );
         if let Some(reason) = &function.not_invocable {
             outln!("    (not invocable over JSON: {})", printable(reason));
+        }
+    }
+    let changes = &release.changes;
+    if let Some(version) = &changes.against {
+        let changed: Vec<String> = changes
+            .functions_changed
+            .iter()
+            .map(|change| change.name.clone())
+            .collect();
+        outln!(
+            "  against {version}: added [{}], removed [{}], changed [{}]",
+            printable(&changes.functions_added.join(", ")),
+            printable(&changes.functions_removed.join(", ")),
+            printable(&changed.join(", "))
+        );
+        if changes.breaks_without_major_bump {
+            outln!("  WARNING: a function was removed or changed without a major version bump");
         }
     }
     outln!();
@@ -240,6 +264,23 @@ fn print_review(release: &Release, resolved_now: &std::collections::BTreeMap<Str
                 printable(name),
                 printable(requirement),
                 printable(now)
+            );
+        }
+    }
+    if changes.against.is_some() {
+        for (name, requirement) in &changes.dependencies_removed {
+            outln!(
+                "  no longer declared: {} {}",
+                printable(name),
+                printable(requirement)
+            );
+        }
+        for moved in &changes.dependencies_moved {
+            outln!(
+                "  requirement changed: {} {} -> {}",
+                printable(&moved.name),
+                printable(&moved.from),
+                printable(&moved.to)
             );
         }
     }

@@ -375,6 +375,18 @@ fn demo_serves_the_examples_approved_and_ready_to_invoke() {
     );
     assert_eq!(proposed["requested_limits"]["timeout"], 10_000);
     assert_eq!(proposed["previous_limits"]["timeout"], 5_000);
+    let review = ok(warden(
+        &server,
+        &admin,
+        dir.path(),
+        &["release", "show", "acme/http-fetch@0.2.0"],
+    ));
+    for line in [
+        "against 0.1.0: added [], removed [], changed []",
+        "against 0.1.0 (last approved): added [http:api.example.org], removed []",
+    ] {
+        assert!(review.contains(line), "{review}");
+    }
     assert_eq!(
         ok(run(&[
             "invoke",
