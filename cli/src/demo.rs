@@ -273,8 +273,10 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
             publish_manifest(publisher, None, &proposed, &publisher_key).await?;
         }
     }
-    let proposed_reference = format!("{}@{PROPOSED_VERSION}", proposed.name);
-    outln!("  {proposed_reference:<28} waiting for review");
+    outln!(
+        "  {:<28} waiting for review",
+        format!("{}@{PROPOSED_VERSION}", proposed.name)
+    );
 
     outln!();
     outln!("Warden is running at {url} with the example plugins approved.");
@@ -299,10 +301,10 @@ pub async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         "The catalog: curl -s {url}/v1/orgs/{org}/plugins -H 'Authorization: Bearer {portal_token}'"
     );
     outln!(
-        "The console: {url}/console (sign in with the portal token above to try plugins, or with the admin token to review"
+        "The console: {url}/console (sign in with the portal token above to try plugins, or with the admin token to review)"
     );
     outln!(
-        "  {proposed_reference}: {url}/console/releases/{}/{PROPOSED_VERSION})",
+        "  waiting for review: {url}/console/releases/{}/{PROPOSED_VERSION}",
         proposed.name
     );
     outln!(
