@@ -226,7 +226,36 @@ impl Db {
         self.pool.close().await;
     }
 
+    /// Holds the start-up lock until [`StartupLock::release`]: on
+    /// PostgreSQL, a session advisory lock on a connection of its own, so
+    /// that replicas starting at the same moment migrate and bootstrap one
+    /// after the other (a crashed holder's lock ends with its session). On
+    /// SQLite, whose file has one server, nothing.
+    pub async fn startup_lock(&self) -> Result<StartupLock, sqlx::Error> {
+        if self.backend != Backend::Postgres {
+            return Ok(StartupLock(None));
+        }
+        // Detached: a connection that holds the lock never goes back to the
+        // pool; closing it releases the lock.
+        let mut connection = self.pool.acquire().await?.detach();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(STARTUP_LOCK)
+            .execute(&mut connection)
+            .await?;
+        Ok(StartupLock(Some(connection)))
+    }
+
     async fn migrate(&self) -> Result<(), DbError> {
+        let lock = self
+            .startup_lock()
+            .await
+            .map_err(sqlx_error("waiting for the start-up lock"))?;
+        let migrated = self.migrate_locked().await;
+        lock.release().await;
+        migrated
+    }
+
+    async fn migrate_locked(&self) -> Result<(), DbError> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS warden_migrations (
                  version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
@@ -273,6 +302,25 @@ impl Db {
             tracing::info!(version, name, "applied migration");
         }
         Ok(())
+    }
+}
+
+/// The key of the advisory lock under which a start migrates and
+/// bootstraps (`WARDEN` in ASCII).
+const STARTUP_LOCK: i64 = 0x5741_5244_454e;
+
+/// The start-up lock, held until released (or the process ends).
+pub struct StartupLock(Option<sqlx::AnyConnection>);
+
+impl StartupLock {
+    /// Releases the lock.
+    pub async fn release(self) {
+        if let Some(connection) = self.0 {
+            // Closing the session releases its advisory locks.
+            if let Err(error) = sqlx::Connection::close(connection).await {
+                tracing::warn!("closing the start-up lock's connection: {error}");
+            }
+        }
     }
 }
 

@@ -275,13 +275,9 @@ impl ControlPlane {
             tracing::warn!("writing missing referrers at start: {e}");
         }
         let admin_token_path = data_dir.join("admin-token");
-        // What a crash left staged holds a token: gone before anything else.
-        warden_host::remove_stale_staging(&admin_token_path);
-        let bootstrap_token = orgs::bootstrap(&state.db, &config.bootstrap_org, |secret| {
-            warden_host::write_private(&admin_token_path, format!("{secret}\n").as_bytes(), true)
-        })
-        .await
-        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+        let bootstrap_token = first_start(&state.db, &config.bootstrap_org, &admin_token_path)
+            .await
+            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
         Ok(ControlPlane {
             state,
             bootstrap_token,
@@ -440,6 +436,62 @@ pub async fn serve_with(
         tracing::warn!("requests still in flight after 30 s; stopping anyway");
     }
     Ok(())
+}
+
+/// The first start's organization and admin token, under the start-up
+/// lock (replicas starting at once on one database create them once). The
+/// token is staged in `.admin-token.pending` and becomes `admin-token`
+/// only after its creation committed; what an earlier start left staged is
+/// finished first (made the token file if its token exists, else removed).
+async fn first_start(
+    db: &crate::db::Db,
+    org: &str,
+    token_path: &Path,
+) -> Result<Option<String>, String> {
+    let staged = token_path.with_file_name(".admin-token.pending");
+    // What a crash left half-written holds a token: gone before anything else.
+    warden_host::remove_stale_staging(token_path);
+    warden_host::remove_stale_staging(&staged);
+    let lock = db
+        .startup_lock()
+        .await
+        .map_err(|e| format!("waiting for the start-up lock: {e}"))?;
+    let publish = || -> std::io::Result<()> {
+        std::fs::rename(&staged, token_path)?;
+        let dir = token_path.parent().unwrap_or(Path::new("."));
+        std::fs::File::open(dir)?.sync_all()
+    };
+    let started = async {
+        if let Ok(secret) = std::fs::read_to_string(&staged) {
+            if orgs::staged_token_exists(db, secret.trim())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                publish().map_err(|e| format!("publishing the staged admin token: {e}"))?;
+                tracing::warn!(
+                    "finished a first start that crashed after creating its admin token: {}",
+                    token_path.display()
+                );
+            } else {
+                let _ = std::fs::remove_file(&staged);
+            }
+        }
+        let created = orgs::bootstrap(
+            db,
+            org,
+            |secret| warden_host::write_private(&staged, format!("{secret}\n").as_bytes(), true),
+            publish,
+        )
+        .await;
+        if created.is_err() {
+            // Its token did not commit: nothing names it.
+            let _ = std::fs::remove_file(&staged);
+        }
+        created.map_err(|e| e.to_string())
+    }
+    .await;
+    lock.release().await;
+    started
 }
 
 async fn shutdown_signal() {

@@ -51,15 +51,19 @@ pub enum OrgError {
 }
 
 /// Creates the operator organization and its first admin token if the
-/// database has no organization yet. The token's secret is handed to `keep`
-/// (which writes it where the operator finds it) BEFORE the token exists in
-/// the database: a crash in between leaves no organization, and the next
-/// start bootstraps again; a crash after it leaves the token kept. Returns
-/// the secret then, `None` on every later start.
+/// database has no organization yet. Run under the database's start-up
+/// lock (`Db::startup_lock`), so that of replicas starting at once exactly
+/// one creates them. The secret is handed to `stage` (which keeps it where
+/// it is not yet read as the token) before the token exists, and `publish`
+/// makes it visible once the token has committed: a start whose creation
+/// did not commit never publishes a token, and one that crashed after its
+/// commit left the staged secret for [`staged_token_exists`] to finish
+/// with. Returns the secret then, `None` on every later start.
 pub async fn bootstrap(
     db: &Db,
     org: &str,
-    keep: impl FnOnce(&str) -> std::io::Result<()>,
+    stage: impl FnOnce(&str) -> std::io::Result<()>,
+    publish: impl FnOnce() -> std::io::Result<()>,
 ) -> Result<Option<String>, OrgError> {
     check_name("organization", org)?;
     let (existing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orgs")
@@ -69,9 +73,21 @@ pub async fn bootstrap(
         return Ok(None);
     }
     let secret = tokens::new_secret();
-    keep(&secret).map_err(OrgError::KeepToken)?;
+    stage(&secret).map_err(OrgError::KeepToken)?;
     insert(db, org, true, "system", Some(secret.clone())).await?;
+    publish().map_err(OrgError::KeepToken)?;
     Ok(Some(secret))
+}
+
+/// Whether a staged first admin token (left by a start that crashed after
+/// staging it) is a token of the database: then its creation committed
+/// and the staged secret is the operator's token.
+pub async fn staged_token_exists(db: &Db, secret: &str) -> Result<bool, OrgError> {
+    match tokens::authenticate(db, Some(secret)).await {
+        Ok(_) => Ok(true),
+        Err(tokens::AuthError::Db(error)) => Err(OrgError::Db(error)),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Creates an organization (not an operator one) with a first admin token.
@@ -155,23 +171,47 @@ mod tests {
     async fn a_first_admin_token_that_could_not_be_kept_leaves_no_org_behind() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(dir.path()).await.unwrap();
-        // The token file cannot be written (a full disk, say): nothing is
-        // created, so the next start bootstraps again.
-        let failed = bootstrap(&db, "acme", |_| Err(std::io::Error::other("disk full"))).await;
+        // The token cannot be staged (a full disk, say): nothing is
+        // created, nothing published, so the next start bootstraps again.
+        let failed = bootstrap(
+            &db,
+            "acme",
+            |_| Err(std::io::Error::other("disk full")),
+            || panic!("published a token that was not created"),
+        )
+        .await;
         assert!(matches!(failed, Err(OrgError::KeepToken(_))));
-        let mut kept = None;
-        let secret = bootstrap(&db, "acme", |secret| {
-            kept = Some(secret.to_owned());
-            Ok(())
-        })
+        let mut staged = None;
+        let mut published = false;
+        let secret = bootstrap(
+            &db,
+            "acme",
+            |secret| {
+                staged = Some(secret.to_owned());
+                Ok(())
+            },
+            || {
+                published = true;
+                Ok(())
+            },
+        )
         .await
         .unwrap()
         .expect("bootstrapped the second time");
-        assert_eq!(kept.as_deref(), Some(secret.as_str()));
+        assert_eq!(staged.as_deref(), Some(secret.as_str()));
+        assert!(published, "published once created");
+        assert!(staged_token_exists(&db, &secret).await.unwrap());
+        assert!(!staged_token_exists(&db, "wdn_not-a-token").await.unwrap());
         let caller = tokens::authenticate(&db, Some(&secret)).await.unwrap();
         assert_eq!((caller.org.as_str(), caller.role), ("acme", Role::Admin));
         // Once done, never again.
-        let again = bootstrap(&db, "acme", |_| panic!("bootstrapped twice")).await;
+        let again = bootstrap(
+            &db,
+            "acme",
+            |_| panic!("bootstrapped twice"),
+            || panic!("published twice"),
+        )
+        .await;
         assert!(again.unwrap().is_none());
     }
 }
