@@ -4,9 +4,7 @@ use crate::exit::{self, Failure};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use warden_registry::{
-    ConnectionLimits, ControlPlane, ServerConfig, serve as serve_http, serve_with,
-};
+use warden_registry::{ConnectionLimits, ControlPlane, ServerConfig, serve as serve_http};
 use warden_registry::{Credentials, RegistryEndpoint};
 
 #[derive(Args)]
@@ -51,6 +49,11 @@ pub struct ServeArgs {
     /// at most a quarter of them at once (more: 429 `too_many_bodies`).
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// On SIGTERM or ctrl-c: how long calls in flight, uploads and webhook
+    /// deliveries under way may take to finish, e.g. 30s. `/readyz`
+    /// answers 503 and the listener closes at once; then the server exits 0.
+    #[arg(long, env = "WARDEN_SHUTDOWN_GRACE", default_value = "30s", value_parser = warden_host::parse_duration)]
+    shutdown_grace: std::time::Duration,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -250,8 +253,10 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         body_deadline: args.body_deadline,
         write_timeout: args.write_timeout,
         max_connections: args.max_connections,
+        shutdown_grace: args.shutdown_grace,
     };
-    serve_with(listener, plane.router(), limits)
+    plane
+        .serve(listener, limits)
         .await
         .map_err(|e| Failure::new(exit::HOST_FAILURE, format!("serving: {e}")))?;
     plane.db().close().await;

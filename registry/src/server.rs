@@ -239,6 +239,7 @@ impl ControlPlane {
             config.webhook_clock.clone(),
             metrics.clone(),
         ));
+        let draining = Arc::new(tokio::sync::watch::Sender::new(false));
         let state = AppState::new(api::Shared {
             snapshot: crate::domain::snapshot::Snapshot::new(config.snapshot_max_age),
             changes_watcher: api::AbortOnDrop(watcher),
@@ -257,11 +258,12 @@ impl ControlPlane {
             metrics,
             runtime: Arc::new(runtime),
             artifacts,
-            deliveries: api::AbortOnDrop(deliverer.clone().start()),
+            deliveries: api::AbortOnDrop(deliverer.clone().start(draining.subscribe())),
             deliverer,
             webhook_policy,
             secrets_key,
             event_streams: Arc::default(),
+            draining,
         });
         crate::domain::releases::reconcile_pending_tags(&state.db, &state.oci)
             .await
@@ -336,6 +338,9 @@ pub struct ConnectionLimits {
     pub write_timeout: Duration,
     /// Connections served at once; further ones wait to be accepted.
     pub max_connections: usize,
+    /// After SIGTERM (or ctrl-c), how long requests in flight and
+    /// background work may take to finish before the server stops anyway.
+    pub shutdown_grace: Duration,
 }
 
 impl ConnectionLimits {
@@ -355,6 +360,7 @@ impl Default for ConnectionLimits {
             body_deadline: Duration::from_secs(120),
             write_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -366,11 +372,71 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
 }
 
 /// Serves `router` on `listener` within `limits` until ctrl-c or SIGTERM,
-/// then lets requests in flight finish (for at most 30 s).
+/// then lets requests in flight finish (for at most
+/// [`ConnectionLimits::shutdown_grace`]).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: ConnectionLimits,
+) -> std::io::Result<()> {
+    serve_until(listener, router, limits, shutdown_signal(), || {}).await
+}
+
+impl ControlPlane {
+    /// Serves the control plane on `listener` within `limits` until
+    /// ctrl-c or SIGTERM, then drains: `/readyz` answers 503 and event
+    /// streams end at once, the listener closes (a new connection is
+    /// refused), requests in flight and webhook deliveries under way
+    /// finish within [`ConnectionLimits::shutdown_grace`], and it returns.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        limits: ConnectionLimits,
+    ) -> std::io::Result<()> {
+        self.serve_until(listener, limits, shutdown_signal()).await
+    }
+
+    /// Begins to stop: `/readyz` answers 503 `shutting_down`, event streams
+    /// end, the webhook worker leases nothing more.
+    pub fn begin_draining(&self) {
+        self.state.draining.send_replace(true);
+    }
+
+    /// [`ControlPlane::serve`] until `stop` completes instead of a signal.
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        limits: ConnectionLimits,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let started = tokio::time::Instant::now();
+        let grace = limits.shutdown_grace;
+        let served = serve_until(listener, self.router(), limits, stop, || {
+            self.begin_draining()
+        })
+        .await;
+        let left = grace.saturating_sub(started.elapsed().min(grace));
+        if tokio::time::timeout(
+            left.max(Duration::from_secs(1)),
+            self.state.deliverer.stopped(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("webhook deliveries still under way at the end of the grace period");
+        }
+        served
+    }
+}
+
+/// Serves until `stop`, then calls `draining` and lets requests in flight
+/// finish within the grace period.
+async fn serve_until(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    stop: impl std::future::Future<Output = ()>,
+    draining: impl FnOnce(),
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let bodies = api::BodyGuard::new(limits.body_deadline, limits.bodies_per_client());
@@ -393,7 +459,7 @@ pub async fn serve_with(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let shutdown = shutdown_signal();
+    let shutdown = stop;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -428,12 +494,19 @@ pub async fn serve_with(
             drop(permit);
         });
     }
+    // Ready no more, and no new connection: the load balancer moves on,
+    // and a client that connects now is refused, not kept waiting.
+    draining();
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+    let grace = limits.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("requests still in flight after 30 s; stopping anyway");
+        tracing::warn!(
+            "requests still in flight after {} s; stopping anyway",
+            grace.as_secs()
+        );
     }
     Ok(())
 }

@@ -120,3 +120,23 @@ async fn a_first_start_that_crashed_half_way_is_finished_or_undone() {
     assert_eq!(token_in(&dir).as_deref(), Some(token.as_str()));
     assert!(!dir.join(".admin-token.pending").exists());
 }
+
+/// A replica that begins to stop says so on `/readyz` (503
+/// `shutting_down`), so a load balancer takes it out.
+#[tokio::test]
+async fn a_stopping_replica_is_not_ready() {
+    let root = tempfile::tempdir().unwrap();
+    let plane = ControlPlane::open(&ServerConfig::new(root.path().join("data")))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let readyz = format!("http://{}/readyz", listener.local_addr().unwrap());
+    tokio::spawn(warden_registry::serve(listener, plane.router()));
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&readyz).send().await.unwrap().status(), 200);
+    plane.begin_draining();
+    let answer = client.get(&readyz).send().await.unwrap();
+    assert_eq!(answer.status(), 503);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "shutting_down");
+}

@@ -227,6 +227,8 @@ error_codes! {
     RegistryUnavailable = ("registry_unavailable", BAD_GATEWAY),
     /// The database could not be reached.
     DatabaseUnavailable = ("database_unavailable", SERVICE_UNAVAILABLE),
+    /// The server is stopping (`/readyz` while it drains).
+    ShuttingDown = ("shutting_down", SERVICE_UNAVAILABLE),
     /// The server's disk is full: nothing was stored.
     StorageFull = ("storage_full", INSUFFICIENT_STORAGE),
 }

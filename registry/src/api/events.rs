@@ -204,6 +204,7 @@ pub(crate) async fn event_stream(
         after: position(&org, &first.last)?,
         ready: first.events.into(),
         wake: state.db.changes().subscribe(),
+        draining: state.draining.subscribe(),
         credential,
         ends: tokio::time::Instant::now() + STREAM_LIFETIME,
         state,
@@ -266,6 +267,8 @@ struct Following {
     after: i64,
     ready: VecDeque<events::Event>,
     wake: tokio::sync::watch::Receiver<u64>,
+    /// Changes when the server starts to stop.
+    draining: tokio::sync::watch::Receiver<bool>,
     /// When the stream ends (its client resumes from the last id).
     ends: tokio::time::Instant,
     _permit: StreamPermit,
@@ -285,7 +288,9 @@ fn follow(following: Following) -> impl Stream<Item = Result<SseEvent, Infallibl
                     .unwrap_or_default();
                 return Some((Ok(sse), f));
             }
-            if tokio::time::Instant::now() >= f.ends {
+            // A stream ends when its time is up or the server stops (the
+            // client resumes from its last id, on another replica).
+            if tokio::time::Instant::now() >= f.ends || *f.draining.borrow() {
                 return None;
             }
             // Taken before the read: a change that commits during it ends
@@ -305,7 +310,11 @@ fn follow(following: Following) -> impl Stream<Item = Result<SseEvent, Infallibl
                     // look again after a while, or end).
                     let deadline = (tokio::time::Instant::now() + STREAM_RECHECK).min(f.ends);
                     while f.state.db.changes().generation(&f.org) == generation {
-                        match tokio::time::timeout_at(deadline, f.wake.changed()).await {
+                        let woken = tokio::select! {
+                            woken = tokio::time::timeout_at(deadline, f.wake.changed()) => woken,
+                            _ = f.draining.changed() => return None,
+                        };
+                        match woken {
                             Ok(Ok(())) => continue,
                             Ok(Err(_)) => return None,
                             Err(_) => break,

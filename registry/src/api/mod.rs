@@ -113,6 +113,9 @@ pub struct Shared {
     pub webhook_policy: Arc<crate::domain::webhooks::WebhookPolicy>,
     /// The open event streams, bounded per token, org and server.
     pub event_streams: Arc<crate::events::streams::StreamGate>,
+    /// Set once the server stops: `/readyz` answers 503, event streams
+    /// end, background work takes nothing new.
+    pub draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A task that stops when the last owner is gone.

@@ -67,6 +67,12 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    // Stopping: the load balancer takes this replica out before its
+    // listener closes, while calls in flight finish.
+    if *state.draining.borrow() {
+        return super::ApiError::new(super::ErrorCode::ShuttingDown, "the server is stopping")
+            .into_response();
+    }
     if !state.db.ping().await {
         return super::ApiError::new(
             super::ErrorCode::DatabaseUnavailable,

@@ -152,12 +152,17 @@ impl Deliverer {
     }
 
     /// Runs until the task is aborted.
-    pub fn start(self: Arc<Deliverer>) -> tokio::task::JoinHandle<()> {
+    pub fn start(
+        self: Arc<Deliverer>,
+        mut draining: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut wake = self.db.changes().subscribe();
             let mut failing = false;
             let mut measured: Option<Instant> = None;
-            loop {
+            // Once the server stops, no endpoint is leased any more; the
+            // deliveries under way finish ([`Deliverer::stopped`]).
+            while !*draining.borrow() {
                 if measured.is_none_or(|at| at.elapsed() >= PENDING_EVERY) {
                     measured = Some(Instant::now());
                     self.measure_pending().await;
@@ -174,9 +179,18 @@ impl Deliverer {
                     }
                     Err(_) => {}
                 }
-                let _ = tokio::time::timeout(TICK, wake.changed()).await;
+                tokio::select! {
+                    _ = tokio::time::timeout(TICK, wake.changed()) => {}
+                    _ = draining.changed() => {}
+                }
             }
         })
+    }
+
+    /// Returns once no delivery is under way (after the server began to
+    /// stop, none starts).
+    pub async fn stopped(&self) {
+        let _ = self.all.acquire_many(IN_ALL as u32).await;
     }
 
     /// `/metrics`' age of each endpoint's oldest undelivered event.
