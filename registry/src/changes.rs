@@ -47,6 +47,10 @@ pub struct Changes {
     seen: Mutex<HashMap<String, (i64, String)>>,
     /// When the last successful poll started.
     followed: Mutex<Option<Instant>>,
+    /// Whether the last poll failed (or stalled past [`FOLLOW_BOUND`]):
+    /// the database is away, and requests that need it are refused at once
+    /// ([`Changes::database_away`]) until a poll succeeds again.
+    away: std::sync::atomic::AtomicBool,
 }
 
 /// When a cached value was read: its organization's generation and the
@@ -74,6 +78,7 @@ impl Default for Changes {
             orgs: RwLock::default(),
             seen: Mutex::default(),
             followed: Mutex::default(),
+            away: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -132,6 +137,14 @@ impl Changes {
     /// organization moved).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    /// Whether the database is away: the last poll failed or stalled. A
+    /// request that needs the database is then answered 503 at once
+    /// instead of waiting for a connection; the next poll that succeeds
+    /// (every [`POLL_INTERVAL`]) ends it.
+    pub fn database_away(&self) -> bool {
+        self.away.load(Ordering::Relaxed)
     }
 
     /// Whether a poll that started less than [`FOLLOW_BOUND`] ago succeeded:
@@ -207,7 +220,14 @@ pub fn watch(db: crate::db::Db) -> tokio::task::JoinHandle<()> {
         let mut failing = false;
         loop {
             interval.tick().await;
-            match db.changes().poll(db.pool()).await {
+            // A stalled read counts as a failed one.
+            let polled =
+                match tokio::time::timeout(FOLLOW_BOUND, db.changes().poll(db.pool())).await {
+                    Ok(polled) => polled,
+                    Err(_) => Err(sqlx::Error::PoolTimedOut),
+                };
+            db.changes().away.store(polled.is_err(), Ordering::Relaxed);
+            match polled {
                 Ok(_) if failing => {
                     failing = false;
                     tracing::info!("the database answers again; changes are followed");

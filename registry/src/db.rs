@@ -144,8 +144,10 @@ impl Db {
         let pool = AnyPoolOptions::new()
             // SQLite has one writer at a time anyway; a few readers are plenty.
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            // A database that is down must turn into a quick 503, not a hang.
-            .acquire_timeout(Duration::from_secs(5))
+            // A database that is down must turn into a quick 503, not a
+            // hang: this is the longest a request waits before the change
+            // watcher notices (then `api::database_gate` answers at once).
+            .acquire_timeout(Duration::from_secs(2))
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     match backend {

@@ -314,6 +314,10 @@ fn app(state: AppState) -> Router {
     });
     api::router(state.clone())
         .merge(registry)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::database_gate,
+        ))
         .layer(axum::middleware::from_fn_with_state(state, api::track))
 }
 

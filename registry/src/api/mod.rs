@@ -23,7 +23,7 @@ pub use bodies::{BodyDeadline, BodyGuard, UnreadJson, guard as guard_bodies};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
 pub use invoke::{InvocationFailure, InvokeRequest, InvokeResponse, MeteringReport, ReleaseRan};
 pub use keys::AddKey;
-pub use ops::{openapi, track};
+pub use ops::{database_gate, openapi, track};
 pub use orgs::{CreateOrg, WhoAmI};
 pub use releases::{Approve, Publish, Reason};
 pub use tokens::CreateToken;

@@ -30,6 +30,31 @@ pub(super) fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
         )
 }
 
+/// Middleware: while the database is away (its last read by the change
+/// watcher failed or stalled), a request that needs it is answered 503
+/// `database_unavailable` at once rather than after waiting for a
+/// connection. `/healthz` and `/metrics` need no database; invocations keep
+/// their own rule (served from memory for at most the snapshot's bound).
+pub async fn database_gate(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.db.changes().database_away() {
+        let path = request.uri().path();
+        let needs_database =
+            !(path == "/healthz" || path == "/metrics" || path.contains("/invoke/"));
+        if needs_database {
+            return super::ApiError::new(
+                super::ErrorCode::DatabaseUnavailable,
+                "the database is unavailable; try again shortly",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// Middleware counting requests by matched route (never the raw path, so
 /// label values stay bounded) and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
