@@ -44,6 +44,10 @@ const API_TOOLS: [&str; 3] = [
     "standardwebhooks==1.3.0",
 ];
 
+/// The deployment checkers the suite runs on `deploy/kubernetes/` (PyPI):
+/// the Kubernetes schemas of a pinned version, and a policy checker.
+const DEPLOY_TOOLS: [&str; 2] = ["kubernetes-validate==1.37.0", "checkov==3.3.30"];
+
 /// The componentize-py release the Python guest is built with (PyPI).
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// The componentize-js release the JavaScript guest is built with (npm).
@@ -99,11 +103,16 @@ fn main() {
         &javascript,
     );
     let api_tools = api_tools(&toolchains);
+    let deploy_tools = deploy_tools(&toolchains);
     let axe = npm_package(&toolchains, AXE_CORE).join("node_modules/axe-core/axe.min.js");
     drop(lock);
     constants.push_str(&format!(
         "/// axe-core's script, which the console's browser tests inject.\npub const AXE_CORE_JS: &str = {:?};\n",
         axe.display().to_string()
+    ));
+    constants.push_str(&format!(
+        "/// The bin directory of the deployment checkers (kubernetes-validate,\n/// checkov).\npub const DEPLOY_TOOLS_BIN: &str = {:?};\n",
+        deploy_tools.display().to_string()
     ));
     constants.push_str(&format!(
         "/// The bin directory of the API contract tools (schemathesis,\n/// openapi-spec-validator).\npub const API_TOOLS_BIN: &str = {:?};\n",
@@ -232,24 +241,41 @@ fn cached(out_dir: &Path, stem: &str, hash: &str, build: impl FnOnce(&Path)) -> 
 /// The API contract tools in a virtual environment of their own, installed
 /// once; returns its `bin` directory.
 fn api_tools(toolchains: &Path) -> PathBuf {
-    let venv = toolchains.join(format!(
-        "api-tools-{}",
-        API_TOOLS.join("-").replace("==", "-")
-    ));
+    python_tools(
+        toolchains,
+        "api-tools",
+        &API_TOOLS,
+        "the API contract tools",
+    )
+}
+
+fn deploy_tools(toolchains: &Path) -> PathBuf {
+    python_tools(
+        toolchains,
+        "deploy-tools",
+        &DEPLOY_TOOLS,
+        "the deployment checkers",
+    )
+}
+
+/// `packages` (PyPI, pinned) in a virtual environment of their own under
+/// `toolchains`, installed once; returns its bin directory.
+fn python_tools(toolchains: &Path, name: &str, packages: &[&str], what: &str) -> PathBuf {
+    let venv = toolchains.join(format!("{name}-{}", packages.join("-").replace("==", "-")));
     let stamp = venv.join(".installed");
     if !stamp.exists() {
         let _ = std::fs::remove_dir_all(&venv);
         run(
-            "creating a Python virtual environment for the API contract tools (needs python3 with venv)",
+            &format!("creating a Python virtual environment for {what} (needs python3 with venv)"),
             Command::new("python3").arg("-m").arg("venv").arg(&venv),
         );
         run(
-            &format!("installing {} from PyPI", API_TOOLS.join(" and ")),
+            &format!("installing {} from PyPI", packages.join(" and ")),
             Command::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
-                .args(API_TOOLS),
+                .args(packages),
         );
-        std::fs::write(&stamp, API_TOOLS.join("\n")).unwrap();
+        std::fs::write(&stamp, packages.join("\n")).unwrap();
     }
     venv.join("bin")
 }
