@@ -247,6 +247,28 @@ impl Db {
         Ok(StartupLock(Some(connection)))
     }
 
+    /// Takes the advisory lock named `name` for the rest of the transaction
+    /// open on `connection` (PostgreSQL; on SQLite, whose writers take
+    /// turns anyway, nothing): whoever takes the same name waits until that
+    /// transaction ends.
+    pub async fn lock_in_transaction(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        name: &str,
+    ) -> Result<(), sqlx::Error> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(name.as_bytes());
+        let key = i64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
     async fn migrate(&self) -> Result<(), DbError> {
         let lock = self
             .startup_lock()

@@ -140,3 +140,70 @@ async fn a_stopping_replica_is_not_ready() {
     let body: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(body["error"]["code"], "shutting_down");
 }
+
+/// A replica that starts while another (on the same database and store)
+/// is between writing a version tag and committing its release waits for
+/// that publish, and keeps its tag; before, its start-up clean-up removed
+/// the tag as a crash's leftover, leaving a release without its tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_starting_during_a_publish_keeps_its_tag() {
+    let Some(backend @ Backend::Postgres(_)) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres(url) = backend.clone() else {
+        unreachable!()
+    };
+    let o = common::org_on(common::start_tweaked(backend, |_| {}).await).await;
+    let h = &o.h;
+    let component = warden_test_programs::read(warden_test_programs::HELLO);
+    let manifest_digest = h
+        .push_artifact(&o.publisher, "acme/hello", &component)
+        .await;
+    let statement = common::statement(&o.alice, "acme/hello", "1.0.0", &component, &[]);
+    let envelope = o
+        .alice
+        .sign(warden_host::RELEASE_PAYLOAD_TYPE, &statement)
+        .unwrap();
+    // The publish will stop between its tag and its commit: the audit
+    // entry its commit writes is taken first by a transaction held open.
+    let (head,): (i64,) = sqlx::query_as("SELECT seq FROM audit_heads WHERE org = 'acme'")
+        .fetch_one(h.db.pool())
+        .await
+        .unwrap();
+    let mut blocker = h.db.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO audit (org, seq, at, actor, action, target, details, prev_hash, hash)
+         VALUES ('acme', $1, 0, 'test', 'test', 'test', '{}', '', '')",
+    )
+    .bind(head + 1)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let data = h.dir.path().join("data");
+    let publish = h.post(
+        &o.publisher,
+        "/v1/plugins/acme/hello/releases",
+        serde_json::json!({ "envelope": envelope, "manifest_digest": manifest_digest }),
+    );
+    let meanwhile = async {
+        // The publish is under way (waiting on the entry) when the other
+        // replica starts on the same store.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let mut config = ServerConfig::new(&data);
+        config.database_url = Some(url.clone());
+        let other = tokio::spawn(async move { ControlPlane::open(&config).await });
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        blocker.rollback().await.unwrap();
+        other.await.unwrap().unwrap()
+    };
+    let (published, _other) = tokio::join!(publish, meanwhile);
+    published.expect(201);
+    let manifest = reqwest::Client::new()
+        .get(format!("{}/v2/acme/hello/manifests/1.0.0", h.url))
+        .bearer_auth(&h.admin)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manifest.status(), 200, "the version tag survived");
+}

@@ -183,6 +183,11 @@ pub async fn publish(
     // if the commit fails, so a refused or failed publish leaves no tag. (An
     // external registry keeps its own tags; releases are pinned by manifest
     // digest anyway.)
+    // Held until the commit: a replica starting meanwhile waits for this
+    // publish before it judges the tag (`reconcile_pending_tags`).
+    cx.db
+        .lock_in_transaction(change.tx(), &super::version_tag_lock(&repo, version))
+        .await?;
     let tag = cx
         .artifacts
         .write_version_tag(&repo, version, &manifest_digest)
