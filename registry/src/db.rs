@@ -73,6 +73,11 @@ const MIGRATIONS: &[Migration] = &[
         "console sessions",
         include_str!("../migrations/0009_console_sessions.sql"),
     ),
+    Migration::portable(
+        10,
+        "embedded store",
+        include_str!("../migrations/0010_embedded_store.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

@@ -163,6 +163,20 @@ impl ControlPlane {
                 .await
                 .map_err(io)?,
         );
+        // With PostgreSQL (where replicas share the database) and the
+        // embedded store, every replica must share that store.
+        if db.backend() == crate::db::Backend::Postgres && config.external_registry.is_none() {
+            let store_id = store_id(&data_dir.join("oci")).map_err(io)?;
+            // Under the start-up lock: of replicas starting together, the
+            // first records its store and the others are held to it.
+            let lock = db
+                .startup_lock()
+                .await
+                .map_err(|e| StartError::Config(format!("waiting for the start-up lock: {e}")))?;
+            let checked = check_shared_store(&db, &store_id).await;
+            lock.release().await;
+            checked.map_err(StartError::Config)?;
+        }
         // The runtime's engine (compiled code cached on disk once it runs),
         // and one that only checks published components: uncached (a pending
         // release's code is not kept), each compile on one thread, so that a
@@ -279,7 +293,7 @@ impl ControlPlane {
         let admin_token_path = data_dir.join("admin-token");
         let bootstrap_token = first_start(&state.db, &config.bootstrap_org, &admin_token_path)
             .await
-            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+            .map_err(StartError::Bootstrap)?;
         Ok(ControlPlane {
             state,
             bootstrap_token,
@@ -569,6 +583,52 @@ async fn first_start(
     .await;
     lock.release().await;
     started
+}
+
+/// The id of the embedded store in `dir` (`store-id`), made on its first
+/// use. Replicas sharing the directory share it.
+fn store_id(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join("store-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_owned());
+    }
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    match warden_host::write_private(&path, format!("{id}\n").as_bytes(), false) {
+        Ok(()) => Ok(id),
+        // Another replica on the same directory made it first.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Refuses a replica whose embedded store is not the one this database's
+/// releases are in (it would answer 502 for every release published through
+/// another replica); the first replica's store is recorded.
+async fn check_shared_store(db: &crate::db::Db, store_id: &str) -> Result<(), String> {
+    let recorded: Vec<(String,)> = sqlx::query_as("SELECT store_id FROM embedded_store")
+        .fetch_all(db.pool())
+        .await
+        .map_err(|e| format!("reading the embedded store's id: {e}"))?;
+    if recorded.is_empty() {
+        sqlx::query("INSERT INTO embedded_store (store_id, first_seen) VALUES ($1, $2)")
+            .bind(store_id)
+            .bind(crate::db::now_ms())
+            .execute(db.pool())
+            .await
+            .map_err(|e| format!("recording the embedded store's id: {e}"))?;
+        return Ok(());
+    }
+    if recorded.iter().any(|(id,)| id == store_id) {
+        return Ok(());
+    }
+    Err(format!(
+        "this database's releases are in another replica's embedded store (store {}), not in this \
+         data directory's (store {store_id}): replicas on one PostgreSQL database must share one \
+         data directory (a shared volume) or use an external registry (--registry)",
+        recorded[0].0
+    ))
 }
 
 async fn shutdown_signal() {

@@ -6,12 +6,22 @@ mod common;
 
 use common::Backend;
 use std::path::Path;
-use warden_registry::{ControlPlane, ServerConfig};
+use warden_registry::{ControlPlane, Credentials, RegistryEndpoint, ServerConfig};
 
 /// Replicas started at once, per round.
 const REPLICAS: usize = 3;
-/// Rounds: half with one shared data directory, half with one each.
+/// Rounds: half with one shared data directory, half with one each (and an
+/// external registry).
 const ROUNDS: usize = 10;
+
+/// An external registry's endpoint (never reached by these tests).
+fn external() -> RegistryEndpoint {
+    RegistryEndpoint {
+        registry: "127.0.0.1:9".to_owned(),
+        insecure: true,
+        credentials: Credentials::Anonymous,
+    }
+}
 
 /// The token in `dir/admin-token`, if there is one.
 fn token_in(dir: &Path) -> Option<String> {
@@ -42,6 +52,12 @@ async fn replicas_started_at_once_on_an_empty_database_set_it_up_once() {
             .map(|dir| {
                 let mut config = ServerConfig::new(dir);
                 config.database_url = Some(url.clone());
+                // Separate data directories need an external registry (the
+                // embedded store would not be shared); nothing is pulled
+                // at start.
+                if !shared {
+                    config.external_registry = Some(external());
+                }
                 tokio::spawn(async move { ControlPlane::open(&config).await })
             })
             .collect();
@@ -206,4 +222,41 @@ async fn a_replica_starting_during_a_publish_keeps_its_tag() {
         .await
         .unwrap();
     assert_eq!(manifest.status(), 200, "the version tag survived");
+}
+
+/// Replicas on one PostgreSQL database with the embedded store must share
+/// it: one with a data directory of its own is refused at start, with what
+/// to do, before it touches anything.
+#[tokio::test]
+async fn a_replica_with_its_own_embedded_store_is_refused() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let config = |dir: &str| {
+        let mut config = ServerConfig::new(root.path().join(dir));
+        config.database_url = Some(url.clone());
+        config
+    };
+    let first = ControlPlane::open(&config("data")).await.unwrap();
+    let shared = ControlPlane::open(&config("data")).await.unwrap();
+    drop((first, shared));
+    let refused = ControlPlane::open(&config("elsewhere"))
+        .await
+        .err()
+        .expect("a second embedded store is refused")
+        .to_string();
+    assert!(
+        refused.contains("must share one data directory")
+            && refused.contains("external registry (--registry)"),
+        "{refused}"
+    );
+    assert!(
+        !root.path().join("elsewhere/admin-token").exists(),
+        "nothing was set up there"
+    );
+    // With an external registry, a data directory of its own is fine.
+    let mut external_config = config("elsewhere");
+    external_config.external_registry = Some(external());
+    ControlPlane::open(&external_config).await.unwrap();
 }

@@ -787,9 +787,9 @@ async fn two_replicas_deliver_each_event_once() {
     };
     let receiver = Receiver::start().await;
     let h = server(backend, None).await;
-    // The second replica: the same database and secrets key, its own data
-    // directory.
-    let mut config = ServerConfig::new(h.dir.path().join("second"));
+    // The second replica: the same database, data directory (a shared
+    // volume) and secrets key.
+    let mut config = ServerConfig::new(h.dir.path().join("data"));
     config.database_url = Some(database_url);
     config.admin_keys = h.pinned.iter().map(|k| k.public_key()).collect();
     config.secrets_key_file = Some(h.dir.path().join("data/secrets.key"));
