@@ -46,7 +46,9 @@ as_postgres() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 cleanup() {
-    for pid in "${pids[@]}" "${replica[@]:-}"; do kill -9 "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}" "${replica[@]:-}" "${writer_pid:-}" "${wrk_pid:-}"; do
+        [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    done
     as_postgres "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
     [ -n "${SOAK_KEEP:-}" ] || rm -rf "$work"
 }
@@ -103,7 +105,9 @@ wait_ready() {
 # All three at the same instant, on an empty database.
 for i in 0 1 2; do start_replica "$i"; done
 for i in 0 1 2; do wait_ready "$i"; done
-admin=$(cat "$work"/r*/admin-token)
+tokens=("$work"/r*/admin-token)
+[ "${#tokens[@]}" = 1 ] && [ -f "${tokens[0]}" ] || { say "expected one admin-token, found: ${tokens[*]}"; exit 1; }
+admin=$(cat "${tokens[0]}")
 url() { echo "http://127.0.0.1:${ports[$1]}"; }
 cli() { local i=$1; shift; (cd "$work" && WARDEN_URL=$(url "$i") WARDEN_TOKEN=$admin "$warden" "$@"); }
 cli 0 key add "$(cat "$work/alice.pub")" --kind publisher --owner alice >/dev/null

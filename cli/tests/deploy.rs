@@ -136,6 +136,15 @@ fn the_kubernetes_manifests_validate_and_pass_the_policy_checks() {
     );
     assert_eq!(deployment[4], "/readyz");
     assert_eq!(deployment[5], "/healthz");
+    // The API server refuses an ipBlock whose exceptions are not inside
+    // its CIDR (the schema does not say so).
+    let blocks_hold_their_exceptions = query(
+        &[dir.join("networkpolicy.yaml")],
+        "all(__import__('ipaddress').ip_network(e).subnet_of(__import__('ipaddress').ip_network(b['ipBlock']['cidr'])) \
+          for d in documents for rule in d['spec'].get('egress', []) + d['spec'].get('ingress', []) \
+          for b in rule.get('to', []) + rule.get('from', []) if 'ipBlock' in b for e in b['ipBlock'].get('except', []))",
+    );
+    assert_eq!(blocks_hold_their_exceptions, true);
 }
 
 #[test]

@@ -226,7 +226,12 @@ pub fn watch(db: crate::db::Db) -> tokio::task::JoinHandle<()> {
                     Ok(polled) => polled,
                     Err(_) => Err(sqlx::Error::PoolTimedOut),
                 };
-            db.changes().away.store(polled.is_err(), Ordering::Relaxed);
+            // Away after two failed reads in a row: one slow read (a busy
+            // pool) does not turn the API away.
+            let failed_before = failing;
+            db.changes()
+                .away
+                .store(polled.is_err() && failed_before, Ordering::Relaxed);
             match polled {
                 Ok(_) if failing => {
                     failing = false;

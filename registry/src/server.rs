@@ -427,13 +427,16 @@ impl ControlPlane {
         limits: ConnectionLimits,
         stop: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let started = tokio::time::Instant::now();
         let grace = limits.shutdown_grace;
+        let drained_at = std::sync::OnceLock::new();
         let served = serve_until(listener, self.router(), limits, stop, || {
+            let _ = drained_at.set(tokio::time::Instant::now());
             self.begin_draining()
         })
         .await;
-        let left = grace.saturating_sub(started.elapsed().min(grace));
+        // The grace runs from the signal, for requests and deliveries alike.
+        let since = drained_at.get().map_or(Duration::ZERO, |at| at.elapsed());
+        let left = grace.saturating_sub(since.min(grace));
         if tokio::time::timeout(
             left.max(Duration::from_secs(1)),
             self.state.deliverer.stopped(),
@@ -575,8 +578,17 @@ async fn first_start(
         )
         .await;
         if created.is_err() {
-            // Its token did not commit: nothing names it.
-            let _ = std::fs::remove_file(&staged);
+            // Removed only if its token surely did not commit (an error
+            // after the commit, or a failed rename, leaves it for the next
+            // start to publish).
+            if let Ok(secret) = std::fs::read_to_string(&staged)
+                && matches!(
+                    orgs::staged_token_exists(db, secret.trim()).await,
+                    Ok(false)
+                )
+            {
+                let _ = std::fs::remove_file(&staged);
+            }
         }
         created.map_err(|e| e.to_string())
     }

@@ -118,12 +118,7 @@ async fn org_events(
     ApiQuery(query): ApiQuery<EventQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    caller.require(Permission::Read, &org)?;
-    let reader = if caller.require(Permission::Administer, &org).is_ok() {
-        Reader::Admin
-    } else {
-        Reader::Member
-    };
+    let reader = reader_of(&caller, &org)?;
     let wants_stream = accepts_event_stream(&headers);
     // An empty Last-Event-ID is no id (as a browser's first connect).
     let last_event_id = match headers.get("last-event-id").map(|v| v.to_str()) {
@@ -183,6 +178,17 @@ impl Credential {
     }
 }
 
+/// What `caller` may read of `org`'s events: every event for its admins,
+/// the members' events for its other roles; another organization's, none.
+fn reader_of(caller: &Caller, org: &str) -> ApiResult<Reader> {
+    caller.require(Permission::Read, org)?;
+    Ok(if caller.require(Permission::Administer, org).is_ok() {
+        Reader::Admin
+    } else {
+        Reader::Member
+    })
+}
+
 /// The Server-Sent Events stream of `org`'s events after `after` that
 /// `caller` may see, for as long as `credential` stands for it.
 pub(crate) async fn event_stream(
@@ -192,12 +198,7 @@ pub(crate) async fn event_stream(
     after: i64,
     credential: Credential,
 ) -> ApiResult<Response> {
-    caller.require(Permission::Read, &org)?;
-    let reader = if caller.require(Permission::Administer, &org).is_ok() {
-        Reader::Admin
-    } else {
-        Reader::Member
-    };
+    let reader = reader_of(&caller, &org)?;
     let permit = state.event_streams.admit(&org, &caller.token_id)?;
     let first = events::page(&state.db, &org, reader, after, STREAM_BATCH).await?;
     let following = Following {

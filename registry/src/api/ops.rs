@@ -92,8 +92,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    // Stopping: the load balancer takes this replica out before its
-    // listener closes, while calls in flight finish.
+    // Stopping: the listener closes at the same moment, so this is seen
+    // only on a connection already open; a load balancer sees the refused
+    // connections (and retries elsewhere) while calls in flight finish.
     if *state.draining.borrow() {
         return super::ApiError::new(super::ErrorCode::ShuttingDown, "the server is stopping")
             .into_response();

@@ -5,7 +5,7 @@
 //! through which entry it holds or where it breaks. New entries arrive
 //! live.
 
-use super::{failure, live, page, refused_unless_admin, session, urlencode};
+use super::{admin_session, failure, live, page, urlencode};
 use crate::api::AppState;
 use crate::audit::{self, Action, AuditFilter};
 use axum::Router;
@@ -46,13 +46,10 @@ async fn audit_page(
     headers: HeaderMap,
     Query(query): Query<AuditQuery>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
+    let session = match admin_session(&state, &headers, "read the audit log").await {
         Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = refused_unless_admin(&session, "read the audit log") {
-        return refused;
-    }
     let org = &session.caller.org;
     let after = match live::position(&state, org).await {
         Ok(after) => after,
@@ -134,13 +131,10 @@ async fn chain(
     headers: HeaderMap,
     Query(query): Query<ChainQuery>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
+    let session = match admin_session(&state, &headers, "read the audit log").await {
         Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = refused_unless_admin(&session, "read the audit log") {
-        return refused;
-    }
     match audit::read_page(&state.db, &session.caller.org, query.after, CHAIN_PAGE).await {
         Ok(page) => Json(page).into_response(),
         Err(error) => failure(&error.to_string()),

@@ -2,7 +2,7 @@
 //! owner and state, and a form to revoke it. Registering a key takes its
 //! public half from a file, so it stays with the CLI (`warden key add`).
 
-use super::{Csrf, failure, form_session, page, refused_unless_admin, session};
+use super::{Csrf, admin_session, failure, form_session, page, refused_unless_admin};
 use crate::api::AppState;
 use crate::domain::keys::{self, KeyError};
 use crate::domain::sessions::Session;
@@ -20,13 +20,10 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match session(&state, &headers).await {
+    let session = match admin_session(&state, &headers, "manage its keys").await {
         Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = refused_unless_admin(&session, "manage its keys") {
-        return refused;
-    }
     keys_view(&state, &session, None).await
 }
 

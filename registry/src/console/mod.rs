@@ -175,6 +175,20 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Respo
     }
 }
 
+/// The request's session, for a page of the organization's admins: its
+/// other roles are refused (403) by the server, whatever links they see.
+async fn admin_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<Session, Response> {
+    let session = session(state, headers).await?;
+    match refused_unless_admin(&session, what) {
+        Some(refused) => Err(refused),
+        None => Ok(session),
+    }
+}
+
 /// The anti-forgery field every form that changes something sends.
 #[derive(Deserialize)]
 struct Csrf {

@@ -7,7 +7,8 @@
 //! about its release arrives.
 
 use super::{
-    failure, form_session, live, not_found, page, refused_unless_admin, session, urlencode,
+    admin_session, failure, form_session, live, not_found, page, refused_unless_admin, session,
+    urlencode,
 };
 use crate::api::AppState;
 use crate::domain::releases::{self, Release, ReleaseError};
@@ -45,13 +46,10 @@ async fn queue_page(
     headers: HeaderMap,
     Query(query): Query<QueueQuery>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
+    let session = match admin_session(&state, &headers, "review releases").await {
         Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = refused_unless_admin(&session, "review releases") {
-        return refused;
-    }
     let org = &session.caller.org;
     let listed = releases::list(
         &state.db,

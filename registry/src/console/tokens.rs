@@ -1,6 +1,6 @@
 //! The organization's tokens, for its admins.
 
-use super::{Csrf, failure, form_session, page, refused_unless_admin, session};
+use super::{Csrf, admin_session, failure, form_session, page, refused_unless_admin};
 use crate::api::AppState;
 use crate::domain::sessions::Session;
 use crate::domain::tokens::{self, Role};
@@ -22,13 +22,10 @@ pub(super) fn routes() -> Router<AppState> {
 /// form to create one (its secret shown once, on the page that answers)
 /// and one to revoke each.
 async fn tokens_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match session(&state, &headers).await {
+    let session = match admin_session(&state, &headers, "manage its tokens").await {
         Ok(session) => session,
-        Err(elsewhere) => return elsewhere,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = refused_unless_admin(&session, "manage its tokens") {
-        return refused;
-    }
     tokens_view(&state, &session, None, None).await
 }
 
