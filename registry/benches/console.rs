@@ -13,7 +13,7 @@ mod common;
 
 use common::{Backend, org_on, start_tweaked};
 use futures_util::StreamExt;
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use std::time::Instant;
 use warden_host::Limits;
 use warden_test_programs::HELLO;
@@ -97,19 +97,7 @@ async fn main() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let signed_in = client
-        .post(format!("{}/console/sign-in", h.url))
-        .form(&[("token", h.admin.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed_in.headers()[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = common::console_session(&client, &h.url, &h.admin).await;
 
     let pages = [
         ("catalog, first page", "/console/catalog"),

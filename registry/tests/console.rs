@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Backend, org};
+use common::{Backend, console_session, org};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use warden_host::Limits;
 use warden_test_programs::{DEPENDENT, HELLO, VAULT};
@@ -416,24 +416,6 @@ async fn the_console_signs_in_with_a_token_and_shows_only_its_org(backend: Backe
 }
 on_both_databases!(the_console_signs_in_with_a_token_and_shows_only_its_org);
 
-/// Signs `token` in and returns the session cookie (`name=value`).
-async fn signed_in(client: &reqwest::Client, base: &str, token: &str) -> String {
-    let answer = client
-        .post(format!("{base}/console/sign-in"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 303);
-    answer.headers()[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 async fn the_consoles_review_audit_keys_and_try_pages_follow_the_domain_rules(backend: Backend) {
     let o = org(backend, 1).await;
     let h = &o.h;
@@ -461,10 +443,11 @@ async fn the_consoles_review_audit_keys_and_try_pages_follow_the_domain_rules(ba
     let client = no_redirects();
     let url = |path: &str| format!("{}{path}", h.url);
     let get = |cookie: &str, path: &str| client.get(url(path)).header(COOKIE, cookie).send();
-    let admin = signed_in(&client, &h.url, &h.admin).await;
-    let viewer = signed_in(&client, &h.url, &h.token(&h.admin, "acme", "viewer").await).await;
-    let invoker = signed_in(&client, &h.url, &h.token(&h.admin, "acme", "invoker").await).await;
-    let outsider = signed_in(&client, &h.url, &globex).await;
+    let admin = console_session(&client, &h.url, &h.admin).await;
+    let viewer = console_session(&client, &h.url, &h.token(&h.admin, "acme", "viewer").await).await;
+    let invoker =
+        console_session(&client, &h.url, &h.token(&h.admin, "acme", "invoker").await).await;
+    let outsider = console_session(&client, &h.url, &globex).await;
 
     // Who may see what: decided by the server, page by page.
     for (cookie, path, status) in [

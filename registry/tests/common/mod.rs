@@ -620,3 +620,21 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Signs `token` in and returns the session cookie (`name=value`).
+pub async fn console_session(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let answer = client
+        .post(format!("{base}/console/sign-in"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    answer.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
