@@ -230,13 +230,14 @@ pub async fn publish_manifest(
         .name
         .parse()
         .map_err(|e: String| Failure::invalid(format!("name {:?}: {e}", manifest.name)))?;
-    // The embedded registry sets the version tag itself once the release is
-    // registered; an external registry gets it with the push.
-    let (endpoint, tag) = match registry {
-        Some(external) => (external.clone(), Some(manifest.version.as_str())),
-        None => (remote.registry_endpoint()?, None),
+    // Pushed by digest: the server writes the version tag (in its own
+    // registry or the external one) once it has registered the release, so
+    // a publish that loses a race for the version moves no tag.
+    let endpoint = match registry {
+        Some(external) => external.clone(),
+        None => remote.registry_endpoint()?,
     };
-    let manifest_digest = push_artifact(&endpoint, &repository, tag, &artifact, progress_bar())
+    let manifest_digest = push_artifact(&endpoint, &repository, &artifact, progress_bar())
         .await
         .map_err(|e| {
             let code = match e.failure() {

@@ -583,6 +583,43 @@ fn publishing_to_an_external_registry_and_running_from_it() {
         "{}",
         String::from_utf8_lossy(&tags.stdout)
     );
+    let tagged = || {
+        let head = Command::new("curl")
+            .args([
+                "-sI",
+                "-H",
+                "accept: application/vnd.oci.image.manifest.v1+json",
+                &format!("http://{}/v2/acme/hello/manifests/2.0.0", registry.address),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&head.stdout)
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("docker-content-digest:")
+                    .map(|d| d.trim().to_owned())
+            })
+            .expect("the tag names a manifest")
+    };
+    let winner = tagged();
+    // A second publish of 2.0.0 with other content is refused, and its push
+    // (by digest) leaves the tag with the release that was registered.
+    std::fs::write(
+        work.join("warden.toml"),
+        format!(
+            "name = \"acme/hello\"\nversion = \"2.0.0\"\ncomponent = \"{}\"\n",
+            guests::TEXT_TOOLS
+        ),
+    )
+    .unwrap();
+    let loser = run(&publisher, &publish);
+    assert!(
+        String::from_utf8_lossy(&loser.stderr).contains("version_exists"),
+        "{}",
+        String::from_utf8_lossy(&loser.stderr)
+    );
+    assert_eq!(tagged(), winner, "a refused publish moved the version tag");
     ok(run(
         &admin,
         &["approve", "acme/hello@2.0.0", "--key", "bob.key"],

@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         "embedded store",
         include_str!("../migrations/0010_embedded_store.sql"),
     ),
+    Migration::portable(
+        11,
+        "version tags",
+        include_str!("../migrations/0011_version_tags.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

@@ -226,23 +226,21 @@ impl ControlPlane {
         )
         .map_err(|e| StartError::Config(format!("plugin threads: {e}")))?;
         let watcher = crate::changes::watch(db.clone());
-        // Referrers a crash or a full disk left out are written in the
-        // background (and once at start, below).
-        // Only the embedded store holds referrers Warden writes.
-        let repair = artifacts.keeps_referrers().then(|| {
+        // Referrers (embedded store) and version tags (external registry)
+        // that a crash, a full disk or an outage left out after their
+        // change committed are written in the background (and once at
+        // start, below).
+        let repair = {
             let (db, artifacts) = (db.clone(), artifacts.clone());
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(crate::domain::releases::REPAIR_INTERVAL);
                 every.tick().await;
                 loop {
                     every.tick().await;
-                    if let Err(e) = crate::domain::releases::repair_referrers(&db, &artifacts).await
-                    {
-                        tracing::warn!("writing missing referrers: {e}");
-                    }
+                    repair_after_commits(&db, &artifacts).await;
                 }
             })
-        });
+        };
         let webhook_policy = Arc::new(config.webhook_policy.clone());
         let outbound = crate::events::outbound::Outbound::new(webhook_policy.clone());
         let metrics = Arc::new(Metrics::default());
@@ -257,7 +255,7 @@ impl ControlPlane {
         let state = AppState::new(api::Shared {
             snapshot: crate::domain::snapshot::Snapshot::new(config.snapshot_max_age),
             changes_watcher: api::AbortOnDrop(watcher),
-            referrer_repair: repair.map(api::AbortOnDrop),
+            repair_after_commits: api::AbortOnDrop(repair),
             db,
             oci,
             engine: check_engine,
@@ -284,12 +282,9 @@ impl ControlPlane {
             .map_err(|e| {
                 StartError::Config(format!("checking version tags left by a crash: {e}"))
             })?;
-        // Referrers a crash or a full disk left out: written now, and in
-        // the background from here on (a failure here is tried again there).
-        if let Err(e) = crate::domain::releases::repair_referrers(&state.db, &state.artifacts).await
-        {
-            tracing::warn!("writing missing referrers at start: {e}");
-        }
+        // Referrers and tags left out: written now, and in the background
+        // from here on (a failure here is tried again there).
+        repair_after_commits(&state.db, &state.artifacts).await;
         let admin_token_path = data_dir.join("admin-token");
         let bootstrap_token = first_start(&state.db, &config.bootstrap_org, &admin_token_path)
             .await
@@ -734,4 +729,16 @@ impl OciAccess for TokenAccess {
 fn restrict(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// One pass writing what a committed change left out: referrers in the
+/// embedded store, version tags in an external registry. Failures are
+/// logged and tried again at the next pass.
+async fn repair_after_commits(db: &crate::db::Db, artifacts: &ArtifactSource) {
+    if let Err(e) = crate::domain::releases::repair_referrers(db, artifacts).await {
+        tracing::warn!("writing missing referrers: {e}");
+    }
+    if let Err(e) = crate::domain::releases::repair_external_tags(db, artifacts).await {
+        tracing::warn!("writing missing version tags: {e}");
+    }
 }

@@ -17,7 +17,11 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
         insecure: true,
         credentials: Credentials::Anonymous,
     };
-    let h = start_configured(backend, 1, Some(source)).await;
+    let database_url = match &backend {
+        Backend::Postgres(url) => Some(url.clone()),
+        Backend::Sqlite => None,
+    };
+    let h = start_configured(backend, 1, Some(source.clone())).await;
     let publisher = h.token(&h.admin, "acme", "publisher").await;
     let invoker = h.token(&h.admin, "acme", "invoker").await;
     let alice = h.key(&h.admin, "acme", "publisher", "alice").await;
@@ -30,6 +34,29 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
         .await
         .expect(201);
     assert_eq!(release["functions"][0]["name"], "greet");
+    // The server wrote the version tag once the release was registered (the
+    // push was by digest).
+    assert_eq!(
+        tagged(&h, &registry, "1.0.0").await.as_deref(),
+        release["manifest_digest"].as_str()
+    );
+    // Another publish of 1.0.0, with other content, loses to the first: its
+    // artifact reaches the registry, but the tag stays with the winner.
+    h.publish(
+        &publisher,
+        &alice,
+        "acme/hello",
+        "1.0.0",
+        &read(warden_test_programs::COUNTER),
+        &[],
+    )
+    .await
+    .expect_error(409, "version_exists");
+    assert_eq!(
+        tagged(&h, &registry, "1.0.0").await.as_deref(),
+        release["manifest_digest"].as_str(),
+        "a refused publish moved the version tag"
+    );
     assert!(
         !h.dir
             .path()
@@ -123,6 +150,27 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
         .expect(200);
     assert_eq!(ran["result"], "Hello, pinned!");
     assert_eq!(ran["release"]["digest"], next["component_digest"]);
+    // A tag the server could not write after the commit (an outage, a
+    // crash: its row says so) is written again by the repair pass that
+    // every start runs, under the registered manifest.
+    sqlx::query("UPDATE releases SET tagged_at = NULL WHERE version = '1.1.0'")
+        .execute(h.db.pool())
+        .await
+        .unwrap();
+    let mut config = warden_registry::ServerConfig::new(h.dir.path().join("data"));
+    config.admin_keys = h.pinned.iter().map(|k| k.public_key()).collect();
+    config.external_registry = Some(source);
+    config.database_url = database_url;
+    drop(warden_registry::ControlPlane::open(&config).await.unwrap());
+    assert_eq!(
+        tagged(&h, &registry, "1.1.0").await.as_deref(),
+        next["manifest_digest"].as_str()
+    );
+    let untagged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM releases WHERE tagged_at IS NULL")
+        .fetch_one(h.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(untagged, 0);
 
     // 1.2.0: approved, never loaded; then the registry goes away.
     let last = h
@@ -161,3 +209,25 @@ async fn releases_live_in_an_external_registry(backend: Backend) {
     );
 }
 on_both_databases!(releases_live_in_an_external_registry);
+
+/// The manifest digest the external registry's `acme/hello:{tag}` names.
+async fn tagged(h: &common::Harness, registry: &Distribution, tag: &str) -> Option<String> {
+    let answer = h
+        .http
+        .head(format!(
+            "http://{}/v2/acme/hello/manifests/{tag}",
+            registry.address
+        ))
+        .header("accept", warden_registry::oci::MANIFEST_V1)
+        .send()
+        .await
+        .unwrap();
+    if answer.status() == 404 {
+        return None;
+    }
+    assert_eq!(answer.status(), 200);
+    answer
+        .headers()
+        .get("docker-content-digest")
+        .map(|d| d.to_str().unwrap().to_owned())
+}

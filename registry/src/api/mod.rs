@@ -76,9 +76,10 @@ pub struct Shared {
     /// Follows changes made by other replicas while the state is alive.
     #[expect(dead_code, reason = "held for its Drop, which stops the watcher")]
     pub changes_watcher: AbortOnDrop,
-    /// The background pass writing referrers a crash left out.
+    /// The background pass writing referrers and version tags a crash or
+    /// an outage left out.
     #[expect(dead_code, reason = "held for its Drop, which stops the pass")]
-    pub referrer_repair: Option<AbortOnDrop>,
+    pub repair_after_commits: AbortOnDrop,
     /// The embedded OCI store.
     pub oci: Arc<OciStore>,
     /// The engine that checks published components (one thread a compile,

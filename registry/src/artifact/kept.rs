@@ -1,12 +1,20 @@
-//! What the server keeps beside each release in the embedded store: the
-//! version tag, written by the publish that records the release and by no
-//! other, and the signed envelopes (the release statement, each approval)
-//! as OCI referrers of the release's manifest. An external registry keeps
-//! its own tags and is not written to: there, each step here does nothing,
-//! and the domain need not ask which store it has.
+//! What the server keeps beside each release: the version tag, written by
+//! the publish that records the release and by no other, and in the
+//! embedded store the signed envelopes (the release statement, each
+//! approval) as OCI referrers of the release's manifest.
+//!
+//! In the embedded store the tag is written before the record commits and
+//! undone if it does not. In an external registry the tag is written once
+//! the record has committed ([`ArtifactSource::tag_in_external_registry`]):
+//! two publishes of one version may both push their artifacts there, but
+//! only the one whose record committed names its manifest under the
+//! version. Referrers are not written to an external registry. Each step
+//! does nothing where it has nothing to do, so the domain need not ask
+//! which store it has.
 
 use super::{ArtifactSource, SignatureReferrer};
 use crate::oci::{Digest, MANIFEST_V1, OciError, OciStore, Reference, RepositoryName};
+use oci_client::Reference as ClientReference;
 
 /// A version tag written before its publish commits: [`VersionTag::keep`]
 /// once the record is committed, [`VersionTag::undo`] when it is not, so a
@@ -35,6 +43,57 @@ impl ArtifactSource {
         Ok(VersionTag {
             written: Some((store, repo, version, manifest)),
         })
+    }
+
+    /// Points `repo:version` at `manifest` in an external registry, for a
+    /// release whose record has committed: the manifest is read back by its
+    /// digest, checked, and put again under the version. Returns false,
+    /// having written nothing, for the embedded store (its tag is written
+    /// with the record). Writing it again is harmless: the same bytes. The
+    /// server's registry credentials need push rights for this.
+    pub async fn tag_in_external_registry(
+        &self,
+        repo: &RepositoryName,
+        version: &str,
+        manifest: &Digest,
+    ) -> Result<bool, String> {
+        let ArtifactSource::External(endpoint) = self else {
+            return Ok(false);
+        };
+        let client = endpoint.client();
+        let auth = endpoint.credentials.registry_auth();
+        let by_digest = ClientReference::with_digest(
+            endpoint.registry.clone(),
+            repo.to_string(),
+            manifest.to_string(),
+        );
+        let (bytes, _) = client
+            .pull_manifest_raw(&by_digest, &auth, &[MANIFEST_V1])
+            .await
+            .map_err(|e| format!("reading {}: {e}", by_digest.whole()))?;
+        if Digest::of(&bytes) != *manifest {
+            return Err(format!(
+                "{} served a manifest that does not match its digest",
+                by_digest.whole()
+            ));
+        }
+        let by_tag = ClientReference::with_tag(
+            endpoint.registry.clone(),
+            repo.to_string(),
+            version.to_owned(),
+        );
+        client.store_auth_if_needed(&endpoint.registry, &auth).await;
+        client
+            .push_manifest_raw(
+                &by_tag,
+                bytes.to_vec(),
+                MANIFEST_V1
+                    .parse()
+                    .expect("the manifest media type is a valid header value"),
+            )
+            .await
+            .map_err(|e| format!("tagging {}: {e}", by_tag.whole()))?;
+        Ok(true)
     }
 
     /// Whether this source keeps the envelopes as referrers (the embedded

@@ -171,12 +171,12 @@ pub enum PushError {
 }
 
 /// Pushes `artifact` to `repository` on `endpoint`: each blob the registry
-/// does not have yet, then the manifest, by digest or (with `tag`) under that
-/// tag. Returns the manifest's digest.
+/// does not have yet, then the manifest, by digest (the server writes the
+/// version tag once it has registered the release). Returns the manifest's
+/// digest.
 pub async fn push(
     endpoint: &RegistryEndpoint,
     repository: &RepositoryName,
-    tag: Option<&str>,
     artifact: &WasmArtifact,
     progress: Progress,
 ) -> Result<Digest, PushError> {
@@ -240,18 +240,11 @@ pub async fn push(
         progress(PushProgress::Done { what });
     }
     let manifest_digest = artifact.manifest_digest();
-    let reference = match tag {
-        Some(tag) => Reference::with_tag(
-            endpoint.registry.clone(),
-            repository.to_string(),
-            tag.to_owned(),
-        ),
-        None => Reference::with_digest(
-            endpoint.registry.clone(),
-            repository.to_string(),
-            manifest_digest.to_string(),
-        ),
-    };
+    let reference = Reference::with_digest(
+        endpoint.registry.clone(),
+        repository.to_string(),
+        manifest_digest.to_string(),
+    );
     client
         .push_manifest_raw(
             &reference,

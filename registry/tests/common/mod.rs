@@ -330,7 +330,7 @@ impl Harness {
             RegistryEndpoint::from_url(&self.push_base, Credentials::Bearer(token.to_owned()))
                 .unwrap();
         let repository: RepositoryName = repo.parse().unwrap();
-        push_artifact(&endpoint, &repository, None, &artifact, Arc::new(|_| {}))
+        push_artifact(&endpoint, &repository, &artifact, Arc::new(|_| {}))
             .await
             .unwrap()
             .to_string()

@@ -16,8 +16,8 @@ pub use decide::{approve, reject, yank};
 pub use publish::{ImportProblem, check_imports, publish};
 pub use referrers::{REPAIR_INTERVAL, repair_referrers};
 pub use review::ReleaseChanges;
-pub use tags::reconcile_pending_tags;
 use tags::version_tag_lock;
+pub use tags::{reconcile_pending_tags, repair_external_tags};
 
 use super::approval::SelfApproval;
 use super::keys::{self, SignatureError};

@@ -178,11 +178,12 @@ pub async fn publish(
         }
         other => other?,
     };
-    // The version tag never moves once set. It is written last before the
-    // commit (refusing a tag that names another manifest) and removed again
-    // if the commit fails, so a refused or failed publish leaves no tag. (An
-    // external registry keeps its own tags; releases are pinned by manifest
-    // digest anyway.)
+    // The version tag never moves once set. In the embedded store it is
+    // written last before the commit (refusing a tag that names another
+    // manifest) and removed again if the commit fails, so a refused or
+    // failed publish leaves no tag. (In an external registry it is written
+    // after the commit, below; releases are pinned by manifest digest
+    // anyway.)
     // Held until the commit: a replica starting meanwhile waits for this
     // publish before it judges the tag (`reconcile_pending_tags`).
     cx.db
@@ -218,6 +219,20 @@ pub async fn publish(
         return Err(error.into());
     }
     tag.keep().await;
+    // An external registry's version tag: written now that this publish has
+    // won, by it alone, and recorded in the row (written again in the
+    // background if this fails).
+    if let Err(e) = super::tags::tag_committed_release(
+        cx.db,
+        cx.artifacts,
+        (org, name, version),
+        &manifest_digest,
+    )
+    .await
+    {
+        tracing::error!(release = %statement.reference(), error = %e,
+            "published, but writing its version tag in the external registry failed (written again in the background)");
+    }
     // The signature referrer is the record's OCI copy, written once the
     // record exists; the row says when it was (repaired at the next pass
     // of `repair_referrers` if this fails or the process dies first).
