@@ -362,18 +362,79 @@ async fn upload_sessions_are_capped_per_client_and_org_and_expire_when_idle() {
 }
 
 #[tokio::test]
-async fn what_a_crash_left_half_written_is_cleared_at_open() {
+async fn what_a_crash_left_is_cleared_and_what_is_under_way_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    drop(OciStore::open(dir.path(), 1 << 20).await.unwrap());
-    // A staging file and an upload a killed process left behind.
+    let store = OciStore::open(dir.path(), 1 << 20)
+        .await
+        .unwrap()
+        .with_upload_idle(std::time::Duration::from_secs(60));
+    let repo: warden_registry::oci::RepositoryName = "acme/app".parse().unwrap();
+    // An upload session a killed process left open.
+    let id = store.start_upload(&repo, "client").await.unwrap();
+    let sent = store
+        .append(
+            &repo,
+            &id,
+            Some(0),
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                b"half of it",
+            ))]),
+        )
+        .await
+        .unwrap();
+    drop(store);
+    // Staging files: one a crash left long ago, one a replica sharing the
+    // store is writing now.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     std::fs::write(dir.path().join("tmp/0123"), b"half").unwrap();
-    std::fs::write(dir.path().join("uploads/4567"), b"partial").unwrap();
-    drop(OciStore::open(dir.path(), 1 << 20).await.unwrap());
-    for sub in ["tmp", "uploads"] {
-        assert_eq!(
-            std::fs::read_dir(dir.path().join(sub)).unwrap().count(),
-            0,
-            "{sub} still holds files"
-        );
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("tmp/0123"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::fs::write(dir.path().join("tmp/4567"), b"being written").unwrap();
+    let store = OciStore::open(dir.path(), 1 << 20)
+        .await
+        .unwrap()
+        .with_upload_idle(std::time::Duration::from_secs(60));
+    assert!(
+        !dir.path().join("tmp/0123").exists(),
+        "a crash's staging file"
+    );
+    assert!(dir.path().join("tmp/4567").exists(), "a write under way");
+    // The session survived the restart and finishes whole.
+    assert_eq!(store.upload_size(&repo, &id).await.unwrap(), sent);
+    store
+        .append(
+            &repo,
+            &id,
+            Some(sent),
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                b", then the rest",
+            ))]),
+        )
+        .await
+        .unwrap();
+    let whole = Digest::of(b"half of it, then the rest");
+    store.finish_upload(&repo, &id, &whole).await.unwrap();
+    assert_eq!(
+        store.read_blob(&repo, &whole).await.unwrap(),
+        b"half of it, then the rest"
+    );
+    // A session idle past its time, left by a crash, goes at the next start.
+    let idle = store.start_upload(&repo, "client").await.unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("uploads").join(&idle))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    store.start_upload(&repo, "client").await.unwrap();
+    assert!(store.upload_size(&repo, &idle).await.is_err());
+    assert!(!dir.path().join("uploads").join(&idle).exists());
+    // An upload id is never a path to another file.
+    for id in ["..", "../uploads.lock", &format!("{id}.session")] {
+        assert!(store.upload_size(&repo, id).await.is_err());
     }
 }

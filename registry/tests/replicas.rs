@@ -260,3 +260,135 @@ async fn a_replica_with_its_own_embedded_store_is_refused() {
     external_config.external_registry = Some(external());
     ControlPlane::open(&external_config).await.unwrap();
 }
+
+/// Replicas sharing a data directory share the embedded registry's upload
+/// sessions: a chunked push that a round-robin balancer spreads over two
+/// replicas (one of them started while the push was open) is stored whole
+/// and can be published. Two chunks sent at once for the same offset
+/// through different replicas do not interleave: one is taken, the other is
+/// refused with 416. Before, sessions lived in the memory of the replica
+/// that started them (404 on the other), and a starting replica removed
+/// every session in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunked_push_continues_on_any_replica_sharing_the_store() {
+    let Some(backend @ Backend::Postgres(_)) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres(url) = backend.clone() else {
+        unreachable!()
+    };
+    let o = common::org_on(common::start_tweaked(backend, |_| {}).await).await;
+    let h = &o.h;
+    let http = reqwest::Client::new();
+    let artifact = warden_registry::WasmArtifact::new(
+        warden_test_programs::read(warden_test_programs::HELLO),
+        &["greet"],
+        &[],
+    );
+    let component = &artifact.component;
+    let digest = warden_registry::Digest::of(component);
+    let a = h.url.clone();
+    let started = http
+        .post(format!("{a}/v2/acme/hello/blobs/uploads/"))
+        .bearer_auth(&o.publisher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+
+    // The second replica starts while the session is open.
+    let mut config = ServerConfig::new(h.dir.path().join("data"));
+    config.database_url = Some(url);
+    config.admin_keys = h.pinned.iter().map(|k| k.public_key()).collect();
+    let other = ControlPlane::open(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = format!("http://{}", listener.local_addr().unwrap());
+    let router = other.router();
+    tokio::spawn(async move { warden_registry::serve(listener, router).await.unwrap() });
+
+    let third = component.len() / 3;
+    let chunk = |base: &str, from: usize, to: usize| {
+        http.patch(format!("{base}{location}"))
+            .bearer_auth(&o.publisher)
+            .header("content-range", format!("{from}-{}", to - 1))
+            .header("content-type", "application/octet-stream")
+            .body(component[from..to].to_vec())
+            .send()
+    };
+    assert_eq!(chunk(&b, 0, third).await.unwrap().status(), 202);
+    // The same second chunk through both replicas at once: one is taken.
+    let (one, two) = tokio::join!(chunk(&a, third, 2 * third), chunk(&b, third, 2 * third));
+    let mut statuses = [one.unwrap().status(), two.unwrap().status()];
+    statuses.sort();
+    assert_eq!(statuses, [202, 416]);
+    let status = http
+        .get(format!("{b}{location}"))
+        .bearer_auth(&o.publisher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 204);
+    assert_eq!(status.headers()["range"], format!("0-{}", 2 * third - 1));
+    assert_eq!(
+        chunk(&a, 2 * third, component.len())
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let finished = http
+        .put(format!("{b}{location}?digest={digest}"))
+        .bearer_auth(&o.publisher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finished.status(), 201, "{:?}", finished.text().await);
+    // Closed on every replica once finished.
+    let gone = http
+        .get(format!("{a}{location}"))
+        .bearer_auth(&o.publisher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // The config and the manifest, then the release, each through a replica.
+    let config_digest = warden_registry::Digest::of(&artifact.config);
+    let pushed = http
+        .post(format!(
+            "{a}/v2/acme/hello/blobs/uploads/?digest={config_digest}"
+        ))
+        .bearer_auth(&o.publisher)
+        .body(artifact.config.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    let manifest_digest = artifact.manifest_digest();
+    let pushed = http
+        .put(format!("{b}/v2/acme/hello/manifests/{manifest_digest}"))
+        .bearer_auth(&o.publisher)
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(artifact.manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    let statement = common::statement(&o.alice, "acme/hello", "1.0.0", component, &[]);
+    let envelope = o
+        .alice
+        .sign(warden_host::RELEASE_PAYLOAD_TYPE, &statement)
+        .unwrap();
+    let published = http
+        .post(format!("{a}/v1/plugins/acme/hello/releases"))
+        .bearer_auth(&o.publisher)
+        .json(&serde_json::json!({
+            "envelope": envelope,
+            "manifest_digest": manifest_digest.to_string(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 201, "{:?}", published.text().await);
+}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! root/blobs/sha256/<hex>                      every blob and manifest, once
-//! root/uploads/<id>                            upload sessions in progress
+//! root/uploads/<id>, <id>.session               upload sessions in progress (bytes, owner)
 //! root/repos/<name with / as +>/blobs/<hex>    blobs linked to a repository
 //! root/repos/<…>/manifests/<hex>               manifests of a repository (content: media type)
 //! root/repos/<…>/tags/<tag>                    tag -> digest
@@ -13,8 +13,8 @@
 //! Every write goes to a temporary file, is flushed and fsynced, checked (its
 //! size; for blobs its hash), then renamed into place and the directory
 //! fsynced, so neither a crash nor a full disk leaves a half-written blob or
-//! tag. Upload content is hashed as it arrives; a chunk that fails half-way is
-//! cut off again, and the file itself is hashed before it becomes a blob. A
+//! tag. A chunk of an upload that fails half-way is cut off again, and the
+//! upload's file is hashed before it becomes a blob. A
 //! blob that is already stored intact is never replaced; one that is not (a
 //! disk that filled up under an older version) is replaced by verified content.
 //!
@@ -27,11 +27,10 @@ use super::types::{Digest, RepositoryName};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::fs;
 use tokio::io::AsyncWriteExt;
-use uploads::{Session, Upload};
 
 mod blobs;
 mod manifests;
@@ -46,9 +45,11 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 pub struct OciStore {
     root: PathBuf,
     max_blob_bytes: u64,
-    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
-    /// Open sessions by id: their org, when they were last used, their size.
-    sessions: Mutex<HashMap<String, Session>>,
+    /// The appends under way in this process, by session: the org and the
+    /// bytes added so far (the org's byte quota counts them as they go).
+    appending: Mutex<HashMap<String, (String, u64)>>,
+    /// Upload session starts in this process, one at a time.
+    upload_starts: tokio::sync::Mutex<()>,
     /// How long an untouched session lives.
     upload_idle: std::time::Duration,
     /// Set when a write failed for lack of space, cleared by the next write
@@ -61,6 +62,10 @@ pub struct OciStore {
 /// What a readiness check writes to see whether space returned: room for
 /// a small blob at least.
 pub const SPACE_PROBE_BYTES: usize = 256 << 10;
+
+/// A staging file untouched this long is what a crash left: removed when a
+/// store is opened.
+const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// How often a readiness check probes a full disk at most.
 const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -115,19 +120,26 @@ impl OciStore {
         for dir in ["blobs/sha256", "uploads", "repos", "tmp"] {
             fs::create_dir_all(root.join(dir)).await?;
         }
-        // Uploads do not survive a restart (their hash state was in memory),
-        // and staging files are what a crash left half-written.
-        for dir in ["uploads", "tmp"] {
-            let mut stale = fs::read_dir(root.join(dir)).await?;
-            while let Some(entry) = stale.next_entry().await? {
+        // Staging files untouched for a while are what a crash left
+        // half-written. Younger ones may be writes under way in a replica
+        // sharing the store; so may upload sessions, which survive a
+        // restart and are discarded when idle (`uploads.rs`).
+        let mut staged = fs::read_dir(root.join("tmp")).await?;
+        while let Some(entry) = staged.next_entry().await? {
+            let stale = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default() >= STALE_STAGING);
+            if stale {
                 let _ = fs::remove_file(entry.path()).await;
             }
         }
         Ok(OciStore {
             root: root.to_owned(),
             max_blob_bytes,
-            uploads: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            appending: Mutex::new(HashMap::new()),
+            upload_starts: tokio::sync::Mutex::new(()),
             upload_idle: UPLOAD_IDLE,
             full: AtomicBool::new(false),
             last_probe: tokio::sync::Mutex::new(None),
