@@ -127,6 +127,10 @@ pub struct Deliverer {
     all: Arc<Semaphore>,
     orgs: Mutex<HashMap<String, Arc<Semaphore>>>,
     busy: Mutex<HashSet<(String, String)>>,
+    /// Set once the server began to stop: a turn under way ends after the
+    /// event it is sending, its cursor saved, and is not cut off by the end
+    /// of the grace period half-way through its events.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Deliverer {
@@ -148,6 +152,7 @@ impl Deliverer {
             all: Arc::new(Semaphore::new(IN_ALL)),
             orgs: Mutex::default(),
             busy: Mutex::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -184,6 +189,8 @@ impl Deliverer {
                     _ = draining.changed() => {}
                 }
             }
+            self.stopping
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         })
     }
 
@@ -279,6 +286,7 @@ impl Deliverer {
         let turn = Instant::now();
         for seq in deliveries::redeliveries(&self.db, due).await? {
             if turn.elapsed() >= TURN
+                || self.is_stopping()
                 || !deliveries::renew(&self.db, due, &self.owner, self.clock.now_ms()).await?
             {
                 return Ok(());
@@ -306,6 +314,10 @@ impl Deliverer {
                 break;
             }
             for entry in &page.entries {
+                if self.is_stopping() {
+                    // Each event sent so far has moved the cursor.
+                    return Ok(());
+                }
                 let wanted =
                     Event::of_entry(entry).filter(|(kind, _)| subscribed(&webhook.events, *kind));
                 let Some((_, event)) = wanted else {
@@ -398,6 +410,12 @@ impl Deliverer {
             }
         }
         Ok(())
+    }
+
+    /// Whether the server began to stop (the turns under way end after
+    /// the event each is sending).
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The event at `seq` of the endpoint's organization, if there is one.
