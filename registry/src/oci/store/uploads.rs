@@ -10,14 +10,14 @@
 //! support), so appends from two replicas never interleave, and checks
 //! after locking that the session is still open: a finish removes the
 //! `.session` file before it moves the bytes into a blob. The size is the
-//! file's length, and the digest is computed from the file when the session
-//! is finished. Sessions are opened per client and organization within
+//! file's length; when the session is finished its file is copied into a
+//! new one, hashed as it is written, and the copy becomes the blob. Sessions are opened per client and organization within
 //! their caps (counted from the disk, under `uploads.lock`), a chunk that
 //! fails half-way is cut off again (a full disk closes the session), and a
 //! session untouched for its idle time is discarded by whichever replica
 //! next starts one.
 
-use super::{OciStore, hash_file, sync_dir};
+use super::{OciStore, sync_dir};
 use crate::oci::error::OciError;
 use crate::oci::types::{Digest, RepositoryName};
 use bytes::Bytes;
@@ -287,6 +287,9 @@ impl OciStore {
         // What the org's other sessions hold: on disk now, and what other
         // appends in this process add as they go.
         let others_on_disk = self.org_bytes_on_disk(repo.org(), id).await;
+        // However the append ends (even dropped half-way), its
+        // reservation goes.
+        let _reserved = Reservation { store: self, id };
         let mut body = body;
         let mut size = before;
         let appended: Result<(), OciError> = async {
@@ -303,7 +306,7 @@ impl OciStore {
                 }
                 // Reserved chunk by chunk, so that concurrent appends of one
                 // org see each other's bytes.
-                if !self.reserve_bytes(id, repo.org(), others_on_disk, size - before) {
+                if !self.reserve_bytes(id, repo.org(), others_on_disk + before, size - before) {
                     return Err(OciError::TooManyUploads(format!(
                         "the open uploads of {} would hold more than {} bytes",
                         repo.org(),
@@ -315,7 +318,7 @@ impl OciStore {
             self.noted(file.flush().await)
         }
         .await;
-        self.release_bytes(id);
+        drop(_reserved);
         if let Err(error) = appended {
             // A chunk that failed half-way (a client that hung up, a full
             // disk, a blob too large) leaves the session exactly as it was:
@@ -335,11 +338,10 @@ impl OciStore {
         Ok(size)
     }
 
-    /// The bytes on disk of `org`'s open sessions other than `except`, not
-    /// counting those that appends in this process are adding to (they are
-    /// counted as they go, by [`Self::reserve_bytes`]).
+    /// The bytes on disk of `org`'s open sessions other than `except`
+    /// (those other appends are adding to are counted both here and as they
+    /// go, by [`Self::reserve_bytes`]: the quota errs on the strict side).
     async fn org_bytes_on_disk(&self, org: &str, except: &str) -> u64 {
-        let appending: Vec<String> = self.lock_appending().keys().cloned().collect();
         let Ok(mut entries) = fs::read_dir(self.root.join("uploads")).await else {
             return 0;
         };
@@ -349,7 +351,7 @@ impl OciStore {
             let Some(id) = name.strip_suffix(".session") else {
                 continue;
             };
-            if id == except || appending.iter().any(|a| a == id) {
+            if id == except {
                 continue;
             }
             let Ok(bytes) = fs::read(entry.path()).await else {
@@ -415,30 +417,33 @@ impl OciStore {
         // until the file is in place.
         self.close_session(id, true).await;
         let staged = locked.path.clone();
+        // The blob is a copy, hashed as it is written: the session's own
+        // file never becomes the blob, so a step that still wrote to it
+        // (a volume whose locks do not hold across machines) could not
+        // change a blob under its digest.
+        let copy = self
+            .root
+            .join("tmp")
+            .join(format!("{:032x}", rand::random::<u128>()));
         let stored = async {
-            // The file itself is the content named, or nothing is stored.
-            let (size, actual) = hash_file(&staged).await?;
+            let (size, actual) = self.noted(copy_hashed(&staged, &copy).await)?;
             if actual != *digest {
                 return Err(OciError::DigestInvalid(format!(
                     "the content is {actual}, not {digest}"
                 )));
             }
-            self.noted(locked.file.sync_all().await)?;
-            if self.blob_intact(digest).await {
+            if !self.blob_intact(digest).await {
                 // Never replace a blob that is stored intact.
-                let _ = fs::remove_file(&staged).await;
-            } else {
                 let blob = self.blob_path(digest);
-                self.noted(fs::rename(&staged, &blob).await)?;
+                self.noted(fs::rename(&copy, &blob).await)?;
                 self.noted(sync_dir(blob.parent().unwrap_or(&self.root)).await)?;
             }
             self.noted(self.link_blob(repo, digest).await)?;
             Ok(size)
         }
         .await;
-        if stored.is_err() {
-            let _ = fs::remove_file(&staged).await;
-        }
+        let _ = fs::remove_file(&copy).await;
+        let _ = fs::remove_file(&staged).await;
         drop(locked);
         stored
     }
@@ -446,9 +451,23 @@ impl OciStore {
     /// Abandons an upload (one that is not open, or not of `repo`, is left
     /// alone).
     pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) {
-        if self.owner(repo, id).await.is_ok() {
+        // Under the session's lock: a finish under way completes first.
+        if let Ok(locked) = self.lock_session(repo, id).await {
             self.close_session(id, false).await;
+            drop(locked);
         }
+    }
+}
+
+/// An append's byte reservation, released when the append ends.
+struct Reservation<'a> {
+    store: &'a OciStore,
+    id: &'a str,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.store.release_bytes(self.id);
     }
 }
 
@@ -463,4 +482,36 @@ fn same_file(file: &std::fs::File, path_meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     file.metadata()
         .is_ok_and(|meta| meta.dev() == path_meta.dev() && meta.ino() == path_meta.ino())
+}
+
+/// Copies `from` to `to` (a new file), hashing the bytes as they are
+/// written, and syncs the copy. Returns its size and digest.
+async fn copy_hashed(
+    from: &std::path::Path,
+    to: &std::path::Path,
+) -> std::io::Result<(u64, Digest)> {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest as _;
+        use std::io::{Read, Write};
+        let mut source = std::fs::File::open(from)?;
+        let mut copy = std::fs::File::create_new(&to)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut size = 0u64;
+        loop {
+            let n = source.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            copy.write_all(&buffer[..n])?;
+            size += n as u64;
+        }
+        copy.flush()?;
+        copy.sync_all()?;
+        Ok((size, Digest::from_sha256(hasher)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
